@@ -1,0 +1,104 @@
+package collector
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Config of the collector: where it listens and how it bounds its state.
+type Config struct {
+	// Listeners are UDP addresses; every listener accepts every protocol.
+	Listeners []string `mapstructure:"listeners" yaml:"listeners"`
+	// SocketsPerListener SO_REUSEPORT sockets share each address.
+	SocketsPerListener int `mapstructure:"sockets_per_listener" yaml:"sockets_per_listener"`
+	// ReceiveBufferBytes is the SO_RCVBUF asked of the kernel per socket.
+	ReceiveBufferBytes int `mapstructure:"receive_buffer_bytes" yaml:"receive_buffer_bytes"`
+	// Workers decode datagrams; one exporter is always handled by the same worker.
+	Workers int `mapstructure:"workers" yaml:"workers"`
+	// QueueLength bounds the datagrams waiting for each worker.
+	QueueLength int `mapstructure:"queue_length" yaml:"queue_length"`
+	// TemplateTimeout expires NetFlow v9/IPFIX templates not refreshed in time.
+	TemplateTimeout time.Duration `mapstructure:"template_timeout" yaml:"template_timeout"`
+	// MaxTemplatesPerExporter bounds template memory against template floods.
+	MaxTemplatesPerExporter int `mapstructure:"max_templates_per_exporter" yaml:"max_templates_per_exporter"`
+	// MaxExporters bounds the exporters tracked; datagrams from more are dropped.
+	MaxExporters int `mapstructure:"max_exporters" yaml:"max_exporters"`
+	// Sampling overrides or defaults the sampling rate per exporter prefix.
+	Sampling []SamplingRule `mapstructure:"sampling" yaml:"sampling"`
+}
+
+// SamplingRule sets the sampling rate of exporters in Prefix.
+// With Override the rate replaces what the exporter says; otherwise it is
+// used only when the exporter never says.
+type SamplingRule struct {
+	Prefix   string `mapstructure:"prefix" yaml:"prefix"`
+	Rate     uint32 `mapstructure:"rate" yaml:"rate"`
+	Override bool   `mapstructure:"override" yaml:"override"`
+}
+
+// DefaultConfig listens on the conventional ports of each protocol.
+func DefaultConfig() Config {
+	return Config{
+		Listeners:               []string{":2055", ":4739", ":6343"},
+		SocketsPerListener:      2,
+		ReceiveBufferBytes:      32 << 20,
+		Workers:                 2,
+		QueueLength:             4096,
+		TemplateTimeout:         30 * time.Minute,
+		MaxTemplatesPerExporter: 1024,
+		MaxExporters:            10000,
+	}
+}
+
+// Validate names the first wrong key and says what is wrong with it.
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.Listeners) == 0 {
+		errs = append(errs, errors.New("listeners: at least one address is required"))
+	}
+	for i, l := range c.Listeners {
+		if _, err := netip.ParseAddrPort(normalizeListen(l)); err != nil {
+			errs = append(errs, fmt.Errorf("listeners[%d]: %q is not host:port: %v", i, l, err))
+		}
+	}
+	if c.SocketsPerListener < 1 || c.SocketsPerListener > 64 {
+		errs = append(errs, fmt.Errorf("sockets_per_listener: %d is outside 1..64", c.SocketsPerListener))
+	}
+	if c.ReceiveBufferBytes < 0 {
+		errs = append(errs, fmt.Errorf("receive_buffer_bytes: %d is negative", c.ReceiveBufferBytes))
+	}
+	if c.Workers < 1 || c.Workers > 256 {
+		errs = append(errs, fmt.Errorf("workers: %d is outside 1..256", c.Workers))
+	}
+	if c.QueueLength < 1 {
+		errs = append(errs, fmt.Errorf("queue_length: %d must be at least 1", c.QueueLength))
+	}
+	if c.TemplateTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("template_timeout: %s is shorter than 1s", c.TemplateTimeout))
+	}
+	if c.MaxTemplatesPerExporter < 1 {
+		errs = append(errs, fmt.Errorf("max_templates_per_exporter: %d must be at least 1", c.MaxTemplatesPerExporter))
+	}
+	if c.MaxExporters < 1 {
+		errs = append(errs, fmt.Errorf("max_exporters: %d must be at least 1", c.MaxExporters))
+	}
+	for i, r := range c.Sampling {
+		if _, err := netip.ParsePrefix(r.Prefix); err != nil {
+			errs = append(errs, fmt.Errorf("sampling[%d].prefix: %q is not a CIDR prefix: %v", i, r.Prefix, err))
+		}
+		if r.Rate < 1 {
+			errs = append(errs, fmt.Errorf("sampling[%d].rate: must be at least 1", i))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// normalizeListen turns ":2055" into "0.0.0.0:2055" so it parses as an AddrPort.
+func normalizeListen(s string) string {
+	if len(s) > 0 && s[0] == ':' {
+		return "0.0.0.0" + s
+	}
+	return s
+}

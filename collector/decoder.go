@@ -1,0 +1,177 @@
+package collector
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/flowhouse/flowhouse/flow"
+)
+
+// DecoderConfig bounds the state a Decoder keeps per exporter.
+type DecoderConfig struct {
+	TemplateTimeout         time.Duration
+	MaxTemplatesPerExporter int
+	MaxExporters            int
+	Sampling                []SamplingRule
+}
+
+// Decoder turns datagrams into flows. It keeps per-exporter state
+// (templates, sampling rates, sequence numbers, statistics), so all
+// datagrams of one exporter must go to the same Decoder, in order. One
+// Decoder is used by one goroutine at a time; Stats may be called from any.
+type Decoder struct {
+	cfg     DecoderConfig
+	rules   []samplingRule
+	metrics *metrics
+
+	mu        sync.Mutex // guards exporters for Stats; the decoding goroutine is its only writer
+	exporters map[netip.Addr]*exporter
+
+	ctx decodeContext
+}
+
+// NewDecoder returns a Decoder; metrics may be nil.
+func NewDecoder(cfg DecoderConfig, m *metrics) *Decoder {
+	if cfg.TemplateTimeout <= 0 {
+		cfg.TemplateTimeout = 30 * time.Minute
+	}
+	if cfg.MaxTemplatesPerExporter <= 0 {
+		cfg.MaxTemplatesPerExporter = 1024
+	}
+	if cfg.MaxExporters <= 0 {
+		cfg.MaxExporters = 100_000
+	}
+	return &Decoder{
+		cfg:       cfg,
+		rules:     compileSamplingRules(cfg.Sampling),
+		metrics:   m,
+		exporters: make(map[netip.Addr]*exporter),
+	}
+}
+
+// decodeContext carries one datagram's decoding: the flows it produced
+// and the receive time.
+type decodeContext struct {
+	flows []flow.Flow
+	nowMs int64
+	src   netip.AddrPort
+}
+
+// next appends a zeroed flow with the common fields set and returns it.
+func (d *decodeContext) next() *flow.Flow {
+	if len(d.flows) < cap(d.flows) {
+		d.flows = d.flows[:len(d.flows)+1]
+		d.flows[len(d.flows)-1] = flow.Flow{}
+	} else {
+		d.flows = append(d.flows, flow.Flow{})
+	}
+	f := &d.flows[len(d.flows)-1]
+	f.TimeReceivedMs = d.nowMs
+	f.ExporterAddr = flow.AddrFromNetip(d.src.Addr())
+	f.ExporterPort = d.src.Port()
+	f.SamplingRate = 1
+	return f
+}
+
+// drop removes the last n flows (a record that turned out to be bad).
+func (d *decodeContext) unwind(n int) { d.flows = d.flows[:len(d.flows)-n] }
+
+// Decode decodes one datagram from src received at now. The flows are
+// appended to out[:0] and returned; out is reused by the caller. Decoding
+// never fails as a whole: what could not be decoded is counted per reason
+// in the exporter's statistics and the rest is returned.
+func (dec *Decoder) Decode(now time.Time, src netip.AddrPort, payload []byte, out []flow.Flow) []flow.Flow {
+	d := &dec.ctx
+	d.flows = out[:0]
+	d.nowMs = now.UnixMilli()
+	d.src = src
+
+	e := dec.exporterFor(src.Addr(), d.nowMs)
+	if e == nil {
+		dec.metrics.dropNoExporter(ReasonExporterLimit)
+		return d.flows
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.lastSeenMs = d.nowMs
+	e.datagrams++
+	e.bytes += uint64(len(payload))
+
+	proto := flow.ProtoUnknown
+	switch {
+	case len(payload) < 4:
+		e.drop(ReasonTruncated)
+	case binary.BigEndian.Uint16(payload) == 5:
+		proto = flow.ProtoNetFlowV5
+		e.decodeNetFlowV5(d, payload)
+	case binary.BigEndian.Uint16(payload) == 9:
+		proto = flow.ProtoNetFlowV9
+		e.decodeNetFlowV9(d, payload)
+	case binary.BigEndian.Uint16(payload) == 10:
+		proto = flow.ProtoIPFIX
+		e.decodeIPFIX(d, payload)
+	case binary.BigEndian.Uint32(payload) == 5:
+		proto = flow.ProtoSFlowV5
+		e.decodeSFlow(d, payload)
+	default:
+		e.drop(ReasonUnknownVersion)
+	}
+	if proto != flow.ProtoUnknown {
+		e.protocols |= 1 << proto
+	}
+	e.flows += uint64(len(d.flows))
+	e.observe(proto, len(d.flows))
+	return d.flows
+}
+
+func (dec *Decoder) exporterFor(addr netip.Addr, nowMs int64) *exporter {
+	if e, ok := dec.exporters[addr]; ok {
+		return e
+	}
+	if len(dec.exporters) >= dec.cfg.MaxExporters {
+		return nil
+	}
+	e := newExporter(addr, nowMs, dec)
+	dec.mu.Lock()
+	dec.exporters[addr] = e
+	dec.mu.Unlock()
+	return e
+}
+
+// Stats returns a snapshot of every exporter this Decoder has seen.
+func (dec *Decoder) Stats() []flow.ExporterStats {
+	dec.mu.Lock()
+	list := make([]*exporter, 0, len(dec.exporters))
+	for _, e := range dec.exporters {
+		list = append(list, e)
+	}
+	dec.mu.Unlock()
+	out := make([]flow.ExporterStats, 0, len(list))
+	for _, e := range list {
+		out = append(out, e.stats())
+	}
+	sort.Slice(out, func(i, j int) bool { return string(out[i].Addr[:]) < string(out[j].Addr[:]) })
+	return out
+}
+
+// InterfaceCounters returns the latest sFlow interface counters per exporter.
+func (dec *Decoder) InterfaceCounters() []InterfaceCounters {
+	dec.mu.Lock()
+	list := make([]*exporter, 0, len(dec.exporters))
+	for _, e := range dec.exporters {
+		list = append(list, e)
+	}
+	dec.mu.Unlock()
+	var out []InterfaceCounters
+	for _, e := range list {
+		e.mu.Lock()
+		for _, c := range e.counters {
+			out = append(out, c)
+		}
+		e.mu.Unlock()
+	}
+	return out
+}

@@ -1,0 +1,97 @@
+package collector
+
+import (
+	"net/netip"
+	"sync"
+
+	"github.com/flowhouse/flowhouse/flow"
+)
+
+// exporter is everything known about one exporter address. It is locked by
+// the decoding goroutine for the duration of a datagram, so Stats sees
+// consistent numbers without the hot path paying for atomics.
+type exporter struct {
+	mu   sync.Mutex
+	addr netip.Addr
+	dec  *Decoder
+
+	firstSeenMs, lastSeenMs int64
+	datagrams, flows, bytes uint64
+	protocols               uint32 // bit per flow.Protocol
+	drops                   map[string]uint64
+
+	templates *templateStore
+	sampling  *samplingTable
+	streams   map[streamKey]*sequenceStream
+	counters  map[uint64]InterfaceCounters
+
+	// systemInitMs per observation domain, from IPFIX options records,
+	// anchors flowStart/EndSysUpTime.
+	systemInitMs map[uint32]int64
+	// ifNames the exporter announced in options records.
+	ifNames map[uint32]InterfaceName
+
+	m *exporterMetrics
+}
+
+func newExporter(addr netip.Addr, nowMs int64, dec *Decoder) *exporter {
+	e := &exporter{
+		addr:        addr,
+		dec:         dec,
+		firstSeenMs: nowMs,
+		drops:       make(map[string]uint64),
+		templates:   newTemplateStore(dec.cfg.MaxTemplatesPerExporter, dec.cfg.TemplateTimeout.Milliseconds()),
+		streams:     make(map[streamKey]*sequenceStream),
+		counters:    make(map[uint64]InterfaceCounters),
+		systemInitMs: make(map[uint32]int64),
+		ifNames:      make(map[uint32]InterfaceName),
+		m:           dec.metrics.forExporter(addr),
+	}
+	e.sampling = newSamplingTable(dec.rules, addr)
+	return e
+}
+
+func (e *exporter) drop(reason string) {
+	e.drops[reason]++
+	e.m.drop(reason)
+}
+
+func (e *exporter) observe(p flow.Protocol, flows int) {
+	e.m.observe(p, flows)
+}
+
+func (e *exporter) stats() flow.ExporterStats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := flow.ExporterStats{
+		Addr:        flow.AddrFromNetip(e.addr),
+		FirstSeenMs: e.firstSeenMs,
+		LastSeenMs:  e.lastSeenMs,
+		Datagrams:   e.datagrams,
+		Flows:       e.flows,
+		Bytes:       e.bytes,
+		Drops:       make(map[string]uint64, len(e.drops)),
+		Templates:   e.templates.len(),
+	}
+	for p := flow.ProtoNetFlowV5; p <= flow.ProtoSFlowV5; p++ {
+		if e.protocols&(1<<p) != 0 {
+			s.Protocols = append(s.Protocols, p.String())
+		}
+	}
+	for k, v := range e.drops {
+		s.Drops[k] = v
+	}
+	for k, st := range e.streams {
+		s.SequenceExpected += st.expected
+		s.SequenceLost += st.lost
+		s.Streams = append(s.Streams, flow.StreamStats{
+			Protocol:          k.proto.String(),
+			ObservationDomain: k.domain,
+			LastSequence:      st.last,
+			Expected:          st.expected,
+			Lost:              st.lost,
+			Resets:            st.resets,
+		})
+	}
+	return s
+}

@@ -1,0 +1,114 @@
+package collector
+
+import (
+	"net/netip"
+
+	"github.com/flowhouse/flowhouse/flow"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the collector's Prometheus series. A nil *metrics is valid
+// and records nothing, which keeps unit tests and benchmarks free of it.
+type metrics struct {
+	datagrams    *prometheus.CounterVec
+	flows        *prometheus.CounterVec
+	drops        *prometheus.CounterVec
+	sequenceLost *prometheus.CounterVec
+	queueDrops   prometheus.Counter
+	queueDepth   *prometheus.GaugeVec
+	rcvbuf       *prometheus.GaugeVec
+	kernelDrops  *prometheus.GaugeVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		datagrams: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowhouse_collector_datagrams_total", Help: "Datagrams received, by exporter and protocol.",
+		}, []string{"exporter", "protocol"}),
+		flows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowhouse_collector_flows_total", Help: "Flows decoded, by exporter and protocol.",
+		}, []string{"exporter", "protocol"}),
+		drops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowhouse_collector_drops_total", Help: "Datagrams or parts of datagrams not decoded, by exporter and reason.",
+		}, []string{"exporter", "reason"}),
+		sequenceLost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowhouse_collector_sequence_gap_total", Help: "Units (packets, records, flows) missing from exporters' sequence numbers when first seen missing.",
+		}, []string{"exporter"}),
+		queueDrops: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowhouse_collector_queue_drops_total", Help: "Datagrams dropped because their decode worker's queue was full.",
+		}),
+		queueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "flowhouse_collector_queue_depth", Help: "Datagrams waiting per decode worker.",
+		}, []string{"worker"}),
+		rcvbuf: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "flowhouse_collector_socket_receive_buffer_bytes", Help: "SO_RCVBUF granted by the kernel per listener.",
+		}, []string{"listener"}),
+		kernelDrops: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "flowhouse_collector_socket_kernel_drops", Help: "Datagrams the kernel dropped on the listener's sockets (receive buffer full), from SO_RXQ_OVFL.",
+		}, []string{"listener"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.datagrams, m.flows, m.drops, m.sequenceLost, m.queueDrops, m.queueDepth, m.rcvbuf, m.kernelDrops)
+	}
+	return m
+}
+
+// exporterMetrics caches an exporter's series so the hot path does no
+// label lookups.
+type exporterMetrics struct {
+	m         *metrics
+	addr      string
+	datagrams [flow.ProtoSFlowV5 + 1]prometheus.Counter
+	flows     [flow.ProtoSFlowV5 + 1]prometheus.Counter
+	drops     map[string]prometheus.Counter
+	seqLost   prometheus.Counter
+}
+
+func (m *metrics) forExporter(addr netip.Addr) *exporterMetrics {
+	if m == nil {
+		return nil
+	}
+	em := &exporterMetrics{m: m, addr: addr.Unmap().String(), drops: make(map[string]prometheus.Counter)}
+	for p := flow.ProtoUnknown; p <= flow.ProtoSFlowV5; p++ {
+		em.datagrams[p] = m.datagrams.WithLabelValues(em.addr, p.String())
+		em.flows[p] = m.flows.WithLabelValues(em.addr, p.String())
+	}
+	em.seqLost = m.sequenceLost.WithLabelValues(em.addr)
+	return em
+}
+
+func (em *exporterMetrics) observe(p flow.Protocol, flows int) {
+	if em == nil {
+		return
+	}
+	em.datagrams[p].Inc()
+	if flows > 0 {
+		em.flows[p].Add(float64(flows))
+	}
+}
+
+func (em *exporterMetrics) drop(reason string) {
+	if em == nil {
+		return
+	}
+	c := em.drops[reason]
+	if c == nil {
+		c = em.m.drops.WithLabelValues(em.addr, reason)
+		em.drops[reason] = c
+	}
+	c.Inc()
+}
+
+func (em *exporterMetrics) sequenceLost(n uint64) {
+	if em == nil {
+		return
+	}
+	em.seqLost.Add(float64(n))
+}
+
+func (m *metrics) dropNoExporter(reason string) {
+	if m == nil {
+		return
+	}
+	m.drops.WithLabelValues("", reason).Inc()
+}

@@ -1,0 +1,272 @@
+package collector
+
+import (
+	"bytes"
+	"encoding/binary"
+
+	"github.com/flowhouse/flowhouse/flow"
+	"github.com/netsampler/goflow2/v2/decoders/netflow"
+)
+
+const (
+	nf9HeaderLen   = 20
+	ipfixHeaderLen = 16
+	setHeaderLen   = 4
+)
+
+// messageHeader is what data records need from their message header to
+// turn relative times into absolute ones.
+type messageHeader struct {
+	version   uint16
+	proto     flow.Protocol
+	domain    uint32
+	exportMs  int64
+	sysUptime uint32 // NetFlow v9 only
+}
+
+// decodeNetFlowV9 decodes a v9 datagram. The header's record count is not
+// used to walk the sets: exporters disagree on what it counts, and the set
+// lengths describe the datagram exactly.
+func (e *exporter) decodeNetFlowV9(d *decodeContext, b []byte) {
+	if len(b) < nf9HeaderLen {
+		e.drop(ReasonTruncated)
+		return
+	}
+	h := messageHeader{
+		version:   9,
+		proto:     flow.ProtoNetFlowV9,
+		sysUptime: binary.BigEndian.Uint32(b[4:]),
+		exportMs:  int64(binary.BigEndian.Uint32(b[8:])) * 1000,
+		domain:    binary.BigEndian.Uint32(b[16:]),
+	}
+	seq := binary.BigEndian.Uint32(b[12:])
+	e.sequence(flow.ProtoNetFlowV9, h.domain, seq, 1, d.nowMs)
+	e.decodeSets(d, &h, b[nf9HeaderLen:])
+}
+
+// decodeIPFIX decodes an IPFIX message (RFC 7011).
+func (e *exporter) decodeIPFIX(d *decodeContext, b []byte) {
+	if len(b) < ipfixHeaderLen {
+		e.drop(ReasonTruncated)
+		return
+	}
+	length := int(binary.BigEndian.Uint16(b[2:]))
+	if length < ipfixHeaderLen {
+		e.drop(ReasonBadLength)
+		return
+	}
+	if length > len(b) {
+		e.drop(ReasonTruncated)
+		return
+	}
+	h := messageHeader{
+		version:  10,
+		proto:    flow.ProtoIPFIX,
+		exportMs: int64(binary.BigEndian.Uint32(b[4:])) * 1000,
+		domain:   binary.BigEndian.Uint32(b[12:]),
+	}
+	seq := binary.BigEndian.Uint32(b[8:])
+	records, complete := e.decodeSets(d, &h, b[ipfixHeaderLen:length])
+	if complete {
+		e.sequence(flow.ProtoIPFIX, h.domain, seq, uint32(records), d.nowMs)
+	} else {
+		// Records in undecodable sets cannot be counted, so this message
+		// cannot advance the expected sequence number; restart the count
+		// at the next message instead of inventing loss.
+		e.sequenceUnknown(flow.ProtoIPFIX, h.domain)
+	}
+}
+
+// decodeSets walks the sets of a v9 or IPFIX message. It returns the number
+// of data records (options included, as IPFIX sequence numbers count them)
+// and whether every set could be decoded.
+func (e *exporter) decodeSets(d *decodeContext, h *messageHeader, b []byte) (records int, complete bool) {
+	complete = true
+	for len(b) >= setHeaderLen {
+		id := binary.BigEndian.Uint16(b)
+		setLen := int(binary.BigEndian.Uint16(b[2:]))
+		if setLen < setHeaderLen || setLen > len(b) {
+			// Without a trustworthy length the next set cannot be found.
+			e.drop(ReasonMalformedSet)
+			return records, false
+		}
+		body := b[setHeaderLen:setLen]
+		b = b[setLen:]
+		switch {
+		case h.version == 9 && id == 0, h.version == 10 && id == 2:
+			e.addTemplates(d, h, body)
+		case h.version == 9 && id == 1:
+			e.addNFv9OptionsTemplates(d, h, body)
+		case h.version == 10 && id == 3:
+			e.addIPFIXOptionsTemplates(d, h, body)
+		case id >= 256:
+			n, ok := e.decodeDataSet(d, h, id, body)
+			records += n
+			complete = complete && ok
+		default:
+			// Reserved set IDs are skipped as RFC 7011 section 3.3.2 asks.
+		}
+	}
+	return records, complete
+}
+
+func (e *exporter) tkey(d *decodeContext, h *messageHeader, id uint16) templateKey {
+	return templateKey{version: h.version, port: d.src.Port(), domain: h.domain, id: id}
+}
+
+func (e *exporter) storeTemplate(d *decodeContext, h *messageHeader, id uint16, fields []netflow.Field, scopes int, options bool) {
+	t, ok := compileTemplate(fields, scopes, options, d.nowMs)
+	if !ok {
+		e.drop(ReasonEmptyTemplate)
+		return
+	}
+	if !e.templates.add(e.tkey(d, h, id), t, d.nowMs) {
+		e.drop(ReasonTemplateLimit)
+	}
+}
+
+func (e *exporter) addTemplates(d *decodeContext, h *messageHeader, body []byte) {
+	recs, err := netflow.DecodeTemplateSet(h.version, bytes.NewBuffer(body))
+	if err != nil {
+		e.drop(ReasonMalformedSet)
+	}
+	for _, r := range recs {
+		switch {
+		case r.TemplateId < 256 && r.FieldCount == 0:
+			if h.version == 10 && r.TemplateId == 2 {
+				e.templates.withdrawAll(h.version, d.src.Port(), h.domain, false)
+			}
+			// Otherwise padding at the end of the set.
+		case r.TemplateId < 256:
+			e.drop(ReasonMalformedSet)
+		case r.FieldCount == 0 && h.version == 10:
+			// RFC 7011 section 8.1: a template withdrawal.
+			e.templates.withdraw(e.tkey(d, h, r.TemplateId))
+		default:
+			e.storeTemplate(d, h, r.TemplateId, r.Fields, 0, false)
+		}
+	}
+}
+
+func (e *exporter) addNFv9OptionsTemplates(d *decodeContext, h *messageHeader, body []byte) {
+	recs, err := netflow.DecodeNFv9OptionsTemplateSet(bytes.NewBuffer(body))
+	if err != nil && len(recs) == 0 {
+		e.drop(ReasonMalformedSet)
+	}
+	for _, r := range recs {
+		if r.TemplateId < 256 {
+			continue // padding
+		}
+		fields := make([]netflow.Field, 0, len(r.Scopes)+len(r.Options))
+		fields = append(fields, r.Scopes...)
+		fields = append(fields, r.Options...)
+		e.storeTemplate(d, h, r.TemplateId, fields, len(r.Scopes), true)
+	}
+}
+
+func (e *exporter) addIPFIXOptionsTemplates(d *decodeContext, h *messageHeader, body []byte) {
+	// Withdrawal records are 4 bytes (ID and a zero field count), which
+	// goflow2's options template decoder would misread as a header.
+	if len(body) >= 4 && binary.BigEndian.Uint16(body[2:]) == 0 {
+		for ; len(body) >= 4; body = body[4:] {
+			id := binary.BigEndian.Uint16(body)
+			switch {
+			case id == 3:
+				e.templates.withdrawAll(h.version, d.src.Port(), h.domain, true)
+			case id >= 256:
+				e.templates.withdraw(e.tkey(d, h, id))
+			}
+		}
+		return
+	}
+	recs, err := netflow.DecodeIPFIXOptionsTemplateSet(bytes.NewBuffer(body))
+	if err != nil && len(recs) == 0 {
+		e.drop(ReasonMalformedSet)
+	}
+	for _, r := range recs {
+		if r.TemplateId < 256 {
+			continue // padding
+		}
+		fields := make([]netflow.Field, 0, len(r.Scopes)+len(r.Options))
+		fields = append(fields, r.Scopes...)
+		fields = append(fields, r.Options...)
+		e.storeTemplate(d, h, r.TemplateId, fields, len(r.Scopes), true)
+	}
+}
+
+// decodeDataSet decodes the records of one data set. A set whose template
+// is unknown is counted and skipped; the message's other sets still count.
+func (e *exporter) decodeDataSet(d *decodeContext, h *messageHeader, id uint16, body []byte) (int, bool) {
+	t := e.templates.get(e.tkey(d, h, id), d.nowMs)
+	if t == nil {
+		e.drop(ReasonTemplateNotFound)
+		return 0, false
+	}
+	n := 0
+	// Trailing bytes shorter than the smallest record are padding.
+	for len(body) >= t.minLen {
+		var used int
+		var ok bool
+		if t.options {
+			used, ok = e.decodeOptionsRecord(h, t, body)
+		} else {
+			used, ok = e.decodeFlowRecord(d, h, t, body)
+		}
+		if !ok {
+			e.drop(ReasonMalformedRecord)
+			return n, false
+		}
+		body = body[used:]
+		n++
+	}
+	return n, true
+}
+
+// fieldValue returns the value of the field at the start of b and the
+// bytes it occupied, reading IPFIX variable-length encoding.
+func fieldValue(f *field, b []byte) (val []byte, used int, ok bool) {
+	if f.length != variableLength {
+		l := int(f.length)
+		if l > len(b) {
+			return nil, 0, false
+		}
+		return b[:l], l, true
+	}
+	if len(b) < 1 {
+		return nil, 0, false
+	}
+	l, hdr := int(b[0]), 1
+	if l == 255 {
+		if len(b) < 3 {
+			return nil, 0, false
+		}
+		l, hdr = int(binary.BigEndian.Uint16(b[1:])), 3
+	}
+	if hdr+l > len(b) {
+		return nil, 0, false
+	}
+	return b[hdr : hdr+l], hdr + l, true
+}
+
+// beUint reads an unsigned integer of 1 to 8 bytes: RFC 7011 section 6.2
+// lets exporters send integers in fewer bytes than their type has.
+func beUint(b []byte) uint64 {
+	switch len(b) {
+	case 1:
+		return uint64(b[0])
+	case 2:
+		return uint64(binary.BigEndian.Uint16(b))
+	case 4:
+		return uint64(binary.BigEndian.Uint32(b))
+	case 8:
+		return binary.BigEndian.Uint64(b)
+	}
+	if len(b) > 8 {
+		b = b[len(b)-8:]
+	}
+	var v uint64
+	for _, c := range b {
+		v = v<<8 | uint64(c)
+	}
+	return v
+}

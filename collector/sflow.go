@@ -1,0 +1,315 @@
+package collector
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net/netip"
+
+	"github.com/flowhouse/flowhouse/flow"
+	"github.com/netsampler/goflow2/v2/decoders/sflow"
+)
+
+// InterfaceCounters are the interface counters of an sFlow counter sample;
+// they can stand in for SNMP polling of octet counters.
+type InterfaceCounters struct {
+	Exporter    netip.Addr
+	SubAgent    uint32
+	IfIndex     uint32
+	IfType      uint32
+	SpeedBps    uint64
+	Direction   uint32
+	Status      uint32
+	InOctets    uint64
+	OutOctets   uint64
+	InPackets   uint64
+	OutPackets  uint64
+	InErrors    uint32
+	OutErrors   uint32
+	InDiscards  uint32
+	OutDiscards uint32
+	TimeMs      int64
+}
+
+// InterfaceName is an interface name an exporter announced in an options record.
+type InterfaceName struct {
+	Exporter    netip.Addr
+	IfIndex     uint32
+	Name        string
+	Description string
+}
+
+const (
+	sflowHeaderProtoEthernet = 1
+	sflowHeaderProtoIPv4     = 11
+	sflowHeaderProtoIPv6     = 12
+	// sFlow's compact interface format reserves this value for "internal"
+	// (the agent itself) or unknown interfaces.
+	sflowIfInternal = 0x3fffffff
+)
+
+// decodeSFlow decodes an sFlow v5 datagram. We walk the datagram and its
+// samples ourselves (so counts are checked against the bytes present) and
+// hand each record to goflow2's record decoders.
+func (e *exporter) decodeSFlow(d *decodeContext, b []byte) {
+	r := reader{b: b[4:]}
+	var agentLen int
+	switch r.u32() {
+	case 1:
+		agentLen = 4
+	case 2:
+		agentLen = 16
+	default:
+		if r.bad {
+			e.drop(ReasonTruncated)
+		} else {
+			e.drop(ReasonMalformedSample)
+		}
+		return
+	}
+	r.skip(agentLen)
+	subAgent := r.u32()
+	seq := r.u32()
+	r.u32() // agent uptime: flow times come from the receive time
+	nSamples := r.u32()
+	if r.bad {
+		e.drop(ReasonTruncated)
+		return
+	}
+	// Each sample takes at least its 8-byte header: a count the datagram
+	// cannot hold is a lie and the datagram is not trusted.
+	if uint64(nSamples)*8 > uint64(len(r.b)) {
+		e.drop(ReasonTooManySamples)
+		return
+	}
+	e.sequence(flow.ProtoSFlowV5, subAgent, seq, 1, d.nowMs)
+	for i := uint32(0); i < nSamples; i++ {
+		format := r.u32()
+		length := r.u32()
+		body := r.bytes(int(length))
+		if r.bad {
+			e.drop(ReasonMalformedSample)
+			return
+		}
+		switch format {
+		case sflow.SAMPLE_FORMAT_FLOW, sflow.SAMPLE_FORMAT_EXPANDED_FLOW:
+			if !e.decodeSFlowFlowSample(d, subAgent, format == sflow.SAMPLE_FORMAT_EXPANDED_FLOW, body) {
+				e.drop(ReasonMalformedSample)
+			}
+		case sflow.SAMPLE_FORMAT_COUNTER, sflow.SAMPLE_FORMAT_EXPANDED_COUNTER:
+			if !e.decodeSFlowCounterSample(d, subAgent, format == sflow.SAMPLE_FORMAT_EXPANDED_COUNTER, body) {
+				e.drop(ReasonMalformedSample)
+			}
+		default:
+			e.drop(ReasonUnsupportedSample)
+		}
+	}
+}
+
+func (e *exporter) decodeSFlowFlowSample(d *decodeContext, subAgent uint32, expanded bool, b []byte) bool {
+	r := reader{b: b}
+	r.u32() // sample sequence number
+	if expanded {
+		r.u32() // source ID type
+		r.u32() // source ID index
+	} else {
+		r.u32()
+	}
+	rate := r.u32()
+	r.u32() // sample pool
+	r.u32() // drops
+	var in, out uint32
+	if expanded {
+		inFormat, inValue := r.u32(), r.u32()
+		outFormat, outValue := r.u32(), r.u32()
+		if inFormat == 0 {
+			in = inValue
+		}
+		if outFormat == 0 {
+			out = outValue
+		}
+	} else {
+		inRaw, outRaw := r.u32(), r.u32()
+		// Compact format: two bits of format, 30 bits of value; only
+		// format 0 is an ifIndex.
+		if inRaw>>30 == 0 && inRaw != sflowIfInternal {
+			in = inRaw
+		}
+		if outRaw>>30 == 0 && outRaw != sflowIfInternal {
+			out = outRaw
+		}
+	}
+	nRecords := r.u32()
+	if r.bad || uint64(nRecords)*8 > uint64(len(r.b)) {
+		return false
+	}
+
+	f := d.next()
+	f.Protocol = flow.ProtoSFlowV5
+	f.ObservationDomain = subAgent
+	f.SamplingRate = e.sampling.rate(subAgent, 0, rate)
+	f.InIf, f.OutIf = in, out
+	f.Packets = 1
+	f.TimeStartMs, f.TimeEndMs = d.nowMs, d.nowMs
+	var frameBytes uint64
+	var hasSwitch bool
+	var sw sflow.ExtendedSwitch
+	for i := uint32(0); i < nRecords; i++ {
+		hdr := sflow.RecordHeader{DataFormat: r.u32(), Length: r.u32()}
+		body := r.bytes(int(hdr.Length))
+		if r.bad {
+			d.unwind(1)
+			return false
+		}
+		rec, err := sflow.DecodeFlowRecord(&hdr, bytes.NewBuffer(body))
+		if err != nil {
+			d.unwind(1)
+			return false
+		}
+		switch v := rec.Data.(type) {
+		case sflow.SampledHeader:
+			data := v.HeaderData
+			if int(v.OriginalLength) < len(data) {
+				data = data[:v.OriginalLength] // drop XDR padding
+			}
+			frameBytes = uint64(v.FrameLength) - uint64(min(v.Stripped, v.FrameLength))
+			switch v.Protocol {
+			case sflowHeaderProtoEthernet:
+				parseEthernet(data, f)
+			case sflowHeaderProtoIPv4:
+				parseIPv4(data, f)
+			case sflowHeaderProtoIPv6:
+				parseIPv6(data, f)
+			}
+		case sflow.SampledIPv4:
+			if f.IPVersion == 0 {
+				fillSampledIP(f, &v.SampledIPBase, 4)
+				f.ToS = uint8(v.Tos)
+			}
+		case sflow.SampledIPv6:
+			if f.IPVersion == 0 {
+				fillSampledIP(f, &v.SampledIPBase, 6)
+				f.ToS = uint8(v.Priority)
+			}
+		case sflow.SampledEthernet:
+			if f.SrcMAC == 0 && f.DstMAC == 0 {
+				f.SrcMAC, f.DstMAC = flow.MACFromSlice(v.SrcMac), flow.MACFromSlice(v.DstMac)
+			}
+		case sflow.ExtendedSwitch:
+			sw, hasSwitch = v, true
+		case sflow.ExtendedRouter:
+			f.NextHop = flow.AddrFromSlice(v.NextHop)
+			f.SrcMask, f.DstMask = uint8(v.SrcMaskLen), uint8(v.DstMaskLen)
+		case sflow.ExtendedGateway:
+			f.SrcAS = v.SrcAS
+			f.DstAS = v.AS
+			if len(v.ASPath) > 0 {
+				f.DstAS = v.ASPath[len(v.ASPath)-1]
+			}
+			if f.NextHop.IsZero() {
+				f.NextHop = flow.AddrFromSlice(v.NextHop)
+			}
+		}
+	}
+	if hasSwitch {
+		if f.SrcVLAN == 0 {
+			f.SrcVLAN = uint16(sw.SrcVlan)
+		}
+		f.DstVLAN = uint16(sw.DstVlan)
+	}
+	// Bytes are the IP total length, as NetFlow and IPFIX count octets, so
+	// that one query gives comparable volumes across protocols; without an
+	// IP header, the frame length stands in.
+	if f.Bytes == 0 {
+		f.Bytes = frameBytes
+	}
+	return true
+}
+
+func fillSampledIP(f *flow.Flow, v *sflow.SampledIPBase, version uint8) {
+	f.IPVersion = version
+	f.SrcAddr, f.DstAddr = flow.AddrFromSlice(v.SrcIP), flow.AddrFromSlice(v.DstIP)
+	f.IPProto = uint8(v.Protocol)
+	f.SrcPort, f.DstPort = uint16(v.SrcPort), uint16(v.DstPort)
+	f.TCPFlags = uint8(v.TcpFlags)
+	f.Bytes = uint64(v.Length)
+}
+
+func (e *exporter) decodeSFlowCounterSample(d *decodeContext, subAgent uint32, expanded bool, b []byte) bool {
+	r := reader{b: b}
+	r.u32() // sequence
+	r.u32() // source ID (type and index)
+	if expanded {
+		r.u32()
+	}
+	n := r.u32()
+	if r.bad || uint64(n)*8 > uint64(len(r.b)) {
+		return false
+	}
+	for i := uint32(0); i < n; i++ {
+		hdr := sflow.RecordHeader{DataFormat: r.u32(), Length: r.u32()}
+		body := r.bytes(int(hdr.Length))
+		if r.bad {
+			return false
+		}
+		if hdr.DataFormat != sflow.COUNTER_TYPE_IF {
+			continue
+		}
+		rec, err := sflow.DecodeCounterRecord(&hdr, bytes.NewBuffer(body))
+		if err != nil {
+			return false
+		}
+		c, ok := rec.Data.(sflow.IfCounters)
+		if !ok {
+			continue
+		}
+		key := uint64(subAgent)<<32 | uint64(c.IfIndex)
+		if _, exists := e.counters[key]; !exists && len(e.counters) >= 65536 {
+			continue
+		}
+		e.counters[key] = InterfaceCounters{
+			Exporter: e.addr, SubAgent: subAgent, IfIndex: c.IfIndex, IfType: c.IfType,
+			SpeedBps: c.IfSpeed, Direction: c.IfDirection, Status: c.IfStatus,
+			InOctets: c.IfInOctets, OutOctets: c.IfOutOctets,
+			InPackets:  uint64(c.IfInUcastPkts) + uint64(c.IfInMulticastPkts) + uint64(c.IfInBroadcastPkts),
+			OutPackets: uint64(c.IfOutUcastPkts) + uint64(c.IfOutMulticastPkts) + uint64(c.IfOutBroadcastPkts),
+			InErrors:   c.IfInErrors, OutErrors: c.IfOutErrors,
+			InDiscards: c.IfInDiscards, OutDiscards: c.IfOutDiscards,
+			TimeMs: d.nowMs,
+		}
+	}
+	return true
+}
+
+// reader reads XDR (sFlow) fields; a read past the end sets bad and
+// returns zeros, so callers check once after a run of reads.
+type reader struct {
+	b   []byte
+	bad bool
+}
+
+func (r *reader) u32() uint32 {
+	if len(r.b) < 4 {
+		r.bad, r.b = true, nil
+		return 0
+	}
+	v := binary.BigEndian.Uint32(r.b)
+	r.b = r.b[4:]
+	return v
+}
+
+func (r *reader) skip(n int) { r.bytes(n) }
+
+// bytes returns n bytes and skips their XDR padding to a multiple of 4.
+func (r *reader) bytes(n int) []byte {
+	if n < 0 || n > len(r.b) {
+		r.bad, r.b = true, nil
+		return nil
+	}
+	v := r.b[:n]
+	pad := (4 - n%4) % 4
+	if n+pad > len(r.b) {
+		pad = len(r.b) - n
+	}
+	r.b = r.b[n+pad:]
+	return v
+}

@@ -1,0 +1,34 @@
+package flow
+
+// ExporterStats is a snapshot of what the collector knows about one
+// exporter (one source address). Counters are totals since the collector
+// started; the store writes snapshots to the exporters table.
+type ExporterStats struct {
+	Addr        Addr
+	Protocols   []string // protocols seen from this exporter, e.g. "ipfix"
+	FirstSeenMs int64
+	LastSeenMs  int64
+	Datagrams   uint64
+	Flows       uint64
+	Bytes       uint64 // datagram payload bytes received
+	// Drops counts datagrams (or parts of them) that were not decoded, by reason.
+	Drops map[string]uint64
+	// Templates currently known (NetFlow v9 and IPFIX).
+	Templates int
+	// SequenceExpected and SequenceLost sum over all streams of the exporter:
+	// what the sequence numbers say should have arrived, and what did not.
+	SequenceExpected uint64
+	SequenceLost     uint64
+	// Streams has one entry per sequence stream (observation domain, agent).
+	Streams []StreamStats
+}
+
+// StreamStats is the sequence accounting of one stream.
+type StreamStats struct {
+	Protocol          string
+	ObservationDomain uint32
+	LastSequence      uint32
+	Expected          uint64
+	Lost              uint64
+	Resets            uint64 // jumps treated as a restart of the exporter
+}
