@@ -1,0 +1,52 @@
+# flowhouse: the two commands are `make run` and `make test` (see README).
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
+GO ?= go
+BIN := bin/flowhouse
+VAR := $(CURDIR)/var
+CLICKHOUSE_PORT ?= 19000
+FUZZTIME ?= 10s
+
+.PHONY: all build run test test-deps deps vet fmt-check unit fuzz fuzz-short bench clean
+
+all: build
+
+build:
+	@mkdir -p bin
+	$(GO) build -o $(BIN) ./cmd/flowhouse
+
+# Install what is missing, start a local ClickHouse server under ./var and
+# run flowhouse against it with its defaults.
+run: deps build
+	@scripts/clickhouse-server.sh start $(VAR)/clickhouse $(CLICKHOUSE_PORT)
+	FLOWHOUSE_CLICKHOUSE_ADDR=127.0.0.1:$(CLICKHOUSE_PORT) ./$(BIN) serve
+
+deps:
+	@scripts/deps.sh
+
+test-deps: deps
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './var/*'))"; \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+unit:
+	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -race ./collector/... ./store/...
+
+# A short fuzz run of every target on each test run; `make fuzz` runs longer.
+fuzz-short:
+	@for t in FuzzDecode FuzzDecodeAfterTemplates; do \
+		$(GO) test ./collector -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) >/tmp/flowhouse-fuzz.log 2>&1 || { cat /tmp/flowhouse-fuzz.log; exit 1; }; \
+	done; echo "fuzz: all targets ran $(FUZZTIME) without failure"
+
+fuzz:
+	$(MAKE) fuzz-short FUZZTIME=5m
+
+test: test-deps vet fmt-check unit fuzz-short
+
+clean:
+	rm -rf bin
