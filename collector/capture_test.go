@@ -152,4 +152,3 @@ func TestSFlowCaptureMatchesTshark(t *testing.T) {
 		t.Errorf("drops %v, sequence lost %d", s.Drops, s.SequenceLost)
 	}
 }
-

@@ -210,7 +210,7 @@ func TestSamplingRatePerSampler(t *testing.T) {
 
 func TestSamplingConfigOverridesAndDefaults(t *testing.T) {
 	rules := []SamplingRule{
-		{Prefix: "127.0.0.0/8", Rate: 64},                  // fallback for all loopback exporters
+		{Prefix: "127.0.0.0/8", Rate: 64},                    // fallback for all loopback exporters
 		{Prefix: "127.0.0.10/32", Rate: 500, Override: true}, // this one lies about its rate
 	}
 	d := NewDecoder(DecoderConfig{Sampling: rules}, nil)

@@ -36,16 +36,16 @@ type exporter struct {
 
 func newExporter(addr netip.Addr, nowMs int64, dec *Decoder) *exporter {
 	e := &exporter{
-		addr:        addr,
-		dec:         dec,
-		firstSeenMs: nowMs,
-		drops:       make(map[string]uint64),
-		templates:   newTemplateStore(dec.cfg.MaxTemplatesPerExporter, dec.cfg.TemplateTimeout.Milliseconds()),
-		streams:     make(map[streamKey]*sequenceStream),
-		counters:    make(map[uint64]InterfaceCounters),
+		addr:         addr,
+		dec:          dec,
+		firstSeenMs:  nowMs,
+		drops:        make(map[string]uint64),
+		templates:    newTemplateStore(dec.cfg.MaxTemplatesPerExporter, dec.cfg.TemplateTimeout.Milliseconds()),
+		streams:      make(map[streamKey]*sequenceStream),
+		counters:     make(map[uint64]InterfaceCounters),
 		systemInitMs: make(map[uint32]int64),
 		ifNames:      make(map[uint32]InterfaceName),
-		m:           dec.metrics.forExporter(addr),
+		m:            dec.metrics.forExporter(addr),
 	}
 	e.sampling = newSamplingTable(dec.rules, addr)
 	return e
