@@ -292,7 +292,14 @@ func (e *exporter) decodeFlowRecord(d *decodeContext, h *messageHeader, t *templ
 	}
 	if hasICMPTC && !hasICMPParts {
 		f.ICMPType, f.ICMPCode = uint8(icmpTC>>8), uint8(icmpTC)
-	} else if !hasICMPTC && !hasICMPParts {
+	}
+	if hasICMPTC || hasICMPParts {
+		// One convention for every protocol: ICMP type and code also in
+		// the destination port, as NetFlow v5 carries them.
+		if (f.IPProto == 1 || f.IPProto == 58) && f.DstPort == 0 {
+			f.DstPort = uint16(f.ICMPType)<<8 | uint16(f.ICMPCode)
+		}
+	} else {
 		fillICMPFromPort(f)
 	}
 	if pktInterval > 0 {

@@ -1,0 +1,58 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+)
+
+// Config of the HTTP server.
+type Config struct {
+	// Listen is the TCP address, host:port. Port 0 picks a free port.
+	Listen string `mapstructure:"listen" yaml:"listen"`
+	// ReadTimeout bounds reading a request, headers and body.
+	ReadTimeout time.Duration `mapstructure:"read_timeout" yaml:"read_timeout"`
+	// WriteTimeout bounds handling a request and writing its response.
+	WriteTimeout time.Duration `mapstructure:"write_timeout" yaml:"write_timeout"`
+	// IdleTimeout closes keep-alive connections idle for longer.
+	IdleTimeout time.Duration `mapstructure:"idle_timeout" yaml:"idle_timeout"`
+	// ReadinessTimeout bounds each /readyz check.
+	ReadinessTimeout time.Duration `mapstructure:"readiness_timeout" yaml:"readiness_timeout"`
+}
+
+// DefaultConfig listens on loopback only: exposing the API is a choice.
+func DefaultConfig() Config {
+	return Config{
+		Listen:           "127.0.0.1:8080",
+		ReadTimeout:      10 * time.Second,
+		WriteTimeout:     30 * time.Second,
+		IdleTimeout:      2 * time.Minute,
+		ReadinessTimeout: 2 * time.Second,
+	}
+}
+
+// Validate names each wrong key and says what is wrong with it.
+func (c Config) Validate() error {
+	var errs []error
+	// An empty host means every interface; host names are resolved at Start.
+	if _, port, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("listen: %q is not host:port", c.Listen))
+	} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		errs = append(errs, fmt.Errorf("listen: port %q is not a number in 0..65535", port))
+	}
+	positive := func(key string, d time.Duration) {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s: %s must be positive", key, d))
+		}
+	}
+	positive("read_timeout", c.ReadTimeout)
+	positive("write_timeout", c.WriteTimeout)
+	positive("idle_timeout", c.IdleTimeout)
+	positive("readiness_timeout", c.ReadinessTimeout)
+	if c.ReadinessTimeout > 0 && c.WriteTimeout > 0 && c.ReadinessTimeout >= c.WriteTimeout {
+		errs = append(errs, fmt.Errorf("readiness_timeout: %s must be shorter than write_timeout (%s)", c.ReadinessTimeout, c.WriteTimeout))
+	}
+	return errors.Join(errs...)
+}

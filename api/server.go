@@ -1,0 +1,379 @@
+// Package api is flowhouse's HTTP server: health, readiness and metrics now,
+// the REST API under /api/v1 as it grows.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Check is one readiness check of /readyz, e.g. "database" or "migrations".
+// Func gets a context with the configured readiness timeout and returns nil
+// when ready. Its error text is shown in the /readyz body: keep secrets out.
+type Check struct {
+	Name string
+	Func func(ctx context.Context) error
+}
+
+// Deps are what the server uses but does not own.
+type Deps struct {
+	// Logger receives request logs and server errors; nil discards them.
+	Logger *slog.Logger
+	// Gatherer is exposed at /metrics; nil leaves /metrics out.
+	Gatherer prometheus.Gatherer
+	// Registerer receives the server's own metrics. When nil, Gatherer is
+	// used if it is also a Registerer (a *prometheus.Registry is both).
+	Registerer prometheus.Registerer
+	// Checks are run by /readyz. More can be added with AddCheck.
+	Checks []Check
+}
+
+// Server is the HTTP server. Register routes before Start.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	engine  *gin.Engine
+	v1      *gin.RouterGroup
+	metrics *httpMetrics
+
+	checksMu sync.Mutex
+	checks   []Check
+	lastOK   map[string]bool // last result of each check, to log changes only
+
+	mu      sync.Mutex
+	started bool
+	srv     *http.Server
+	ln      net.Listener
+	done    chan struct{}
+}
+
+// APIPrefix is where the REST API lives.
+const APIPrefix = "/api/v1"
+
+// New builds the server and its routes; it does no I/O.
+func New(cfg Config, deps Deps) *Server {
+	gin.SetMode(gin.ReleaseMode)
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	reg := deps.Registerer
+	if reg == nil {
+		reg, _ = deps.Gatherer.(prometheus.Registerer)
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     log,
+		metrics: newHTTPMetrics(reg),
+		checks:  append([]Check(nil), deps.Checks...),
+		lastOK:  map[string]bool{},
+	}
+
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	e.ContextWithFallback = true
+	_ = e.SetTrustedProxies(nil) // the client is the peer; never trust X-Forwarded-For
+	e.Use(s.observe, s.recoverPanics)
+	e.NoRoute(func(c *gin.Context) {
+		WriteError(c, http.StatusNotFound, CodeNotFound, "no route for "+c.Request.Method+" "+c.Request.URL.Path)
+	})
+	e.NoMethod(func(c *gin.Context) {
+		WriteError(c, http.StatusMethodNotAllowed, CodeMethodNotAllowed,
+			"method "+c.Request.Method+" is not allowed on "+c.Request.URL.Path+" (allowed: "+c.Writer.Header().Get("Allow")+")")
+	})
+	for _, method := range []string{http.MethodGet, http.MethodHead} { // some probes use HEAD
+		e.Handle(method, "/healthz", s.healthz)
+		e.Handle(method, "/readyz", s.readyz)
+	}
+	if deps.Gatherer != nil {
+		e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(deps.Gatherer, promhttp.HandlerOpts{
+			ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+			ErrorHandling: promhttp.ContinueOnError,
+		})))
+	}
+	s.engine = e
+	s.v1 = e.Group(APIPrefix)
+	return s
+}
+
+// Router returns the engine, for routes and middleware outside /api/v1.
+// Change it only before Start.
+func (s *Server) Router() *gin.Engine { return s.engine }
+
+// Register adds routes to the /api/v1 group. Middleware that the group
+// needs (authentication) must be added to it before the routes it guards.
+// It panics after Start: gin's router is not safe to change while serving.
+func (s *Server) Register(fn func(v1 *gin.RouterGroup)) {
+	s.mu.Lock()
+	started := s.started
+	s.mu.Unlock()
+	if started {
+		panic("api: Register called after Start")
+	}
+	fn(s.v1)
+}
+
+// AddCheck adds a readiness check; it may be called at any time.
+func (s *Server) AddCheck(name string, fn func(ctx context.Context) error) {
+	s.checksMu.Lock()
+	defer s.checksMu.Unlock()
+	s.checks = append(s.checks, Check{Name: name, Func: fn})
+}
+
+// Start listens and serves in the background. It returns an error when the
+// address cannot be listened on (port taken, bad address). A Server starts
+// once.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return errors.New("api: server already started")
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("api: listen on %s: %w", s.cfg.Listen, err)
+	}
+	s.started = true
+	s.ln = ln
+	s.srv = &http.Server{
+		Handler:           s.engine,
+		ReadHeaderTimeout: s.cfg.ReadTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.done = make(chan struct{})
+	go func(srv *http.Server, done chan struct{}) {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("http server failed", "addr", ln.Addr().String(), "err", err)
+		}
+	}(s.srv, s.done)
+	s.log.Info("http server listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// Addr is the address listened on (with the real port when the configured
+// one was 0), or "" before Start.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Stop stops accepting connections and waits for the requests in flight
+// until ctx ends; then it closes the remaining connections and returns the
+// context's error. Stopping a server that is not started does nothing.
+func (s *Server) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	srv, done := s.srv, s.done
+	s.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	err := srv.Shutdown(ctx)
+	if err != nil {
+		_ = srv.Close()
+	}
+	<-done
+	if err != nil {
+		return fmt.Errorf("api: shutdown: %w", err)
+	}
+	s.log.Info("http server stopped")
+	return nil
+}
+
+func (s *Server) healthz(c *gin.Context) {
+	c.JSON(http.StatusOK, gin.H{"status": "ok"})
+}
+
+// CheckResult is one check in the /readyz body.
+type CheckResult struct {
+	Status     string  `json:"status"` // ok, failed, timeout
+	Error      string  `json:"error,omitempty"`
+	DurationMS float64 `json:"duration_ms"`
+}
+
+// ReadyBody is the /readyz body. When not ready it also carries the
+// project's error shape, listing the failed checks.
+type ReadyBody struct {
+	Status string                 `json:"status"` // ok or unavailable
+	Checks map[string]CheckResult `json:"checks"`
+	Failed []string               `json:"failed,omitempty"`
+	Error  *ErrorDetail           `json:"error,omitempty"`
+}
+
+func (s *Server) readyz(c *gin.Context) {
+	s.checksMu.Lock()
+	checks := append([]Check(nil), s.checks...)
+	s.checksMu.Unlock()
+
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.ReadinessTimeout)
+	defer cancel()
+	results := make([]CheckResult, len(checks))
+	var wg sync.WaitGroup
+	for i, ch := range checks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = runCheck(ctx, ch, s.cfg.ReadinessTimeout)
+		}()
+	}
+	wg.Wait()
+
+	body := ReadyBody{Status: "ok", Checks: make(map[string]CheckResult, len(checks))}
+	for i, ch := range checks {
+		r := results[i]
+		body.Checks[ch.Name] = r
+		if r.Status != "ok" {
+			body.Failed = append(body.Failed, ch.Name)
+		}
+		s.logCheckChange(ch.Name, r)
+	}
+	if len(body.Failed) == 0 {
+		c.JSON(http.StatusOK, body)
+		return
+	}
+	body.Status = "unavailable"
+	msg := "not ready: "
+	for i, name := range body.Failed {
+		if i > 0 {
+			msg += ", "
+		}
+		msg += name + " " + body.Checks[name].Status
+	}
+	body.Error = &ErrorDetail{Code: CodeNotReady, Message: msg}
+	c.AbortWithStatusJSON(http.StatusServiceUnavailable, body)
+}
+
+// runCheck runs one check, giving up when ctx ends even if the check
+// ignores it (the check's goroutine then finishes on its own).
+func runCheck(ctx context.Context, ch Check, timeout time.Duration) CheckResult {
+	start := time.Now()
+	res := make(chan error, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				res <- fmt.Errorf("check panicked: %v", r)
+			}
+		}()
+		if ch.Func == nil {
+			res <- errors.New("no check function")
+			return
+		}
+		res <- ch.Func(ctx)
+	}()
+	var err error
+	select {
+	case err = <-res:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	r := CheckResult{Status: "ok", DurationMS: float64(time.Since(start).Microseconds()) / 1000}
+	switch {
+	case err == nil:
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
+		r.Status, r.Error = "timeout", "no answer within "+timeout.String()
+	default:
+		r.Status, r.Error = "failed", err.Error()
+	}
+	return r
+}
+
+// logCheckChange logs a check when its result changes, not on every probe.
+func (s *Server) logCheckChange(name string, r CheckResult) {
+	ok := r.Status == "ok"
+	s.checksMu.Lock()
+	last, seen := s.lastOK[name]
+	s.lastOK[name] = ok
+	s.checksMu.Unlock()
+	switch {
+	case !ok && (!seen || last):
+		s.log.Warn("readiness check failing", "check", name, "status", r.Status, "err", r.Error)
+	case ok && seen && !last:
+		s.log.Info("readiness check passing again", "check", name)
+	}
+}
+
+// observe counts, times and logs every request, including 404s and
+// recovered panics.
+func (s *Server) observe(c *gin.Context) {
+	start := time.Now()
+	s.metrics.inFlight.Inc()
+	defer s.metrics.inFlight.Dec()
+
+	c.Next()
+
+	elapsed := time.Since(start)
+	route := c.FullPath()
+	if route == "" {
+		route = "unmatched" // unknown paths must not become label values
+	}
+	method := methodLabel(c.Request.Method)
+	status := c.Writer.Status()
+	s.metrics.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+	s.metrics.duration.WithLabelValues(route, method).Observe(elapsed.Seconds())
+
+	level := slog.LevelInfo
+	switch {
+	case status >= 500:
+		level = slog.LevelError
+	case status < 400 && (route == "/healthz" || route == "/readyz" || route == "/metrics"):
+		level = slog.LevelDebug // probes and scrapes would drown the log
+	}
+	if !s.log.Enabled(c.Request.Context(), level) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("method", c.Request.Method),
+		slog.String("path", c.Request.URL.Path), // never the query: it may carry tokens
+		slog.String("route", route),
+		slog.Int("status", status),
+		slog.Duration("duration", elapsed),
+		slog.Int("bytes", c.Writer.Size()),
+		slog.String("client", c.ClientIP()),
+	}
+	if len(c.Errors) > 0 {
+		attrs = append(attrs, slog.String("errors", c.Errors.String()))
+	}
+	s.log.LogAttrs(c.Request.Context(), level, "http request", attrs...)
+}
+
+// recoverPanics turns a panic in a handler into a logged error and a JSON
+// 500, instead of a dropped connection.
+func (s *Server) recoverPanics(c *gin.Context) {
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		if r == http.ErrAbortHandler { // net/http's way to abort silently
+			panic(r)
+		}
+		s.log.Error("panic in http handler", "route", c.FullPath(), "method", c.Request.Method,
+			"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		if c.Writer.Written() {
+			c.Abort()
+			return
+		}
+		WriteError(c, http.StatusInternalServerError, CodeInternal, "internal server error")
+	}()
+	c.Next()
+}

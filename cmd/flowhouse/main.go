@@ -1,0 +1,113 @@
+// Command flowhouse collects NetFlow, IPFIX and sFlow and stores the flows
+// in ClickHouse.
+//
+//	flowhouse serve         run the collector, the store and the HTTP server
+//	flowhouse migrate       apply pending schema migrations and exit
+//	flowhouse check-config  print the effective configuration, secrets redacted
+//	flowhouse version       print the version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/flowhouse/flowhouse/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `usage: flowhouse [--config FILE] COMMAND
+
+Commands:
+  serve         collect flows and store them (until SIGTERM or SIGINT)
+  migrate       apply pending schema migrations and exit
+  check-config  validate the configuration and print it, secrets redacted
+  version       print the version
+
+The configuration is one YAML file (--config, default ./flowhouse.yaml if it
+exists) plus FLOWHOUSE_<SECTION>_<KEY> environment variables; see README.md.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("flowhouse", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	configPath := fs.String("config", "", "configuration file (YAML)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() < 1 {
+		fs.Usage()
+		return 2
+	}
+	cmd, rest := fs.Arg(0), fs.Args()[1:]
+	if cmd == "version" {
+		fmt.Fprintln(stdout, "flowhouse", buildVersion())
+		return 0
+	}
+	if len(rest) > 0 {
+		fmt.Fprintf(stderr, "flowhouse %s: unexpected arguments %q\n", cmd, rest)
+		return 2
+	}
+	cfg, err := config.Load(*configPath)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	switch cmd {
+	case "check-config":
+		out, err := cfg.YAML()
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		stdout.Write(out)
+		return 0
+	case "migrate":
+		ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer cancel()
+		if err := migrate(ctx, cfg, stdout); err != nil {
+			fmt.Fprintln(stderr, "flowhouse migrate:", err)
+			return 1
+		}
+		return 0
+	case "serve":
+		if err := serve(cfg, stderr); err != nil {
+			fmt.Fprintln(stderr, "flowhouse serve:", err)
+			return 1
+		}
+		return 0
+	}
+	fmt.Fprintf(stderr, "flowhouse: unknown command %q\n\n", cmd)
+	fs.Usage()
+	return 2
+}
+
+func buildVersion() string {
+	if version != "dev" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				return "dev-" + s.Value[:12]
+			}
+		}
+	}
+	return version
+}

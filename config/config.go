@@ -1,0 +1,96 @@
+// Package config loads the whole flowhouse configuration: defaults, then one
+// YAML file, then FLOWHOUSE_<SECTION>_<KEY> environment variables, then each
+// section's validation. Unknown keys and variables are errors, as are values
+// of the wrong type; all problems are reported at once, and secrets are never
+// shown, neither in errors nor in the effective configuration that
+// `flowhouse check-config` prints.
+//
+// Keys are declared once, by the mapstructure tags of each component's
+// Config struct. Adding a section is a field in Config and a line in
+// sections.
+package config
+
+import (
+	"os"
+	"reflect"
+
+	"github.com/flowhouse/flowhouse/api"
+	"github.com/flowhouse/flowhouse/collector"
+	"github.com/flowhouse/flowhouse/store"
+)
+
+// DefaultFile is read when Load is given no path and the file exists.
+const DefaultFile = "flowhouse.yaml"
+
+// Config is the whole configuration. Each field is a section; its
+// mapstructure tag is the section's key in the file and in environment
+// variable names.
+type Config struct {
+	Log        LogConfig        `mapstructure:"log" yaml:"log"`
+	Collector  collector.Config `mapstructure:"collector" yaml:"collector"`
+	ClickHouse store.Config     `mapstructure:"clickhouse" yaml:"clickhouse"`
+	HTTP       api.Config       `mapstructure:"http" yaml:"http"`
+}
+
+// sections declares every section: its field, defaults, validation and the
+// key paths of its secrets (besides fields tagged `secret:"true"`). The order
+// is the order of validation messages.
+var sections = newLoader[Config](
+	newSection(func(c *Config) *LogConfig { return &c.Log }, DefaultLogConfig, LogConfig.Validate),
+	newSection(func(c *Config) *collector.Config { return &c.Collector }, collector.DefaultConfig, collector.Config.Validate),
+	newSection(func(c *Config) *store.Config { return &c.ClickHouse }, store.DefaultConfig, store.Config.Validate, "password"),
+	newSection(func(c *Config) *api.Config { return &c.HTTP }, api.DefaultConfig, api.Config.Validate),
+)
+
+// Default returns the configuration used when nothing is set.
+func Default() *Config {
+	c := sections.defaults().Interface().(Config)
+	return &c
+}
+
+// Load reads the configuration: defaults, then the YAML file at path (when
+// path is empty, ./flowhouse.yaml if it exists, else no file), then the
+// FLOWHOUSE_ environment variables, then validates every section. The error
+// is an *Error listing every problem.
+func Load(path string) (*Config, error) {
+	return load(path, os.Environ())
+}
+
+// load is Load with the environment given ("NAME=value" entries).
+func load(path string, environ []string) (*Config, error) {
+	v, err := sections.load(path, environ)
+	if err != nil {
+		return nil, err
+	}
+	c := v.Interface().(Config)
+	return &c, nil
+}
+
+// Validate runs every section's validation (Load already did), for a
+// configuration changed in code. The error is an *Error.
+func (c *Config) Validate() error {
+	return sections.validateValue(reflect.ValueOf(*c))
+}
+
+// Redacted returns a copy with every secret that is set replaced by "***";
+// secrets that are empty stay empty. c is not changed.
+func (c *Config) Redacted() *Config {
+	r := redact(reflect.ValueOf(*c), sections.tree).Interface().(Config)
+	return &r
+}
+
+// YAML is the effective configuration, redacted, as YAML that Load reads
+// back (durations as "30s", every key present), for `flowhouse check-config`.
+func (c *Config) YAML() ([]byte, error) {
+	return sections.marshalYAML(reflect.ValueOf(*c.Redacted()))
+}
+
+// EnvVars lists every environment variable Load reads, sorted, with the key
+// each one sets: FLOWHOUSE_CLICKHOUSE_ADDR -> clickhouse.addr.
+func EnvVars() map[string]string {
+	out := make(map[string]string, len(sections.env))
+	for name, n := range sections.env {
+		out[name] = n.path
+	}
+	return out
+}

@@ -1,0 +1,60 @@
+-- Raw flows: one row per flow record as the collector decoded it and
+-- enrichment completed it. Partitioned by day (UTC) so that retention can
+-- drop whole days; sorted so that the usual filters (tenant, exporter,
+-- time range, interface) read few granules.
+CREATE TABLE IF NOT EXISTS flows (
+    time_received      DateTime('UTC'){{codec "DoubleDelta, LZ4"}},
+    flow_start         DateTime('UTC'){{codec "DoubleDelta, LZ4"}},
+    flow_end           DateTime('UTC'){{codec "DoubleDelta, LZ4"}},
+    flow_duration_ms   UInt32,
+    tenant             {{lc}},
+    exporter_address   {{ip}},
+    exporter_port      UInt16,
+    exporter_name      {{lc}},
+    protocol           Enum8('unknown' = 0, 'netflow_v5' = 1, 'netflow_v9' = 2, 'ipfix' = 3, 'sflow_v5' = 4),
+    observation_domain UInt32,
+    sampler_id         UInt32,
+    sampling_rate      UInt32,
+    direction          Enum8('unknown' = 0, 'ingress' = 1, 'egress' = 2),
+    in_if_index        UInt32,
+    in_if_name         {{lc}},
+    in_if_description  {{lc}},
+    in_if_speed_mbps   UInt32,
+    in_if_boundary     {{lc}},
+    out_if_index       UInt32,
+    out_if_name        {{lc}},
+    out_if_description {{lc}},
+    out_if_speed_mbps  UInt32,
+    out_if_boundary    {{lc}},
+    src_address        {{ip}},
+    dst_address        {{ip}},
+    next_hop           {{ip}},
+    src_port           UInt16,
+    dst_port           UInt16,
+    ip_protocol        UInt8,
+    ip_version         UInt8,
+    tcp_flags          UInt8,
+    tos                UInt8,
+    icmp_type          UInt8,
+    icmp_code          UInt8,
+    src_mask           UInt8,
+    dst_mask           UInt8,
+    src_vlan           UInt16,
+    dst_vlan           UInt16,
+    src_mac            UInt64,
+    dst_mac            UInt64,
+    src_vendor         {{lc}},
+    dst_vendor         {{lc}},
+    src_as             UInt32,
+    dst_as             UInt32,
+    bytes              UInt64{{codec "T64, LZ4"}},
+    packets            UInt64{{codec "T64, LZ4"}},
+    flow_label         UInt32,
+    bytes_scaled       UInt64 ALIAS bytes * sampling_rate,
+    packets_scaled     UInt64 ALIAS packets * sampling_rate
+)
+ENGINE = {{engine "MergeTree()"}}
+PARTITION BY toYYYYMMDD(time_received)
+ORDER BY (tenant, exporter_address, toStartOfMinute(time_received), in_if_index, out_if_index)
+{{ttl "time_received" .Retention.Flows}}
+{{settings}};

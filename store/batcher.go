@@ -1,0 +1,338 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flowhouse/flowhouse/flow"
+)
+
+// Deps of the Batcher.
+type Deps struct {
+	// Writer inserts full batches: a DB, or a spool in front of one.
+	Writer Writer
+	Logger *slog.Logger
+	// Registerer gets the flowhouse_store_* metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+}
+
+// Batcher collects flows from the collector's workers into columnar
+// batches and hands each full (or old enough) batch to writer goroutines
+// through a bounded queue. It implements collector.Sink.
+//
+// Write never waits for the database: when the queue is full the batch is
+// dropped and counted, because a collector blocked on its sink stops
+// reading its sockets and loses datagrams anyway, without counting them
+// per reason.
+type Batcher struct {
+	cfg Config
+	w   Writer
+	log *slog.Logger
+	m   *metrics
+
+	mu      sync.Mutex
+	cur     *FlowBatch
+	firstAt time.Time   // when cur got its first flow
+	timer   *time.Timer // flushes cur batch_interval after firstAt
+	stopped bool
+
+	queue chan *FlowBatch
+	// free recycles batches so their columns are allocated once. It can
+	// hold every batch that can exist: the current one, the queued ones
+	// and one per writer.
+	free chan *FlowBatch
+
+	runCtx    context.Context // inserts run under it; canceled at Stop's deadline
+	cancelRun context.CancelFunc
+	started   bool
+	wg        sync.WaitGroup
+
+	lastDropLog atomic.Int64 // unix nanos, to log drops at most every dropLogEvery
+}
+
+const dropLogEvery = 10 * time.Second
+
+// New builds a batcher; it does no I/O.
+func New(cfg Config, deps Deps) (*Batcher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("store config: %w", err)
+	}
+	if deps.Writer == nil {
+		return nil, errors.New("store: batcher needs a Writer")
+	}
+	logger := deps.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	b := &Batcher{
+		cfg:   cfg,
+		w:     deps.Writer,
+		log:   logger,
+		queue: make(chan *FlowBatch, cfg.MaxQueueBatches),
+		free:  make(chan *FlowBatch, cfg.MaxQueueBatches+cfg.Writers+1),
+	}
+	b.m = newMetrics(deps.Registerer, func() float64 { return float64(len(b.queue)) })
+	b.cur = b.newBatch()
+	b.timer = time.AfterFunc(time.Hour, b.onTimer)
+	b.timer.Stop()
+	return b, nil
+}
+
+func (b *Batcher) newBatch() *FlowBatch {
+	select {
+	case fb := <-b.free:
+		return fb
+	default:
+		// Batches grow to their working size; starting small keeps a
+		// rarely used batcher (or a huge batch_rows) from reserving memory.
+		return NewFlowBatch(min(b.cfg.BatchRows, 4096))
+	}
+}
+
+// Start runs the writers. The batcher ends with Stop, not with ctx, so
+// that Stop can still flush after the caller's context is canceled.
+func (b *Batcher) Start(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.started {
+		return errors.New("store: batcher already started")
+	}
+	if b.stopped {
+		return errors.New("store: batcher already stopped")
+	}
+	b.started = true
+	b.runCtx, b.cancelRun = context.WithCancel(context.WithoutCancel(ctx))
+	for range b.cfg.Writers {
+		b.wg.Add(1)
+		go b.writer()
+	}
+	return nil
+}
+
+// Write copies flows into the current batch; it is safe for concurrent use.
+func (b *Batcher) Write(flows []flow.Flow) {
+	if len(flows) == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopped {
+		b.m.rowsDropped.WithLabelValues(DropStopped).Add(float64(len(flows)))
+		return
+	}
+	for len(flows) > 0 {
+		if b.cur.Len() == 0 {
+			b.firstAt = time.Now()
+			b.timer.Reset(b.cfg.BatchInterval)
+		}
+		k := min(b.cfg.BatchRows-b.cur.Len(), len(flows))
+		b.cur.Append(flows[:k])
+		flows = flows[k:]
+		if b.cur.Len() >= b.cfg.BatchRows {
+			b.flushLocked()
+		}
+	}
+}
+
+// Flush hands the current batch to the writers now.
+func (b *Batcher) Flush() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.stopped && b.cur.Len() > 0 {
+		b.flushLocked()
+	}
+}
+
+func (b *Batcher) onTimer() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopped || b.cur.Len() == 0 {
+		return
+	}
+	// The timer may have been armed for a batch flushed by size since:
+	// then this batch is younger and gets the rest of its interval.
+	if age := time.Since(b.firstAt); age < b.cfg.BatchInterval {
+		b.timer.Reset(b.cfg.BatchInterval - age)
+		return
+	}
+	b.flushLocked()
+}
+
+func (b *Batcher) flushLocked() {
+	b.timer.Stop()
+	full := b.cur
+	select {
+	case b.queue <- full:
+		b.cur = b.newBatch()
+	default:
+		n := full.Len()
+		b.m.rowsDropped.WithLabelValues(DropQueueFull).Add(float64(n))
+		b.logDrop(DropQueueFull, n)
+		full.Reset()
+	}
+}
+
+func (b *Batcher) logDrop(reason string, rows int) {
+	now := time.Now().UnixNano()
+	last := b.lastDropLog.Load()
+	if now-last < int64(dropLogEvery) || !b.lastDropLog.CompareAndSwap(last, now) {
+		return
+	}
+	b.log.Warn("dropping flows", "reason", reason, "rows", rows, "queue_batches", len(b.queue))
+}
+
+// Stop flushes the current batch and waits for the queued ones to be
+// inserted, for at most stop_timeout; what is left then is dropped and
+// counted. Writes after Stop are dropped.
+func (b *Batcher) Stop() error {
+	b.mu.Lock()
+	if b.stopped {
+		b.mu.Unlock()
+		return nil
+	}
+	b.stopped = true
+	b.timer.Stop()
+	started := b.started
+	last := b.cur
+	b.cur = NewFlowBatch(0)
+	// From here nothing else sends to the queue: every sender checks
+	// stopped under the lock.
+	b.mu.Unlock()
+
+	if !started {
+		lost := last.Len()
+		close(b.queue)
+		for fb := range b.queue {
+			lost += fb.Len()
+		}
+		if lost > 0 {
+			b.m.rowsDropped.WithLabelValues(DropShutdown).Add(float64(lost))
+			return fmt.Errorf("store: stopped before start, %d flows dropped", lost)
+		}
+		return nil
+	}
+
+	deadline := time.NewTimer(b.cfg.StopTimeout)
+	defer deadline.Stop()
+	expired := false
+	if n := last.Len(); n > 0 {
+		// Unlike Write, Stop may wait for room in the queue: the writers
+		// are draining it and nothing else is coming.
+		select {
+		case b.queue <- last:
+		case <-deadline.C:
+			expired = true
+			b.m.rowsDropped.WithLabelValues(DropShutdown).Add(float64(n))
+		}
+	}
+	close(b.queue)
+
+	done := make(chan struct{})
+	go func() { b.wg.Wait(); close(done) }()
+	if !expired {
+		select {
+		case <-done:
+			b.cancelRun()
+			return nil
+		case <-deadline.C:
+		}
+	}
+	b.cancelRun() // aborts the insert in flight; writers drop the rest
+	<-done
+	return fmt.Errorf("store: stop_timeout %s passed before all flows were inserted", b.cfg.StopTimeout)
+}
+
+func (b *Batcher) writer() {
+	defer b.wg.Done()
+	for fb := range b.queue {
+		b.insert(fb)
+		fb.Reset()
+		select {
+		case b.free <- fb:
+		default:
+		}
+	}
+}
+
+// insert retries with exponential backoff and jitter until the batch is
+// in, retry.max_elapsed passes, or Stop's deadline does.
+func (b *Batcher) insert(fb *FlowBatch) {
+	n := fb.Len()
+	if n == 0 {
+		return
+	}
+	first := time.Now()
+	backoff := b.cfg.Retry.Initial
+	for attempt := 1; ; attempt++ {
+		if b.runCtx.Err() != nil {
+			b.m.rowsDropped.WithLabelValues(DropShutdown).Add(float64(n))
+			return
+		}
+		ctx, cancel := context.WithTimeout(b.runCtx, b.cfg.InsertTimeout)
+		t0 := time.Now()
+		err := b.w.InsertFlows(ctx, fb)
+		cancel()
+		if err == nil {
+			b.m.insertSeconds.Observe(time.Since(t0).Seconds())
+			b.m.rowsInserted.Add(float64(n))
+			b.m.batchesInserted.Inc()
+			b.m.batchRows.Observe(float64(n))
+			if attempt > 1 {
+				b.log.Info("insert succeeded after retries", "rows", n, "attempts", attempt)
+			}
+			return
+		}
+		if b.runCtx.Err() != nil {
+			b.m.rowsDropped.WithLabelValues(DropShutdown).Add(float64(n))
+			return
+		}
+		b.m.insertErrors.WithLabelValues(classify(err)).Inc()
+		if b.cfg.Retry.MaxElapsed > 0 && time.Since(first)+backoff > b.cfg.Retry.MaxElapsed {
+			b.m.rowsDropped.WithLabelValues(DropRetriesExhausted).Add(float64(n))
+			b.log.Error("dropping batch after failed inserts", "rows", n, "attempts", attempt, "err", err)
+			return
+		}
+		b.log.Warn("insert failed, retrying", "rows", n, "attempt", attempt, "backoff", backoff, "err", err)
+		// Jitter keeps several writers (or flowhouse instances) from
+		// hitting a recovering server in lockstep.
+		sleep := backoff/2 + rand.N(backoff/2+1)
+		select {
+		case <-time.After(sleep):
+		case <-b.runCtx.Done():
+		}
+		backoff = min(2*backoff, b.cfg.Retry.Max)
+	}
+}
+
+// Insert error reasons, the insert_errors_total label.
+const (
+	errTimeout    = "timeout"
+	errConnection = "connection"
+	errServer     = "server"
+	errOther      = "other"
+)
+
+func classify(err error) string {
+	var netErr net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return errTimeout
+	case exceptionCode(err) != 0:
+		return errServer
+	case errors.As(err, &netErr), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.EPIPE):
+		return errConnection
+	}
+	return errOther
+}

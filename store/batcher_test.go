@@ -1,0 +1,302 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/flowhouse/flowhouse/flow"
+)
+
+// fakeWriter records the batches it gets; fail decides per attempt.
+type fakeWriter struct {
+	mu       sync.Mutex
+	sizes    []int
+	rows     int
+	attempts atomic.Int64
+	fail     func(attempt int64) error
+	block    chan struct{} // when set, inserts wait for it (or ctx)
+}
+
+func (w *fakeWriter) InsertFlows(ctx context.Context, b *FlowBatch) error {
+	n := w.attempts.Add(1)
+	if w.block != nil {
+		select {
+		case <-w.block:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if w.fail != nil {
+		if err := w.fail(n); err != nil {
+			return err
+		}
+	}
+	// The batch is reused after InsertFlows returns: check its rows now.
+	for i := range b.Len() {
+		if f := b.Flow(i); f.Tenant != "t" || f.Bytes != uint64(f.DstPort) {
+			return errors.New("corrupted row")
+		}
+	}
+	w.mu.Lock()
+	w.sizes = append(w.sizes, b.Len())
+	w.rows += b.Len()
+	w.mu.Unlock()
+	return nil
+}
+
+func (w *fakeWriter) total() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.rows
+}
+
+func flows(n int) []flow.Flow {
+	fs := make([]flow.Flow, n)
+	for i := range fs {
+		fs[i] = flow.Flow{Tenant: "t", DstPort: uint16(i), Bytes: uint64(i)}
+	}
+	return fs
+}
+
+func testConfig() Config {
+	c := DefaultConfig()
+	c.BatchRows = 100
+	c.BatchInterval = time.Hour
+	c.MaxQueueBatches = 4
+	c.Retry = RetryConfig{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond, MaxElapsed: 0}
+	c.InsertTimeout = time.Second
+	c.StopTimeout = 5 * time.Second
+	return c
+}
+
+func newTestBatcher(t *testing.T, cfg Config, w Writer) (*Batcher, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	b, err := New(cfg, Deps{Writer: w, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, reg
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func TestBatcherConcurrentWritesAreAllInsertedInFullBatches(t *testing.T) {
+	w := &fakeWriter{}
+	cfg := testConfig()
+	cfg.Writers = 2
+	cfg.MaxQueueBatches = 1000 // this test is about copying, not dropping
+	b, reg := newTestBatcher(t, cfg, w)
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	const workers, writes, perWrite = 4, 500, 7
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fs := flows(perWrite)
+			for range writes {
+				b.Write(fs)
+				// The caller reuses its slice at once; the batcher copied it.
+				for i := range fs {
+					fs[i].Tenant = "overwritten"
+				}
+				for i := range fs {
+					fs[i].Tenant = "t"
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	const total = workers * writes * perWrite
+	if w.total() != total {
+		t.Fatalf("inserted %d rows, want %d", w.total(), total)
+	}
+	for i, n := range w.sizes {
+		if n > cfg.BatchRows {
+			t.Fatalf("batch %d has %d rows, more than batch_rows %d", i, n, cfg.BatchRows)
+		}
+	}
+	full := 0
+	for _, n := range w.sizes {
+		if n == cfg.BatchRows {
+			full++
+		}
+	}
+	if full != total/cfg.BatchRows {
+		t.Errorf("%d full batches, want %d (sizes %v)", full, total/cfg.BatchRows, w.sizes)
+	}
+	if got := testutil.ToFloat64(b.m.rowsInserted); got != total {
+		t.Errorf("rows_inserted_total = %v, want %d", got, total)
+	}
+	if n, err := testutil.GatherAndCount(reg); err != nil || n < 7 {
+		t.Errorf("registry has %d metrics (err %v)", n, err)
+	}
+}
+
+func TestBatcherFlushesOnInterval(t *testing.T) {
+	w := &fakeWriter{}
+	cfg := testConfig()
+	cfg.BatchRows = 1000
+	cfg.BatchInterval = 50 * time.Millisecond
+	b, _ := newTestBatcher(t, cfg, w)
+	b.Start(context.Background())
+	defer b.Stop()
+
+	start := time.Now()
+	b.Write(flows(3))
+	waitFor(t, "interval flush", func() bool { return w.total() == 3 })
+	if el := time.Since(start); el < cfg.BatchInterval {
+		t.Errorf("flushed after %s, before batch_interval %s", el, cfg.BatchInterval)
+	}
+	// A second batch gets its own full interval.
+	b.Write(flows(2))
+	time.Sleep(cfg.BatchInterval / 2)
+	if w.total() != 3 {
+		t.Fatalf("second batch flushed early: %d rows", w.total())
+	}
+	waitFor(t, "second interval flush", func() bool { return w.total() == 5 })
+}
+
+func TestBatcherRetriesUntilInsertSucceeds(t *testing.T) {
+	w := &fakeWriter{fail: func(n int64) error {
+		if n <= 3 {
+			return context.DeadlineExceeded
+		}
+		return nil
+	}}
+	b, _ := newTestBatcher(t, testConfig(), w)
+	b.Start(context.Background())
+	b.Write(flows(100))
+	waitFor(t, "insert after retries", func() bool { return w.total() == 100 })
+	b.Stop()
+	if got := testutil.ToFloat64(b.m.insertErrors.WithLabelValues(errTimeout)); got != 3 {
+		t.Errorf("insert_errors_total{reason=timeout} = %v, want 3", got)
+	}
+	if got := testutil.ToFloat64(b.m.rowsInserted); got != 100 {
+		t.Errorf("rows_inserted_total = %v, want 100", got)
+	}
+}
+
+func TestBatcherDropsAfterMaxElapsed(t *testing.T) {
+	w := &fakeWriter{fail: func(int64) error { return errors.New("nope") }}
+	cfg := testConfig()
+	cfg.Retry.MaxElapsed = 30 * time.Millisecond
+	b, _ := newTestBatcher(t, cfg, w)
+	b.Start(context.Background())
+	b.Write(flows(100))
+	waitFor(t, "drop", func() bool { return testutil.ToFloat64(b.m.rowsDropped.WithLabelValues(DropRetriesExhausted)) == 100 })
+	b.Stop()
+	if got := testutil.ToFloat64(b.m.insertErrors.WithLabelValues(errOther)); got < 2 {
+		t.Errorf("insert_errors_total{reason=other} = %v, want at least 2 attempts", got)
+	}
+}
+
+func TestBatcherWriteNeverBlocksWhenQueueIsFull(t *testing.T) {
+	w := &fakeWriter{block: make(chan struct{})}
+	cfg := testConfig()
+	cfg.MaxQueueBatches = 2
+	cfg.StopTimeout = 100 * time.Millisecond
+	b, _ := newTestBatcher(t, cfg, w)
+	b.Start(context.Background())
+
+	const total = 10_000
+	fs := flows(50)
+	b.Write(flows(cfg.BatchRows))
+	waitFor(t, "the writer to take the first batch", func() bool { return w.attempts.Load() == 1 })
+	start := time.Now()
+	for range (total - cfg.BatchRows) / len(fs) {
+		b.Write(fs)
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Fatalf("writing with a stuck database took %s", el)
+	}
+	// One batch in the writer, two queued, the rest dropped (the last
+	// Write filled the current batch exactly, so it is empty).
+	const kept = 3 * 100
+	dropped := testutil.ToFloat64(b.m.rowsDropped.WithLabelValues(DropQueueFull))
+	if dropped != total-kept {
+		t.Errorf("rows_dropped_total{reason=queue_full} = %v, want %v", dropped, total-kept)
+	}
+	if got := testutil.ToFloat64(b.m.queueBatches); got != 2 {
+		t.Errorf("queue_batches = %v, want 2", got)
+	}
+
+	start = time.Now()
+	if err := b.Stop(); err == nil {
+		t.Error("Stop with a stuck database returned no error")
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Errorf("Stop took %s with stop_timeout %s", el, cfg.StopTimeout)
+	}
+	shutdown := testutil.ToFloat64(b.m.rowsDropped.WithLabelValues(DropShutdown))
+	if shutdown != kept {
+		t.Errorf("rows_dropped_total{reason=shutdown} = %v, want %d", shutdown, kept)
+	}
+	b.Write(fs)
+	if got := testutil.ToFloat64(b.m.rowsDropped.WithLabelValues(DropStopped)); got != float64(len(fs)) {
+		t.Errorf("rows_dropped_total{reason=stopped} = %v, want %d", got, len(fs))
+	}
+}
+
+func TestBatcherStopFlushesPartialBatch(t *testing.T) {
+	w := &fakeWriter{}
+	b, _ := newTestBatcher(t, testConfig(), w)
+	b.Start(context.Background())
+	b.Write(flows(42))
+	if w.total() != 0 {
+		t.Fatalf("partial batch inserted before Stop")
+	}
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if w.total() != 42 {
+		t.Fatalf("after Stop: %d rows inserted, want 42", w.total())
+	}
+	if err := b.Stop(); err != nil {
+		t.Fatalf("second Stop: %v", err)
+	}
+}
+
+func TestBatcherStopWithoutStartCountsLoss(t *testing.T) {
+	b, _ := newTestBatcher(t, testConfig(), &fakeWriter{})
+	b.Write(flows(250))
+	if err := b.Stop(); err == nil {
+		t.Fatal("Stop before Start lost flows silently")
+	}
+	if got := testutil.ToFloat64(b.m.rowsDropped.WithLabelValues(DropShutdown)); got != 250 {
+		t.Errorf("rows_dropped_total{reason=shutdown} = %v, want 250", got)
+	}
+}
+
+func TestNewRejectsBadInput(t *testing.T) {
+	if _, err := New(testConfig(), Deps{}); err == nil {
+		t.Error("New without a writer succeeded")
+	}
+	cfg := testConfig()
+	cfg.BatchRows = 0
+	if _, err := New(cfg, Deps{Writer: &fakeWriter{}}); err == nil {
+		t.Error("New with batch_rows 0 succeeded")
+	}
+}

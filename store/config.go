@@ -1,0 +1,189 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"regexp"
+	"strconv"
+	"time"
+)
+
+// Config of the store: which database, how flows are batched into it and
+// how long they are kept.
+type Config struct {
+	// Addr is the native protocol address (host:port) of a ClickHouse
+	// server. Empty is reserved for the embedded engine, which does not
+	// exist yet, so it is an error for now.
+	Addr string `mapstructure:"addr" yaml:"addr"`
+	// Database holds all flowhouse tables; it is created when missing.
+	Database string `mapstructure:"database" yaml:"database"`
+	Username string `mapstructure:"username" yaml:"username"`
+	// Password is a secret: Config's LogValue never shows it.
+	Password string `mapstructure:"password" yaml:"password"`
+	// DialTimeout bounds connecting to the server.
+	DialTimeout time.Duration `mapstructure:"dial_timeout" yaml:"dial_timeout"`
+	// Compression of the native protocol: lz4, zstd or none. lz4 costs
+	// little CPU and saves most of the bandwidth to a remote server.
+	Compression string `mapstructure:"compression" yaml:"compression"`
+	// InsertTimeout bounds one insert of one batch, retries excluded.
+	InsertTimeout time.Duration `mapstructure:"insert_timeout" yaml:"insert_timeout"`
+
+	// BatchRows flushes a batch when it holds this many flows.
+	BatchRows int `mapstructure:"batch_rows" yaml:"batch_rows"`
+	// BatchInterval flushes a batch this long after its first flow, if it
+	// has not filled by then.
+	BatchInterval time.Duration `mapstructure:"batch_interval" yaml:"batch_interval"`
+	// MaxQueueBatches bounds the full batches waiting for a writer; past
+	// it new batches are dropped (and counted) rather than blocking the
+	// collector. A batch holds about 400 bytes per flow (20 MB at 50000
+	// rows), so this bounds the memory an outage can take.
+	MaxQueueBatches int `mapstructure:"max_queue_batches" yaml:"max_queue_batches"`
+	// Writers insert batches concurrently.
+	Writers int `mapstructure:"writers" yaml:"writers"`
+	// Retry of a failed insert.
+	Retry RetryConfig `mapstructure:"retry" yaml:"retry"`
+	// StopTimeout bounds flushing what is buffered when the store stops.
+	StopTimeout time.Duration `mapstructure:"stop_timeout" yaml:"stop_timeout"`
+
+	Retention RetentionConfig `mapstructure:"retention" yaml:"retention"`
+}
+
+// RetryConfig is an exponential backoff: Initial, doubled up to Max,
+// given up after MaxElapsed (then the batch is dropped and counted).
+// MaxElapsed 0 retries until the store stops.
+type RetryConfig struct {
+	Initial    time.Duration `mapstructure:"initial" yaml:"initial"`
+	Max        time.Duration `mapstructure:"max" yaml:"max"`
+	MaxElapsed time.Duration `mapstructure:"max_elapsed" yaml:"max_elapsed"`
+}
+
+// RetentionConfig says how long each table keeps rows; 0 keeps them
+// forever. Servers with TTL enforce it with the table's TTL, set when the
+// table is created; older servers get a job that drops whole partitions
+// (days for flows and flows_1m, months for flows_1h) once they are older.
+type RetentionConfig struct {
+	Flows   time.Duration `mapstructure:"flows" yaml:"flows"`
+	Flows1m time.Duration `mapstructure:"flows_1m" yaml:"flows_1m"`
+	Flows1h time.Duration `mapstructure:"flows_1h" yaml:"flows_1h"`
+	// CheckInterval is how often the partition-dropping job runs.
+	CheckInterval time.Duration `mapstructure:"check_interval" yaml:"check_interval"`
+}
+
+const day = 24 * time.Hour
+
+// DefaultConfig batches 50k flows or 1 s, keeps raw flows 30 days, minute
+// rollups 90 days and hourly rollups 2 years.
+func DefaultConfig() Config {
+	return Config{
+		Addr:            "127.0.0.1:19000",
+		Database:        "flowhouse",
+		Username:        "default",
+		DialTimeout:     5 * time.Second,
+		Compression:     "lz4",
+		InsertTimeout:   30 * time.Second,
+		BatchRows:       50000,
+		BatchInterval:   time.Second,
+		MaxQueueBatches: 8,
+		Writers:         1,
+		Retry: RetryConfig{
+			Initial:    500 * time.Millisecond,
+			Max:        30 * time.Second,
+			MaxElapsed: 5 * time.Minute,
+		},
+		StopTimeout: 10 * time.Second,
+		Retention: RetentionConfig{
+			Flows:         30 * day,
+			Flows1m:       90 * day,
+			Flows1h:       2 * 365 * day,
+			CheckInterval: time.Hour,
+		},
+	}
+}
+
+var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// Validate names the first wrong key and says what is wrong with it.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Addr == "" {
+		errs = append(errs, errors.New("addr: required (host:port of a ClickHouse server's native port; the embedded engine is not available yet)"))
+	} else if host, port, err := net.SplitHostPort(c.Addr); err != nil || host == "" {
+		errs = append(errs, fmt.Errorf("addr: %q is not host:port", c.Addr))
+	} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		errs = append(errs, fmt.Errorf("addr: port %q is not 1..65535", port))
+	}
+	if !identifier.MatchString(c.Database) {
+		errs = append(errs, fmt.Errorf("database: %q must be letters, digits and _, not starting with a digit", c.Database))
+	}
+	if c.DialTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("dial_timeout: %s must be positive", c.DialTimeout))
+	}
+	if _, ok := compressionMethods[c.Compression]; !ok {
+		errs = append(errs, fmt.Errorf("compression: %q is not lz4, zstd or none", c.Compression))
+	}
+	if c.InsertTimeout < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("insert_timeout: %s is shorter than 100ms", c.InsertTimeout))
+	}
+	if c.BatchRows < 1 {
+		errs = append(errs, fmt.Errorf("batch_rows: %d must be at least 1", c.BatchRows))
+	} else if c.BatchRows > 10_000_000 {
+		errs = append(errs, fmt.Errorf("batch_rows: %d is more than 10000000", c.BatchRows))
+	}
+	if c.BatchInterval < 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("batch_interval: %s is shorter than 10ms", c.BatchInterval))
+	}
+	if c.MaxQueueBatches < 1 {
+		errs = append(errs, fmt.Errorf("max_queue_batches: %d must be at least 1", c.MaxQueueBatches))
+	}
+	if c.Writers < 1 || c.Writers > 64 {
+		errs = append(errs, fmt.Errorf("writers: %d is outside 1..64", c.Writers))
+	}
+	if c.Retry.Initial <= 0 {
+		errs = append(errs, fmt.Errorf("retry.initial: %s must be positive", c.Retry.Initial))
+	}
+	if c.Retry.Max < c.Retry.Initial {
+		errs = append(errs, fmt.Errorf("retry.max: %s is shorter than retry.initial %s", c.Retry.Max, c.Retry.Initial))
+	}
+	if c.Retry.MaxElapsed < 0 {
+		errs = append(errs, fmt.Errorf("retry.max_elapsed: %s is negative", c.Retry.MaxElapsed))
+	}
+	if c.StopTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("stop_timeout: %s must be positive", c.StopTimeout))
+	}
+	for _, r := range []struct {
+		key string
+		d   time.Duration
+	}{
+		{"retention.flows", c.Retention.Flows},
+		{"retention.flows_1m", c.Retention.Flows1m},
+		{"retention.flows_1h", c.Retention.Flows1h},
+	} {
+		if r.d != 0 && r.d < time.Hour {
+			errs = append(errs, fmt.Errorf("%s: %s must be 0 (keep forever) or at least 1h", r.key, r.d))
+		}
+	}
+	if c.Retention.CheckInterval < time.Second {
+		errs = append(errs, fmt.Errorf("retention.check_interval: %s is shorter than 1s", c.Retention.CheckInterval))
+	}
+	return errors.Join(errs...)
+}
+
+// LogValue keeps the password out of logs.
+func (c Config) LogValue() slog.Value {
+	password := ""
+	if c.Password != "" {
+		password = "REDACTED"
+	}
+	return slog.GroupValue(
+		slog.String("addr", c.Addr),
+		slog.String("database", c.Database),
+		slog.String("username", c.Username),
+		slog.String("password", password),
+		slog.Int("batch_rows", c.BatchRows),
+		slog.Duration("batch_interval", c.BatchInterval),
+		slog.Int("max_queue_batches", c.MaxQueueBatches),
+		slog.Int("writers", c.Writers),
+	)
+}

@@ -1,0 +1,633 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/flowhouse/flowhouse/flow"
+	"github.com/flowhouse/flowhouse/internal/chtest"
+	"github.com/flowhouse/flowhouse/migrations"
+	"github.com/flowhouse/flowhouse/store"
+)
+
+func TestMain(m *testing.M) { chtest.Main(m) }
+
+// migratedDB is a fresh database with the schema applied.
+func migratedDB(tb testing.TB) (*store.Server, store.Config) {
+	tb.Helper()
+	addr, database := chtest.Database(tb)
+	cfg := store.DefaultConfig()
+	cfg.Addr, cfg.Database = addr, database
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := store.OpenServer(ctx, cfg, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	if _, err := migrations.Apply(ctx, db, migrations.Options{Retention: cfg.Retention}); err != nil {
+		tb.Fatal(err)
+	}
+	return db, cfg
+}
+
+func addr(s string) flow.Addr { return flow.AddrFromNetip(netip.MustParseAddr(s)) }
+
+func mac(s string) flow.MAC {
+	hw, err := net.ParseMAC(s)
+	if err != nil {
+		panic(err)
+	}
+	return flow.MACFromSlice(hw)
+}
+
+// ms is a UTC wall time in Unix milliseconds.
+func ms(s string) int64 {
+	t, err := time.Parse("2006-01-02 15:04:05.000", s)
+	if err != nil {
+		panic(err)
+	}
+	return t.UnixMilli()
+}
+
+func TestOpenServerCreatesDatabase(t *testing.T) {
+	srv := chtest.SharedServer(t)
+	cfg := store.DefaultConfig()
+	cfg.Addr = srv.Addr()
+	cfg.Database = "created_by_open_" + fmt.Sprint(time.Now().UnixNano())
+	t.Cleanup(func() { srv.Exec(context.Background(), "DROP DATABASE IF EXISTS "+cfg.Database) })
+	ctx := context.Background()
+	db, err := store.OpenServer(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var current string
+	if err := store.QueryRow(ctx, db, []any{&current}, "SELECT currentDatabase()"); err != nil {
+		t.Fatal(err)
+	}
+	if current != cfg.Database {
+		t.Fatalf("currentDatabase() = %q, want %q", current, cfg.Database)
+	}
+}
+
+func TestOpenRequiresAddr(t *testing.T) {
+	cfg := store.DefaultConfig()
+	cfg.Addr = ""
+	_, err := store.Open(context.Background(), cfg, nil)
+	if err == nil || !strings.Contains(err.Error(), "embedded engine is not available") {
+		t.Fatalf("Open with empty addr: %v", err)
+	}
+}
+
+func TestInsertFlowsRoundTripsEveryColumn(t *testing.T) {
+	db, _ := migratedDB(t)
+	ctx := context.Background()
+	v4 := flow.Flow{
+		TimeReceivedMs: ms("2023-11-14 22:13:20.123"), TimeStartMs: ms("2023-11-14 22:13:10.500"), TimeEndMs: ms("2023-11-14 22:13:19.999"),
+		Protocol: flow.ProtoNetFlowV9, ExporterAddr: addr("192.0.2.1"), ExporterPort: 2055,
+		ObservationDomain: 42, SamplerID: 3, SamplingRate: 1000, Direction: flow.DirIngress,
+		InIf: 10, OutIf: 20,
+		SrcAddr: addr("10.1.2.3"), DstAddr: addr("198.51.100.7"), NextHop: addr("10.1.2.254"),
+		SrcPort: 51234, DstPort: 443, IPProto: 6, TCPFlags: 0x1b, ToS: 0xb8, IPVersion: 4,
+		SrcMask: 24, DstMask: 22, SrcVLAN: 100, DstVLAN: 4094,
+		SrcMAC: mac("00:00:5e:00:53:01"), DstMAC: mac("fe:dc:ba:98:76:54"),
+		SrcAS: 64496, DstAS: 4200000000, Bytes: 1 << 40, Packets: 123456789, FlowLabel: 0,
+		Tenant: "acme", ExporterName: "edge1.par", InIfName: "xe-0/0/0", InIfDescription: "Transit: ISP A",
+		InIfSpeedMbps: 100000, InIfBoundary: "external", OutIfName: "ae1", OutIfDescription: "core 'quoted'",
+		OutIfSpeedMbps: 400000, OutIfBoundary: "internal", SrcVendor: "ICANN, IANA Department", DstVendor: "",
+	}
+	v6 := flow.Flow{
+		TimeReceivedMs: ms("2023-11-14 22:13:21.000"), TimeStartMs: 0, TimeEndMs: 0,
+		Protocol: flow.ProtoSFlowV5, ExporterAddr: addr("2001:db8::2"), ExporterPort: 6343,
+		SamplingRate: 1, Direction: flow.DirEgress,
+		SrcAddr: addr("2001:db8::1"), DstAddr: addr("2001:db8:ffff:ffff:ffff:ffff:ffff:abcd"), NextHop: addr("fe80::1"),
+		SrcPort: 53, DstPort: 33000, IPProto: 17, IPVersion: 6, FlowLabel: 0xfffff,
+		ICMPType: 0, ICMPCode: 0, Bytes: 90, Packets: 1, Tenant: "beta",
+	}
+	icmp := flow.Flow{
+		TimeReceivedMs: ms("2023-11-14 22:13:22.000"), Protocol: flow.ProtoIPFIX, SamplingRate: 1,
+		ExporterAddr: addr("192.0.2.1"), SrcAddr: addr("192.0.2.200"), IPProto: 1, IPVersion: 4,
+		ICMPType: 8, ICMPCode: 0, DstPort: 1, Bytes: 84, Packets: 1, Tenant: "acme",
+	}
+	// No addresses at all (a non-IP sFlow sample).
+	empty := flow.Flow{TimeReceivedMs: ms("2023-11-14 22:13:23.000"), DstPort: 2, Protocol: flow.ProtoUnknown}
+
+	b := store.NewFlowBatch(4)
+	b.Append([]flow.Flow{v4, v6, icmp, empty})
+	if err := db.InsertFlows(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+
+	// Each column read back as text, in the order of the rows above.
+	for _, tc := range []struct {
+		expr string
+		want []string
+	}{
+		{"toString(time_received)", []string{"2023-11-14 22:13:20", "2023-11-14 22:13:21", "2023-11-14 22:13:22", "2023-11-14 22:13:23"}},
+		// Absent times are 0, which 18.16 prints as 0000-00-00 00:00:00 and
+		// later versions as 1970-01-01 00:00:00: compared as numbers.
+		{"toString(flow_start)", []string{"2023-11-14 22:13:10"}},
+		{"toString(toUInt32(flow_start))", []string{"1699999990", "0", "0", "0"}},
+		{"toString(toUInt32(flow_end))", []string{"1699999999", "0", "0", "0"}},
+		{"toString(flow_duration_ms)", []string{"9499", "0", "0", "0"}},
+		{"tenant", []string{"acme", "beta", "acme", ""}},
+		{"IPv6NumToString(exporter_address)", []string{"::ffff:192.0.2.1", "2001:db8::2", "::ffff:192.0.2.1", "::"}},
+		{"toString(exporter_port)", []string{"2055", "6343", "0", "0"}},
+		{"exporter_name", []string{"edge1.par", "", "", ""}},
+		{"toString(protocol)", []string{"netflow_v9", "sflow_v5", "ipfix", "unknown"}},
+		{"toString(observation_domain)", []string{"42", "0", "0", "0"}},
+		{"toString(sampler_id)", []string{"3", "0", "0", "0"}},
+		{"toString(sampling_rate)", []string{"1000", "1", "1", "0"}},
+		{"toString(direction)", []string{"ingress", "egress", "unknown", "unknown"}},
+		{"toString(in_if_index)", []string{"10", "0", "0", "0"}},
+		{"in_if_name", []string{"xe-0/0/0", "", "", ""}},
+		{"in_if_description", []string{"Transit: ISP A", "", "", ""}},
+		{"toString(in_if_speed_mbps)", []string{"100000", "0", "0", "0"}},
+		{"in_if_boundary", []string{"external", "", "", ""}},
+		{"toString(out_if_index)", []string{"20", "0", "0", "0"}},
+		{"out_if_name", []string{"ae1", "", "", ""}},
+		{"out_if_description", []string{"core 'quoted'", "", "", ""}},
+		{"toString(out_if_speed_mbps)", []string{"400000", "0", "0", "0"}},
+		{"out_if_boundary", []string{"internal", "", "", ""}},
+		{"IPv6NumToString(src_address)", []string{"::ffff:10.1.2.3", "2001:db8::1", "::ffff:192.0.2.200", "::"}},
+		{"IPv6NumToString(dst_address)", []string{"::ffff:198.51.100.7", "2001:db8:ffff:ffff:ffff:ffff:ffff:abcd", "::", "::"}},
+		{"IPv6NumToString(next_hop)", []string{"::ffff:10.1.2.254", "fe80::1", "::", "::"}},
+		{"toString(src_port)", []string{"51234", "53", "0", "0"}},
+		{"toString(dst_port)", []string{"443", "33000", "1", "2"}},
+		{"toString(ip_protocol)", []string{"6", "17", "1", "0"}},
+		{"toString(ip_version)", []string{"4", "6", "4", "0"}},
+		{"toString(tcp_flags)", []string{"27", "0", "0", "0"}},
+		{"toString(tos)", []string{"184", "0", "0", "0"}},
+		{"toString(icmp_type)", []string{"0", "0", "8", "0"}},
+		{"toString(icmp_code)", []string{"0", "0", "0", "0"}},
+		{"toString(src_mask)", []string{"24", "0", "0", "0"}},
+		{"toString(dst_mask)", []string{"22", "0", "0", "0"}},
+		{"toString(src_vlan)", []string{"100", "0", "0", "0"}},
+		{"toString(dst_vlan)", []string{"4094", "0", "0", "0"}},
+		{"MACNumToString(src_mac)", []string{"00:00:5E:00:53:01", "00:00:00:00:00:00", "00:00:00:00:00:00", "00:00:00:00:00:00"}},
+		{"MACNumToString(dst_mac)", []string{"FE:DC:BA:98:76:54", "00:00:00:00:00:00", "00:00:00:00:00:00", "00:00:00:00:00:00"}},
+		{"src_vendor", []string{"ICANN, IANA Department", "", "", ""}},
+		{"dst_vendor", []string{"", "", "", ""}},
+		{"toString(src_as)", []string{"64496", "0", "0", "0"}},
+		{"toString(dst_as)", []string{"4200000000", "0", "0", "0"}},
+		{"toString(bytes)", []string{"1099511627776", "90", "84", "0"}},
+		{"toString(packets)", []string{"123456789", "1", "1", "0"}},
+		{"toString(flow_label)", []string{"0", "1048575", "0", "0"}},
+		{"toString(bytes_scaled)", []string{"1099511627776000", "90", "84", "0"}},
+		{"toString(packets_scaled)", []string{"123456789000", "1", "1", "0"}},
+	} {
+		t.Run(tc.expr, func(t *testing.T) {
+			got := strings1(t, db, "SELECT "+tc.expr+" FROM flows ORDER BY time_received LIMIT ?", len(tc.want))
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("got  %q\nwant %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// strings1 reads a one-column string result.
+func strings1(t *testing.T, db store.DB, query string, args ...any) []string {
+	t.Helper()
+	rows, err := db.Query(context.Background(), query, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestRollupsSumFlows(t *testing.T) {
+	db, _ := migratedDB(t)
+	ctx := context.Background()
+	base := flow.Flow{
+		Protocol: flow.ProtoIPFIX, ExporterAddr: addr("192.0.2.1"), Direction: flow.DirIngress,
+		InIf: 1, OutIf: 2, SrcAddr: addr("10.0.0.1"), DstAddr: addr("10.0.0.2"), IPProto: 6, IPVersion: 4,
+		SrcAS: 65001, DstAS: 65002, Tenant: "acme", ExporterName: "edge1", InIfName: "in", OutIfName: "out",
+	}
+	type row struct {
+		at            string
+		rate          uint32
+		bytes, pkts   uint64
+		srcPort       uint16
+		differentTent bool
+	}
+	rows := []row{
+		{"2023-11-14 22:13:20.000", 100, 1000, 10, 1, false},
+		{"2023-11-14 22:13:50.000", 100, 2000, 20, 2, false}, // same minute, same key: summed
+		{"2023-11-14 22:13:59.999", 10, 500, 5, 3, false},    // same minute, other rate: own row
+		{"2023-11-14 22:14:00.000", 100, 700, 7, 4, false},   // next minute
+		{"2023-11-14 23:00:00.000", 1, 300, 3, 5, false},     // next hour
+		{"2023-11-14 22:13:30.000", 100, 4000, 40, 6, true},  // other tenant
+	}
+	var fs []flow.Flow
+	for _, r := range rows {
+		f := base
+		f.TimeReceivedMs, f.SamplingRate, f.Bytes, f.Packets, f.SrcPort = ms(r.at), r.rate, r.bytes, r.pkts, r.srcPort
+		if r.differentTent {
+			f.Tenant = "beta"
+		}
+		fs = append(fs, f)
+	}
+	b := store.NewFlowBatch(len(fs))
+	// Two inserts of the same flows: the rollups get two rows per key
+	// until SummingMergeTree merges them.
+	b.Append(fs)
+	for range 2 {
+		if err := db.InsertFlows(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	query := func(table string) []string {
+		return strings1(t, db, `SELECT concat(toString(time_received), ' ', tenant, ' ', toString(sampling_rate), ' ',
+			toString(sum(bytes)), ' ', toString(sum(packets)), ' ', toString(sum(flows)), ' ',
+			toString(sum(bytes_scaled)), ' ', toString(sum(packets_scaled)))
+			FROM `+table+` GROUP BY time_received, tenant, sampling_rate ORDER BY time_received, tenant, sampling_rate`)
+	}
+	for _, tc := range []struct {
+		table string
+		want  []string
+	}{
+		{"flows_1m", []string{
+			// time tenant rate bytes packets flows bytes_scaled packets_scaled (each flow inserted twice)
+			"2023-11-14 22:13:00 acme 10 1000 10 2 10000 100",
+			"2023-11-14 22:13:00 acme 100 6000 60 4 600000 6000",
+			"2023-11-14 22:13:00 beta 100 8000 80 2 800000 8000",
+			"2023-11-14 22:14:00 acme 100 1400 14 2 140000 1400",
+			"2023-11-14 23:00:00 acme 1 600 6 2 600 6",
+		}},
+		{"flows_1h", []string{
+			"2023-11-14 22:00:00 acme 10 1000 10 2 10000 100",
+			"2023-11-14 22:00:00 acme 100 7400 74 6 740000 7400",
+			"2023-11-14 22:00:00 beta 100 8000 80 2 800000 8000",
+			"2023-11-14 23:00:00 acme 1 600 6 2 600 6",
+		}},
+	} {
+		t.Run(tc.table, func(t *testing.T) {
+			if got := query(tc.table); !slices.Equal(got, tc.want) {
+				t.Errorf("before merge:\n got %q\nwant %q", got, tc.want)
+			}
+			if err := db.Exec(ctx, "OPTIMIZE TABLE "+tc.table+" FINAL"); err != nil {
+				t.Fatal(err)
+			}
+			if got := query(tc.table); !slices.Equal(got, tc.want) {
+				t.Errorf("after merge:\n got %q\nwant %q", got, tc.want)
+			}
+			var stored uint64
+			if err := store.QueryRow(ctx, db, []any{&stored}, "SELECT count() FROM "+tc.table); err != nil {
+				t.Fatal(err)
+			}
+			if stored != uint64(len(tc.want)) {
+				t.Errorf("%d rows stored after merge, want one per key: %d", stored, len(tc.want))
+			}
+			dims := strings1(t, db, "SELECT DISTINCT concat(IPv6NumToString(exporter_address), ' ', exporter_name, ' ', toString(direction), ' ', toString(protocol), ' ', in_if_name, '>', out_if_name, ' ', toString(src_as), '>', toString(dst_as)) FROM "+tc.table)
+			if want := []string{"::ffff:192.0.2.1 edge1 ingress ipfix in>out 65001>65002"}; !slices.Equal(dims, want) {
+				t.Errorf("dimensions %q, want %q", dims, want)
+			}
+		})
+	}
+}
+
+func TestExporterStatsRoundTrip(t *testing.T) {
+	db, _ := migratedDB(t)
+	ctx := context.Background()
+	first := flow.ExporterStats{
+		Addr: addr("192.0.2.1"), Protocols: []string{"ipfix"}, FirstSeenMs: ms("2023-11-14 22:00:00.000"),
+		LastSeenMs: ms("2023-11-14 22:10:00.000"), Datagrams: 10, Flows: 100, Bytes: 14000,
+		Drops: map[string]uint64{"template_not_found": 1}, Templates: 2,
+	}
+	latest := flow.ExporterStats{
+		Addr: addr("192.0.2.1"), Protocols: []string{"ipfix", "netflow_v9"}, FirstSeenMs: ms("2023-11-14 22:00:00.000"),
+		LastSeenMs: ms("2023-11-14 22:20:00.500"), Datagrams: 20, Flows: 250, Bytes: 30000,
+		Drops: map[string]uint64{"template_not_found": 3, "short_datagram": 1}, Templates: 4,
+		SequenceExpected: 300, SequenceLost: 50,
+		Streams: []flow.StreamStats{
+			{Protocol: "ipfix", ObservationDomain: 1, LastSequence: 4294967295, Expected: 200, Lost: 40, Resets: 1},
+			{Protocol: "netflow_v9", ObservationDomain: 7, LastSequence: 9, Expected: 100, Lost: 10},
+		},
+	}
+	other := flow.ExporterStats{Addr: addr("2001:db8::9"), LastSeenMs: ms("2023-11-14 22:20:00.000"), Datagrams: 1}
+	t1 := time.Date(2023, 11, 14, 22, 10, 0, 0, time.UTC)
+	if err := db.InsertExporterStats(ctx, t1, []flow.ExporterStats{first}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.InsertExporterStats(ctx, t1.Add(10*time.Minute), []flow.ExporterStats{latest, other}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.InsertExporterStats(ctx, t1, nil); err != nil {
+		t.Fatalf("empty snapshot: %v", err)
+	}
+
+	rows, err := db.Query(ctx, `SELECT IPv6NumToString(exporter_address), protocols, if(toUInt32(first_seen) = 0, '', toString(first_seen)), toString(last_seen),
+		datagrams, flows, bytes, drop_reasons, drop_counts, templates, sequence_expected, sequence_lost,
+		streams.protocol, streams.observation_domain, streams.last_sequence, streams.expected, streams.lost, streams.resets,
+		toString(updated_at)
+		FROM exporters_latest ORDER BY exporter_address`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var got []string
+	for rows.Next() {
+		var (
+			address, firstSeen, lastSeen, updated string
+			protocols, reasons, stProto           []string
+			datagrams, flows, bytes, exp, lost    uint64
+			counts, stExp, stLost, stResets       []uint64
+			templates                             uint32
+			stDomain, stLastSeq                   []uint32
+		)
+		if err := rows.Scan(&address, &protocols, &firstSeen, &lastSeen, &datagrams, &flows, &bytes, &reasons, &counts,
+			&templates, &exp, &lost, &stProto, &stDomain, &stLastSeq, &stExp, &stLost, &stResets, &updated); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprint(address, protocols, firstSeen, lastSeen, datagrams, flows, bytes, reasons, counts,
+			templates, exp, lost, stProto, stDomain, stLastSeq, stExp, stLost, stResets, updated))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		fmt.Sprint("::ffff:192.0.2.1", []string{"ipfix", "netflow_v9"}, "2023-11-14 22:00:00", "2023-11-14 22:20:00",
+			20, 250, 30000, []string{"short_datagram", "template_not_found"}, []uint64{1, 3}, 4, 300, 50,
+			[]string{"ipfix", "netflow_v9"}, []uint32{1, 7}, []uint32{4294967295, 9}, []uint64{200, 100}, []uint64{40, 10},
+			[]uint64{1, 0}, "2023-11-14 22:20:00"),
+		fmt.Sprint("2001:db8::9", []string{}, "", "2023-11-14 22:20:00",
+			1, 0, 0, []string{}, []uint64{}, 0, 0, 0,
+			[]string{}, []uint32{}, []uint32{}, []uint64{}, []uint64{}, []uint64{}, "2023-11-14 22:20:00"),
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("exporters_latest:\n got %q\nwant %q", got, want)
+	}
+	var snapshots uint64
+	if err := store.QueryRow(ctx, db, []any{&snapshots}, "SELECT count() FROM exporters"); err != nil {
+		t.Fatal(err)
+	}
+	if snapshots < 2 || snapshots > 3 {
+		t.Errorf("exporters holds %d rows, want the 3 snapshots or 2 after a merge", snapshots)
+	}
+}
+
+func TestBatcherWritesToServer(t *testing.T) {
+	db, cfg := migratedDB(t)
+	ctx := context.Background()
+	count := func() uint64 {
+		var n uint64
+		if err := store.QueryRow(ctx, db, []any{&n}, "SELECT count() FROM flows"); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	waitCount := func(want uint64) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for count() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("flows has %d rows, want %d", count(), want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	fs := make([]flow.Flow, 25)
+	for i := range fs {
+		fs[i] = flow.Flow{TimeReceivedMs: time.Now().UnixMilli(), Tenant: "acme", SrcAddr: addr("10.0.0.1"), Bytes: 100, Packets: 1, SamplingRate: 1}
+	}
+
+	t.Run("on rows, then Stop flushes the rest", func(t *testing.T) {
+		cfg := cfg
+		cfg.BatchRows, cfg.BatchInterval = 100, time.Hour
+		b, err := store.New(cfg, store.Deps{Writer: db})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Start(ctx)
+		for range 10 { // 250 flows: two full batches and 50 left over
+			b.Write(fs)
+		}
+		waitCount(200)
+		time.Sleep(50 * time.Millisecond)
+		if n := count(); n != 200 {
+			t.Fatalf("partial batch inserted before Stop: %d rows", n)
+		}
+		if err := b.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		waitCount(250)
+	})
+	t.Run("on interval", func(t *testing.T) {
+		cfg := cfg
+		cfg.BatchRows, cfg.BatchInterval = 1_000_000, 100*time.Millisecond
+		b, err := store.New(cfg, store.Deps{Writer: db})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Start(ctx)
+		defer b.Stop()
+		b.Write(fs[:10])
+		waitCount(260)
+	})
+}
+
+func TestBatcherWithUnreachableServerNeverBlocks(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := l.Addr().String()
+	l.Close() // nothing listens there now
+
+	cfg := store.DefaultConfig()
+	cfg.Addr = dead
+	cfg.DialTimeout = 200 * time.Millisecond
+	cfg.InsertTimeout = 200 * time.Millisecond
+	cfg.BatchRows = 10
+	cfg.MaxQueueBatches = 1
+	cfg.Retry = store.RetryConfig{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond}
+	cfg.StopTimeout = 300 * time.Millisecond
+	db, err := store.NewServer(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	reg := prometheus.NewRegistry()
+	b, err := store.New(cfg, store.Deps{Writer: db, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Start(context.Background())
+
+	fs := make([]flow.Flow, 10)
+	const writes = 100
+	start := time.Now()
+	for range writes {
+		b.Write(fs)
+		time.Sleep(time.Millisecond) // let the writer fail a few times meanwhile
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Fatalf("%d writes took %s against a dead server", writes, el)
+	}
+	start = time.Now()
+	if err := b.Stop(); err == nil {
+		t.Error("Stop reported success although nothing was inserted")
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Errorf("Stop took %s, stop_timeout is %s", el, cfg.StopTimeout)
+	}
+
+	metric := func(name, reason string) float64 { return counter(t, reg, name, "reason", reason) }
+	if n := metric("flowhouse_store_insert_errors_total", "connection"); n < 2 {
+		t.Errorf("insert_errors_total{reason=connection} = %v, want retries counted", n)
+	}
+	queueFull := metric("flowhouse_store_rows_dropped_total", store.DropQueueFull)
+	shutdown := metric("flowhouse_store_rows_dropped_total", store.DropShutdown)
+	if queueFull == 0 {
+		t.Error("no rows dropped for queue_full")
+	}
+	if queueFull+shutdown != writes*10 {
+		t.Errorf("dropped queue_full %v + shutdown %v, want every one of %d flows accounted", queueFull, shutdown, writes*10)
+	}
+	if got := testutil.CollectAndCount(reg, "flowhouse_store_rows_inserted_total"); got != 1 {
+		t.Errorf("rows_inserted_total registered %d times", got)
+	}
+}
+
+func TestRetentionDropsExpiredPartitions(t *testing.T) {
+	db, cfg := migratedDB(t)
+	ctx := context.Background()
+	now := time.Date(2024, 3, 10, 12, 0, 0, 0, time.UTC)
+	old := now.Add(-40 * 24 * time.Hour) // 2024-01-30
+	fs := []flow.Flow{
+		{TimeReceivedMs: old.UnixMilli(), Tenant: "acme", Bytes: 1, SamplingRate: 1},
+		{TimeReceivedMs: now.UnixMilli(), Tenant: "acme", Bytes: 2, SamplingRate: 1},
+	}
+	b := store.NewFlowBatch(2)
+	b.Append(fs)
+	if err := db.InsertFlows(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	partitions := func(table string) []string {
+		return strings1(t, db, "SELECT DISTINCT partition_id FROM system.parts WHERE database = currentDatabase() AND table = ? AND active ORDER BY partition_id", table)
+	}
+
+	clock := now
+	reg := prometheus.NewRegistry()
+	r, err := store.NewRetention(cfg, store.RetentionDeps{DB: db, Registerer: reg, Now: func() time.Time { return clock }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []struct {
+		at      time.Time
+		dropped int
+		flows   []string
+		f1m     []string
+		f1h     []string
+	}{
+		// 30 days of flows: the 2024-01-30 day goes, the rollups keep it.
+		{now, 1, []string{"20240310"}, []string{"20240130", "20240310"}, []string{"202401", "202403"}},
+		// Nothing more to drop a second later.
+		{now.Add(time.Second), 0, []string{"20240310"}, []string{"20240130", "20240310"}, []string{"202401", "202403"}},
+		// 100 days on: flows and minute rollups (90 days) lose everything,
+		// hourly rollups (2 years) nothing.
+		{now.Add(100 * 24 * time.Hour), 3, nil, nil, []string{"202401", "202403"}},
+		// 2 years and a bit after January 2024 ended, its month goes.
+		{time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), 1, nil, nil, []string{"202403"}},
+	} {
+		clock = step.at
+		n, err := r.RunOnce(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != step.dropped {
+			t.Errorf("at %s: dropped %d partitions, want %d", step.at, n, step.dropped)
+		}
+		for _, c := range []struct {
+			table string
+			want  []string
+		}{{"flows", step.flows}, {"flows_1m", step.f1m}, {"flows_1h", step.f1h}} {
+			if got := partitions(c.table); !slices.Equal(got, c.want) {
+				t.Errorf("at %s: %s partitions %q, want %q", step.at, c.table, got, c.want)
+			}
+		}
+	}
+	if got := counter(t, reg, "flowhouse_store_retention_partitions_dropped_total", "table", "flows"); got != 2 {
+		t.Errorf("partitions_dropped_total{table=flows} = %v, want 2", got)
+	}
+
+	// Start runs the job at once on a server without TTL.
+	clock = now.Add(1000 * 24 * time.Hour)
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(partitions("flows_1h")) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("Start did not run the retention job")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.Stop()
+}
+
+// counter reads one labelled counter from a registry.
+func counter(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+func TestEveryCompressionInserts(t *testing.T) {
+	db0, cfg := migratedDB(t)
+	ctx := context.Background()
+	b := store.NewFlowBatch(1)
+	b.Append([]flow.Flow{{TimeReceivedMs: time.Now().UnixMilli(), SrcAddr: addr("2001:db8::1"), Bytes: 1}})
+	for _, c := range []string{"lz4", "zstd", "none"} {
+		cfg.Compression = c
+		db, err := store.OpenServer(ctx, cfg, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", c, err)
+		}
+		if err := db.InsertFlows(ctx, b); err != nil {
+			t.Errorf("%s: %v", c, err)
+		}
+		db.Close()
+	}
+	if got := strings1(t, db0, "SELECT toString(count()) FROM flows WHERE IPv6NumToString(src_address) = '2001:db8::1'"); !slices.Equal(got, []string{"3"}) {
+		t.Fatalf("rows = %v, want 3", got)
+	}
+}

@@ -1,0 +1,70 @@
+package store
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Reasons a row is dropped, the rows_dropped_total label.
+const (
+	DropQueueFull        = "queue_full"        // all queued batches wait for the database
+	DropRetriesExhausted = "retries_exhausted" // retry.max_elapsed passed without a successful insert
+	DropShutdown         = "shutdown"          // stop_timeout passed before the batch was inserted
+	DropStopped          = "stopped"           // written after Stop
+)
+
+type metrics struct {
+	rowsInserted    prometheus.Counter
+	batchesInserted prometheus.Counter
+	batchRows       prometheus.Histogram
+	insertSeconds   prometheus.Histogram
+	insertErrors    *prometheus.CounterVec
+	rowsDropped     *prometheus.CounterVec
+	queueBatches    prometheus.GaugeFunc
+}
+
+func newMetrics(reg prometheus.Registerer, queueLen func() float64) *metrics {
+	m := &metrics{
+		rowsInserted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowhouse_store_rows_inserted_total",
+			Help: "Flows inserted into the flows table.",
+		}),
+		batchesInserted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowhouse_store_batches_inserted_total",
+			Help: "Batches inserted into the flows table.",
+		}),
+		batchRows: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "flowhouse_store_batch_rows",
+			Help:    "Flows per inserted batch.",
+			Buckets: prometheus.ExponentialBuckets(10, 4, 9), // 10 .. 655360
+		}),
+		insertSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "flowhouse_store_insert_duration_seconds",
+			Help:    "Time of one successful batch insert.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12), // 1 ms .. 60 s
+		}),
+		insertErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowhouse_store_insert_errors_total",
+			Help: "Failed insert attempts, by reason (timeout, connection, server, other).",
+		}, []string{"reason"}),
+		rowsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowhouse_store_rows_dropped_total",
+			Help: "Flows never inserted, by reason (queue_full, retries_exhausted, shutdown, stopped).",
+		}, []string{"reason"}),
+		queueBatches: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "flowhouse_store_queue_batches",
+			Help: "Full batches waiting for a writer.",
+		}, queueLen),
+	}
+	// Known label values exist from the start, so rate() sees the first drop.
+	for _, r := range []string{DropQueueFull, DropRetriesExhausted, DropShutdown, DropStopped} {
+		m.rowsDropped.WithLabelValues(r)
+	}
+	for _, r := range []string{errTimeout, errConnection, errServer, errOther} {
+		m.insertErrors.WithLabelValues(r)
+	}
+	if reg != nil {
+		reg.MustRegister(m.rowsInserted, m.batchesInserted, m.batchRows, m.insertSeconds,
+			m.insertErrors, m.rowsDropped, m.queueBatches)
+	}
+	return m
+}

@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# Capture what real exporters send for testdata/traffic.pcap, and let tshark
+# (an independent decoder) write the expected flow records.
+#
+# For each capture NAME below: replay testdata/traffic.pcap through the
+# exporter to 127.0.0.1:PORT, record that port on lo with tcpdump (classic
+# pcap), write collector/testdata/captures/NAME.pcap, then run
+# testdata/gen/tshark_expected.py to write NAME.expected.json.
+#
+# Runs inside a network namespace it creates and deletes (needs root and
+# iproute2), so no other traffic on the host can end up in a capture; with
+# --host (or when not root) it uses the host's lo instead.
+# Every process runs under `timeout`; daemons are stopped by PID.
+#
+# Usage: testdata/gen/capture.sh [--host] [NAME...]
+#   NAME: netflow5 netflow9 ipfix ipfix_biflow ipfix_ether sflow5 (default: all)
+# Needs: softflowd pmacct tcpdump tshark socat iproute2 (scripts/deps.sh).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+INPUT=$ROOT/testdata/traffic.pcap
+TRUTH=$ROOT/testdata/traffic.truth.json
+OUT=$ROOT/collector/testdata/captures
+GEN=$ROOT/testdata/gen
+
+# name -> "port kind exporter-args". kind: cflow (softflowd) or sflow (pmacctd).
+declare -A SPEC=(
+	[netflow5]="20555 cflow -v 5"
+	[netflow9]="20559 cflow -v 9 -6"
+	[ipfix]="24739 cflow -v 10 -6"
+	[ipfix_biflow]="24740 cflow -v 10 -b -A milli -6"
+	[ipfix_ether]="24741 cflow -v 10 -6 -T ether"
+	[sflow5]="26343 sflow 1"
+)
+ORDER=(netflow5 netflow9 ipfix ipfix_biflow ipfix_ether sflow5)
+
+use_netns=1
+names=()
+for a in "$@"; do
+	case "$a" in
+	--host) use_netns=0 ;;
+	-h | --help)
+		sed -n '2,18p' "$0"
+		exit 0
+		;;
+	*)
+		[[ -n "${SPEC[$a]:-}" ]] || {
+			echo "capture.sh: unknown capture '$a' (known: ${ORDER[*]})" >&2
+			exit 2
+		}
+		names+=("$a")
+		;;
+	esac
+done
+[[ ${#names[@]} -gt 0 ]] || names=("${ORDER[@]}")
+[[ $(id -u) -eq 0 ]] || use_netns=0
+
+for bin in softflowd pmacctd tcpdump tshark socat ip; do
+	command -v "$bin" >/dev/null 2>&1 || {
+		echo "capture.sh: $bin not found: run scripts/deps.sh" >&2
+		exit 1
+	}
+done
+[[ -f "$INPUT" ]] || {
+	echo "capture.sh: $INPUT missing: run testdata/gen/gen_traffic.py first" >&2
+	exit 1
+}
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/flowhouse-capture.XXXXXX")
+NS=""
+PIDS=()
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do
+		kill "$p" 2>/dev/null || true
+	done
+	for p in "${PIDS[@]}"; do
+		wait "$p" 2>/dev/null || true
+	done
+	PIDS=()
+	if [[ -n "$NS" ]]; then
+		ip netns del "$NS" 2>/dev/null || true
+		NS=""
+		NSX=()
+	fi
+}
+trap 'cleanup; rm -rf "$WORK"' EXIT
+
+# NSX prefixes commands that run in the capture namespace (empty on the host).
+# Background jobs are simple commands (no functions, no subshells), so $! is
+# the PID of `timeout`, which passes on the signal it gets to its command.
+NSX=()
+
+capture_one() {
+	local name=$1 port kind args
+	read -r port kind args <<<"${SPEC[$name]}"
+	local dir=$WORK/$name
+	mkdir -p "$dir"
+	local cap=$dir/$name.pcap
+
+	if [[ $use_netns -eq 1 ]]; then
+		NS=fh-cap-$$-$name
+		ip netns add "$NS"
+		ip -n "$NS" link set lo up
+		NSX=(ip netns exec "$NS")
+	fi
+
+	# A receiver on the port, so the exporter's connected UDP socket does not
+	# get ICMP port-unreachable (ECONNREFUSED) back.
+	"${NSX[@]}" timeout 120 socat -u "UDP4-RECV:$port,bind=127.0.0.1" OPEN:/dev/null &
+	PIDS+=($!)
+
+	# tcpdump: classic pcap, packet-buffered; wait until it listens.
+	"${NSX[@]}" timeout 120 tcpdump -i lo -n -U --immediate-mode -B 16384 -s 0 -w "$cap" "udp and dst host 127.0.0.1 and dst port $port" \
+		2>"$dir/tcpdump.log" &
+	local td=$!
+	PIDS+=($td)
+	local i
+	for i in $(seq 1 100); do
+		grep -q "listening on" "$dir/tcpdump.log" 2>/dev/null && break
+		sleep 0.1
+	done
+	grep -q "listening on" "$dir/tcpdump.log" || {
+		cat "$dir/tcpdump.log" >&2
+		echo "capture.sh: tcpdump did not start" >&2
+		return 1
+	}
+
+	local rc=0
+	if [[ $kind == cflow ]]; then
+		# Run from testdata/ with a relative -r: softflowd exports the file
+		# name (first 16 bytes) as IF_NAME in its options data, so an absolute
+		# path would put the checkout's location into the capture.
+		# shellcheck disable=SC2086 # args is a word list on purpose
+		(cd "$(dirname "$INPUT")" && "${NSX[@]}" timeout 60 softflowd -d -a -r "$(basename "$INPUT")" \
+			-n "127.0.0.1:$port" $args -p "$dir/softflowd.pid") >"$dir/exporter.log" 2>&1 || rc=$?
+	else
+		cat >"$dir/pmacctd.conf" <<-EOF
+			daemonize: false
+			pidfile: $dir/pmacctd.pid
+			logfile: $dir/pmacctd.log
+			pcap_savefile: $INPUT
+			pcap_savefile_wait: false
+			plugins: sfprobe[sf]
+			sfprobe_receiver[sf]: 127.0.0.1:$port
+			sfprobe_agentip[sf]: 127.0.0.1
+			sfprobe_agentsubid[sf]: 7
+			sampling_rate[sf]: $args
+		EOF
+		"${NSX[@]}" timeout 60 pmacctd -f "$dir/pmacctd.conf" >"$dir/exporter.log" 2>&1 || rc=$?
+		# pmacctd 1.7 exits with 1 at the end of a savefile when its core sees
+		# the plugin's (requested) exit first; everything was sent then.
+		if [[ $rc -eq 1 ]] && grep -q "Shutting down on user request" "$dir/pmacctd.log" &&
+			grep -q "no more plugins active. Shutting down." "$dir/pmacctd.log" &&
+			! grep -q ERROR "$dir/pmacctd.log"; then
+			rc=0
+		fi
+	fi
+	sleep 1 # let the last datagrams reach tcpdump
+	kill -INT "$td" 2>/dev/null || true
+	wait "$td" 2>/dev/null || true
+	cleanup
+	if [[ $rc -ne 0 ]]; then
+		cat "$dir/exporter.log" "$dir"/pmacctd.log >&2 2>/dev/null || true
+		echo "capture.sh: $name: exporter exited with $rc" >&2
+		return 1
+	fi
+	local n
+	n=$(tcpdump -n -r "$cap" 2>/dev/null | wc -l)
+	[[ $n -gt 0 ]] || {
+		echo "capture.sh: $name: nothing captured" >&2
+		return 1
+	}
+	if [[ $kind == cflow ]]; then
+		# softflowd reports "Flows exported: F (R records) in N packets".
+		local sent
+		sent=$(sed -n 's/.* in \([0-9]*\) packets.*/\1/p' "$dir/exporter.log" | tail -1)
+		if [[ "$sent" != "$n" ]]; then
+			cat "$dir/exporter.log" >&2
+			echo "capture.sh: $name: softflowd sent ${sent:-?} datagrams, tcpdump captured $n" >&2
+			return 1
+		fi
+	fi
+	cp "$cap" "$OUT/$name.pcap"
+	/usr/bin/python3 "$GEN/tshark_expected.py" --name "$name" --port "$port" --proto "$kind" \
+		--exporter "$(exporter_desc "$kind" "$args")" --truth "$TRUTH" \
+		"$OUT/$name.pcap" >"$dir/$name.expected.json"
+	# sFlow datagrams are numbered from 1: a gap means the capture lost some.
+	if [[ $kind == sflow ]]; then
+		/usr/bin/python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+seqs = [g["sequence"] for g in d["datagrams"]]
+if seqs != list(range(1, len(seqs) + 1)):
+    sys.exit("capture.sh: sflow datagram sequence numbers have gaps: the capture lost datagrams")
+' "$dir/$name.expected.json" || {
+			cat "$dir/tcpdump.log" >&2
+			return 1
+		}
+	fi
+	mv "$dir/$name.expected.json" "$OUT/$name.expected.json"
+	echo "$name: $n datagrams on udp/$port -> $OUT/$name.pcap, $name.expected.json"
+}
+
+exporter_desc() {
+	if [[ $1 == cflow ]]; then
+		echo "softflowd $(softflowd -h 2>&1 | sed -n 's/.*softflowd version \([0-9.]*[0-9]\).*/\1/p') -d -a -r traffic.pcap $2"
+	else
+		echo "pmacctd $(pmacctd -V 2>&1 | sed -n '1s/.*pmacctd \([^ ]*\).*/\1/p') sfprobe sampling_rate $2"
+	fi
+}
+
+mkdir -p "$OUT"
+for name in "${names[@]}"; do
+	capture_one "$name"
+done
