@@ -178,9 +178,31 @@ func (c *Collector) InterfaceCounters() []InterfaceCounters {
 	return out
 }
 
-const maxDatagram = 65535
+const (
+	maxDatagram = 65535
+	// smallDatagram covers every datagram sent over a 1500-byte MTU path,
+	// which is nearly all export traffic; queued datagrams are copied into
+	// buffers of this size so a full queue holds megabytes, not the
+	// gigabyte that 64 KiB buffers would take.
+	smallDatagram = 2048
+)
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, maxDatagram); return &b }}
+var bufPool = sync.Pool{New: func() any { b := make([]byte, smallDatagram); return &b }}
+
+// getBuffer returns a buffer for n bytes: pooled when small, exact when large.
+func getBuffer(n int) *[]byte {
+	if n <= smallDatagram {
+		return bufPool.Get().(*[]byte)
+	}
+	b := make([]byte, n)
+	return &b
+}
+
+func putBuffer(b *[]byte) {
+	if cap(*b) == smallDatagram {
+		bufPool.Put(b)
+	}
+}
 
 func (c *Collector) read(conn *net.UDPConn) {
 	defer c.readers.Done()
@@ -199,12 +221,12 @@ func (c *Collector) read(conn *net.UDPConn) {
 		for i := 0; i < n; i++ {
 			payload, src := batch.message(i)
 			w := c.workers[maphash.Comparable(c.seed, src.Addr())%uint64(len(c.workers))]
-			bp := bufPool.Get().(*[]byte)
+			bp := getBuffer(len(payload))
 			copied := copy(*bp, payload)
 			select {
 			case w.queue <- packet{src: src, at: now, buf: bp, n: copied}:
 			default:
-				bufPool.Put(bp)
+				putBuffer(bp)
 				c.metrics.queueDrops.Inc()
 			}
 		}
@@ -216,7 +238,7 @@ func (c *Collector) runWorker(w *worker) {
 	flows := make([]flow.Flow, 0, 64)
 	for p := range w.queue {
 		flows = w.dec.Decode(p.at, p.src, (*p.buf)[:p.n], flows)
-		bufPool.Put(p.buf)
+		putBuffer(p.buf)
 		if len(flows) > 0 {
 			c.deps.Sink.Write(flows)
 		}

@@ -40,7 +40,7 @@ for a in "$@"; do
 	case "$a" in
 	--host) use_netns=0 ;;
 	-h | --help)
-		sed -n '2,18p' "$0"
+		sed -n '2,16p' "$0"
 		exit 0
 		;;
 	*)
