@@ -134,6 +134,11 @@ func TestCapturesMatchTshark(t *testing.T) {
 			if len(s.Drops) != 0 {
 				t.Errorf("drops on a clean capture: %v", s.Drops)
 			}
+			// The captures are complete, so no sequence loss, even where the
+			// exporter numbers IPFIX messages its own way (softflowd).
+			if s.SequenceLost != 0 || s.SequenceExpected == 0 {
+				t.Errorf("sequence: lost %d of %d on a complete capture", s.SequenceLost, s.SequenceExpected)
+			}
 		})
 	}
 }

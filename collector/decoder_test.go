@@ -397,3 +397,24 @@ func TestMalformedInputIsCountedNotFatal(t *testing.T) {
 		})
 	}
 }
+
+func TestInitiatorResponderCountersAndObservationTime(t *testing.T) {
+	d := newTestDecoder()
+	// A firewall-style record (Cisco NSEL uses these IANA elements):
+	// initiator/responder counters instead of delta counters, and one
+	// observation time instead of start and end.
+	tmpl := []tf{{8, 4, 0}, {12, 4, 0}, {7, 2, 0}, {11, 2, 0}, {4, 1, 0}, {231, 8, 0}, {232, 8, 0}, {298, 4, 0}, {299, 4, 0}, {323, 8, 0}}
+	at := time.Date(2024, 1, 1, 0, 5, 0, 0, time.UTC).UnixMilli()
+	m := newIPFIX(0, 0, 1).template(256, tmpl...).
+		data(256, rec(ip4a, ip4b, uint16(50000), uint16(443), uint8(6), uint64(1200), uint64(48000), uint32(10), uint32(40), uint64(at)))
+	f := d.Decode(t0, exporterA, m.bytes(), nil)
+	if len(f) != 2 {
+		t.Fatalf("got %d flows, want initiator and responder", len(f))
+	}
+	if f[0].Bytes != 1200 || f[0].Packets != 10 || f[0].DstPort != 443 || f[0].TimeStartMs != at || f[0].TimeEndMs != at {
+		t.Errorf("initiator flow: %+v", f[0])
+	}
+	if f[1].Bytes != 48000 || f[1].Packets != 40 || f[1].SrcPort != 443 || f[1].DstAddr != f[0].SrcAddr {
+		t.Errorf("responder flow: %+v", f[1])
+	}
+}

@@ -32,6 +32,9 @@ type exporter struct {
 	ifNames map[uint32]InterfaceName
 
 	m *exporterMetrics
+
+	// optionsRecords counts the options records of the message being decoded.
+	optionsRecords int
 }
 
 func newExporter(addr netip.Addr, nowMs int64, dec *Decoder) *exporter {

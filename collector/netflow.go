@@ -68,7 +68,7 @@ func (e *exporter) decodeIPFIX(d *decodeContext, b []byte) {
 	seq := binary.BigEndian.Uint32(b[8:])
 	records, complete := e.decodeSets(d, &h, b[ipfixHeaderLen:length])
 	if complete {
-		e.sequence(flow.ProtoIPFIX, h.domain, seq, uint32(records), d.nowMs)
+		e.sequenceUnits(flow.ProtoIPFIX, h.domain, seq, uint32(records), uint32(records-e.optionsRecords))
 	} else {
 		// Records in undecodable sets cannot be counted, so this message
 		// cannot advance the expected sequence number; restart the count
@@ -82,6 +82,7 @@ func (e *exporter) decodeIPFIX(d *decodeContext, b []byte) {
 // and whether every set could be decoded.
 func (e *exporter) decodeSets(d *decodeContext, h *messageHeader, b []byte) (records int, complete bool) {
 	complete = true
+	e.optionsRecords = 0
 	for len(b) >= setHeaderLen {
 		id := binary.BigEndian.Uint16(b)
 		setLen := int(binary.BigEndian.Uint16(b[2:]))
@@ -209,6 +210,7 @@ func (e *exporter) decodeDataSet(d *decodeContext, h *messageHeader, id uint16, 
 		var ok bool
 		if t.options {
 			used, ok = e.decodeOptionsRecord(h, t, body)
+			e.optionsRecords++
 		} else {
 			used, ok = e.decodeFlowRecord(d, h, t, body)
 		}

@@ -70,6 +70,14 @@ const (
 	ieICMPTypeIPv6                = 178
 	ieICMPCodeIPv6                = 179
 	ieIPDiffServCodePoint         = 195
+	ieInitiatorOctets             = 231
+	ieResponderOctets             = 232
+	ieInitiatorPackets            = 298
+	ieResponderPackets            = 299
+	ieObservationTimeSeconds      = 322
+	ieObservationTimeMilliseconds = 323
+	ieObservationTimeMicroseconds = 324
+	ieObservationTimeNanoseconds  = 325
 	ieDot1qVlanID                 = 243
 	iePostDot1qVlanID             = 254
 	ieSelectorID                  = 302
@@ -94,10 +102,17 @@ type timeFields struct {
 	hasStartDl, hasEndDl   bool
 	systemInitMs           int64
 	hasStartAbs, hasEndAbs bool
+	// An observation time stands for both ends when nothing else is known
+	// (exporters of single events, such as firewall logs).
+	observedMs  int64
+	hasObserved bool
 }
 
 func (t *timeFields) resolve(h *messageHeader, sysInitMs int64, nowMs int64) (start, end int64) {
 	start, end = nowMs, nowMs
+	if t.hasObserved {
+		start, end = t.observedMs, t.observedMs
+	}
 	if t.systemInitMs != 0 {
 		sysInitMs = t.systemInitMs
 	}
@@ -128,7 +143,8 @@ func (t *timeFields) resolve(h *messageHeader, sysInitMs int64, nowMs int64) (st
 			end = start
 		}
 	}
-	if !(t.hasStartAbs || (t.hasStartUp && canUptime) || t.hasStartDl) && end != nowMs {
+	hasEnd := t.hasEndAbs || (t.hasEndUp && canUptime) || t.hasEndDl
+	if !(t.hasStartAbs || (t.hasStartUp && canUptime) || t.hasStartDl) && hasEnd {
 		start = end
 	}
 	return start, end
@@ -165,6 +181,7 @@ func (e *exporter) decodeFlowRecord(d *decodeContext, h *messageHeader, t *templ
 		hasDSCP, hasToS         bool
 		dscp                    uint8
 		postBytes, postPackets  uint64
+		initBytes, initPackets  uint64
 		hasBytes, hasPackets    bool
 		bgpNextHop              flow.Addr
 		icmpTC                  uint16
@@ -192,6 +209,14 @@ func (e *exporter) decodeFlowRecord(d *decodeContext, h *messageHeader, t *templ
 			f.Packets, hasPackets = beUint(v), true
 		case iePostOctetDeltaCount:
 			postBytes = beUint(v)
+		case ieInitiatorOctets:
+			initBytes = beUint(v)
+		case ieInitiatorPackets:
+			initPackets = beUint(v)
+		case ieResponderOctets:
+			rev.bytes, rev.present = beUint(v), true
+		case ieResponderPackets:
+			rev.packets, rev.present = beUint(v), true
 		case iePostPacketDeltaCount:
 			postPackets = beUint(v)
 		case ieProtocolIdentifier:
@@ -278,11 +303,22 @@ func (e *exporter) decodeFlowRecord(d *decodeContext, h *messageHeader, t *templ
 			decodeTime(fd.ie, v, &tf)
 		}
 	}
-	if !hasBytes && postBytes != 0 {
+	// Without delta or total counters, fall back to post-NAT counters,
+	// then to initiator counters (RFC 5102 IE 231/298, Cisco NSEL), whose
+	// responder side becomes the reverse flow like a biflow's.
+	switch {
+	case hasBytes:
+	case postBytes != 0:
 		f.Bytes = postBytes
+	default:
+		f.Bytes = initBytes
 	}
-	if !hasPackets && postPackets != 0 {
+	switch {
+	case hasPackets:
+	case postPackets != 0:
 		f.Packets = postPackets
+	default:
+		f.Packets = initPackets
 	}
 	if f.NextHop.IsZero() {
 		f.NextHop = bgpNextHop
@@ -359,6 +395,14 @@ func decodeTime(ie uint16, v []byte, tf *timeFields) {
 		tf.endDelta, tf.hasEndDl = uint32(beUint(v)), true
 	case ieSystemInitTimeMilliseconds:
 		tf.systemInitMs = int64(beUint(v))
+	case ieObservationTimeSeconds:
+		tf.observedMs, tf.hasObserved = int64(beUint(v))*1000, true
+	case ieObservationTimeMilliseconds:
+		tf.observedMs, tf.hasObserved = int64(beUint(v)), true
+	case ieObservationTimeMicroseconds, ieObservationTimeNanoseconds:
+		if len(v) == 8 {
+			tf.observedMs, tf.hasObserved = ntpToUnixMs(binary.BigEndian.Uint64(v)), true
+		}
 	}
 }
 

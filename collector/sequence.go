@@ -10,23 +10,57 @@ type streamKey struct {
 	domain uint32
 }
 
+// numbering is how an exporter counts. RFC 7011 numbers an IPFIX message
+// by the data records (options records included) sent before it; some
+// exporters leave options records out, and some (softflowd) count the
+// message's own records too. Each is learned from the first two messages
+// of a stream rather than reported as loss on every message.
+type numbering uint8
+
+const (
+	numberingUndecided numbering = iota
+	numberingBefore              // RFC: units sent before this message
+	numberingBeforeNoOptions
+	numberingIncluding // units up to and including this message
+	numberingIncludingNoOptions
+)
+
+func (n numbering) including() bool {
+	return n == numberingIncluding || n == numberingIncludingNoOptions
+}
+
+func (n numbering) units(all, flows uint32) uint32 {
+	if n == numberingBeforeNoOptions || n == numberingIncludingNoOptions {
+		return flows
+	}
+	return all
+}
+
 type sequenceStream struct {
-	initialized bool
-	next        uint32 // the sequence number expected next
-	last        uint32
-	expected    uint64 // units the exporter says it sent since we first heard it
-	lost        uint64
-	resets      uint64
-	reordered   uint64
+	numbering numbering
+	next      uint32 // the (normalised) sequence number expected next
+	last      uint32
+	expected  uint64 // units the exporter says it sent since we first heard it
+	lost      uint64
+	resets    uint64
+	reordered uint64
+	// The first message, kept until the second decides the numbering.
+	firstSeq, firstAll, firstFlows uint32
+	started                        bool
 }
 
 // maxSequenceGap is the largest forward jump counted as loss; a bigger jump
 // (or a step backwards beyond reordering) means the exporter restarted.
 const maxSequenceGap = 1 << 20
 
-// sequence accounts for one message of size units (packets, records or
-// flows, depending on the protocol) carrying sequence number seq.
+// sequence accounts for one message of units carrying sequence number seq;
+// for IPFIX, flowUnits is the number of data records that were not options
+// records (for other protocols it equals units).
 func (e *exporter) sequence(p flow.Protocol, domain, seq, units uint32, nowMs int64) {
+	e.sequenceUnits(p, domain, seq, units, units)
+}
+
+func (e *exporter) sequenceUnits(p flow.Protocol, domain, seq, all, flows uint32) {
 	k := streamKey{p, domain}
 	st := e.streams[k]
 	if st == nil {
@@ -36,14 +70,47 @@ func (e *exporter) sequence(p flow.Protocol, domain, seq, units uint32, nowMs in
 		st = &sequenceStream{}
 		e.streams[k] = st
 	}
-	if !st.initialized {
-		st.initialized = true
-		st.next = seq + units
+	if !st.started {
+		st.started = true
+		st.firstSeq, st.firstAll, st.firstFlows = seq, all, flows
 		st.last = seq
-		st.expected += uint64(units)
+		st.numbering = numberingUndecided
+		if p != flow.ProtoIPFIX {
+			st.numbering = numberingBefore
+		}
+		if st.numbering != numberingUndecided {
+			st.next = seq + all
+		}
+		st.expected += uint64(all)
 		return
 	}
-	gap := int64(int32(seq - st.next))
+	if st.numbering == numberingUndecided {
+		st.numbering = numberingBefore
+		for _, n := range []numbering{numberingBefore, numberingBeforeNoOptions, numberingIncluding, numberingIncludingNoOptions} {
+			var predicted uint32
+			if n.including() {
+				predicted = st.firstSeq + n.units(all, flows)
+			} else {
+				predicted = st.firstSeq + n.units(st.firstAll, st.firstFlows)
+			}
+			if predicted == seq {
+				st.numbering = n
+				break
+			}
+		}
+		// Normalise the first message under the numbering just chosen.
+		first := st.firstSeq
+		if st.numbering.including() {
+			first -= st.numbering.units(st.firstAll, st.firstFlows)
+		}
+		st.next = first + st.numbering.units(st.firstAll, st.firstFlows)
+	}
+	units := st.numbering.units(all, flows)
+	norm := seq
+	if st.numbering.including() {
+		norm -= units
+	}
+	gap := int64(int32(norm - st.next))
 	switch {
 	case gap == 0:
 	case gap > 0 && gap <= maxSequenceGap:
@@ -66,7 +133,7 @@ func (e *exporter) sequence(p flow.Protocol, domain, seq, units uint32, nowMs in
 		st.resets++
 	}
 	st.expected += uint64(units)
-	st.next = seq + units
+	st.next = norm + units
 	st.last = seq
 }
 
@@ -74,6 +141,6 @@ func (e *exporter) sequence(p flow.Protocol, domain, seq, units uint32, nowMs in
 // sequence units could not be known.
 func (e *exporter) sequenceUnknown(p flow.Protocol, domain uint32) {
 	if st := e.streams[streamKey{p, domain}]; st != nil {
-		st.initialized = false
+		st.started = false
 	}
 }

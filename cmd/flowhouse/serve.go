@@ -96,12 +96,9 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, onStar
 		return err
 	}
 	defer db.Close()
-	applied, err := migrations.Apply(ctx, db, migrations.Options{Retention: cfg.ClickHouse.Retention, Logger: log})
-	if err != nil {
+	// Apply logs each migration it applies.
+	if _, err := migrations.Apply(ctx, db, migrations.Options{Retention: cfg.ClickHouse.Retention, Logger: log}); err != nil {
 		return err
-	}
-	for _, m := range applied {
-		log.Info("migration applied", "migration", m.File())
 	}
 
 	batcher, err := store.New(cfg.ClickHouse, store.Deps{Writer: db, Logger: log, Registerer: reg})

@@ -12,7 +12,10 @@
 # --host (or when not root) it uses the host's lo instead.
 # Every process runs under `timeout`; daemons are stopped by PID.
 #
-# Usage: testdata/gen/capture.sh [--host] [NAME...]
+# With --expected-only, only NAME.expected.json are rewritten from the
+# committed captures (after a change to tshark_expected.py).
+#
+# Usage: testdata/gen/capture.sh [--host] [--expected-only] [NAME...]
 #   NAME: netflow5 netflow9 ipfix ipfix_biflow ipfix_ether sflow5 (default: all)
 # Needs: softflowd pmacct tcpdump tshark socat iproute2 (scripts/deps.sh).
 set -euo pipefail
@@ -35,12 +38,14 @@ declare -A SPEC=(
 ORDER=(netflow5 netflow9 ipfix ipfix_biflow ipfix_ether sflow5)
 
 use_netns=1
+expected_only=0
 names=()
 for a in "$@"; do
 	case "$a" in
 	--host) use_netns=0 ;;
+	--expected-only) expected_only=1 ;;
 	-h | --help)
-		sed -n '2,16p' "$0"
+		sed -n '2,19p' "$0"
 		exit 0
 		;;
 	*)
@@ -182,9 +187,7 @@ capture_one() {
 		fi
 	fi
 	cp "$cap" "$OUT/$name.pcap"
-	/usr/bin/python3 "$GEN/tshark_expected.py" --name "$name" --port "$port" --proto "$kind" \
-		--exporter "$(exporter_desc "$kind" "$args")" --truth "$TRUTH" \
-		"$OUT/$name.pcap" >"$dir/$name.expected.json"
+	expected "$name" "$dir"
 	# sFlow datagrams are numbered from 1: a gap means the capture lost some.
 	if [[ $kind == sflow ]]; then
 		/usr/bin/python3 -c '
@@ -202,6 +205,15 @@ if seqs != list(range(1, len(seqs) + 1)):
 	echo "$name: $n datagrams on udp/$port -> $OUT/$name.pcap, $name.expected.json"
 }
 
+# expected NAME DIR: let tshark decode OUT/NAME.pcap into DIR/NAME.expected.json.
+expected() {
+	local name=$1 dir=$2 port kind args
+	read -r port kind args <<<"${SPEC[$name]}"
+	/usr/bin/python3 "$GEN/tshark_expected.py" --name "$name" --port "$port" --proto "$kind" \
+		--exporter "$(exporter_desc "$kind" "$args")" --truth "$TRUTH" \
+		"$OUT/$name.pcap" >"$dir/$name.expected.json"
+}
+
 exporter_desc() {
 	if [[ $1 == cflow ]]; then
 		echo "softflowd $(softflowd -h 2>&1 | sed -n 's/.*softflowd version \([0-9.]*[0-9]\).*/\1/p') -d -a -r traffic.pcap $2"
@@ -212,5 +224,11 @@ exporter_desc() {
 
 mkdir -p "$OUT"
 for name in "${names[@]}"; do
-	capture_one "$name"
+	if [[ $expected_only -eq 1 ]]; then
+		expected "$name" "$WORK"
+		mv "$WORK/$name.expected.json" "$OUT/$name.expected.json"
+		echo "$name: $OUT/$name.expected.json"
+	else
+		capture_one "$name"
+	fi
 done

@@ -505,6 +505,19 @@ def compare_truth(truth, totals, records, kind, v4only, biflow):
             first, last = min(a for a, _ in spans), max(b for _, b in spans)
             d = (r["start_ms"] - first, r["end_ms"] - last)
             tdev["start %+d ms, end %+d ms" % d] += 1
+    # VLAN, where the capture carries it (softflowd -T vlan/ether; sFlow's sampled header).
+    tvlan = {truth_key(f["proto"], f["src"], f["sport"], f["dst"], f["dport"]): f["vlan"] for f in tflows}
+    vlan = collections.Counter()
+    for r in records:
+        if "vlan" not in r and "switch_vlan_in" not in r:
+            continue
+        ic = icmp_port(r)
+        k = truth_key(r.get("proto"), r.get("src"), 0 if ic is not None else (r.get("sport") or 0),
+                      r.get("dst"), ic if ic is not None else (r.get("dport") or 0))
+        if k not in tvlan or (kind != "sflow" and not r.get("packets")):
+            continue
+        v = r.get("vlan", r.get("switch_vlan_in")) or 0
+        vlan["match" if v == tvlan[k] else "differ"] += 1
     matched, differ = 0, []
     for k in sorted(set(want) | set(got), key=str):
         w, g = want.get(k, [0, 0]), got.get(k, [0, 0])
@@ -515,6 +528,8 @@ def compare_truth(truth, totals, records, kind, v4only, biflow):
                            "capture_packets": g[0], "capture_bytes": g[1]})
     out = {"totals": tot, "flows_in_truth": len(want), "flows_matched": matched,
            "flows_differing": len(differ), "differences": differ}
+    if vlan:
+        out["vlan_vs_truth"] = dict(vlan)
     if tdev:
         out["record_time_minus_truth"] = dict(sorted(tdev.items(), key=lambda kv: -kv[1]))
     return out
