@@ -2,6 +2,7 @@ package collector
 
 import (
 	"encoding/binary"
+	"net/netip"
 )
 
 // msg builds NetFlow v9 and IPFIX messages for tests, field by field, so
@@ -130,3 +131,5 @@ func rec(values ...any) []byte {
 	}
 	return b
 }
+
+func netipAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }

@@ -54,6 +54,12 @@ func fuzzSeeds(tb testing.TB) [][]byte {
 		newIPFIX(0, 0, 1).template(256).data(256, []byte{0, 0, 0, 0}).bytes(),
 	}
 	seeds = append(seeds, captureSeeds(tb)...)
+	hostile, _ := filepath.Glob(filepath.Join("testdata", "hostile", "*.bin"))
+	for _, file := range hostile {
+		if b, err := os.ReadFile(file); err == nil {
+			seeds = append(seeds, b)
+		}
+	}
 	return seeds
 }
 
