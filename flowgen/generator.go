@@ -338,6 +338,12 @@ func (g *Generator) Run(ctx context.Context) (*Report, error) {
 			el := time.Since(wallStart)
 			due := uint64(el.Seconds()*rate) + 1
 			if due <= unit {
+				// Nothing due: send what has waited too long, then sleep.
+				now := startMs + int64(el/time.Millisecond)
+				if !g.virtual {
+					now = time.Now().UnixMilli()
+				}
+				g.flushStale(el, now)
 				wait := max(sched(unit)-el, time.Millisecond)
 				if timer == nil {
 					timer = time.NewTimer(wait)
@@ -372,11 +378,7 @@ func (g *Generator) Run(ctx context.Context) (*Report, error) {
 			}
 			unit = g.step(unit, limit, at, nowMs)
 		}
-		for _, x := range g.exporters {
-			if x.open && at-x.pendSince >= cfg.FlushInterval {
-				g.flush(x, nowMs)
-			}
-		}
+		g.flushStale(at, nowMs)
 	}
 	if timer != nil {
 		timer.Stop()
@@ -434,6 +436,15 @@ func (g *Generator) step(unit, limit uint64, at time.Duration, nowMs int64) uint
 		unit++
 	}
 	return unit
+}
+
+// flushStale sends the datagrams that have waited FlushInterval.
+func (g *Generator) flushStale(at time.Duration, nowMs int64) {
+	for _, x := range g.exporters {
+		if x.open && at-x.pendSince >= g.cfg.FlushInterval {
+			g.flush(x, nowMs)
+		}
+	}
 }
 
 func (g *Generator) put(x *exporter, f *Flow, at time.Duration, nowMs int64) {

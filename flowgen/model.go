@@ -171,11 +171,15 @@ func addr6(site uint16, subnet, iid uint64) netip.Addr {
 // port draws an ephemeral port from the host's range.
 func (m *model) port(h *host) uint16 { return uint16(m.r.rangeIn(int(h.ephLo), int(h.ephHi))) }
 
-// skewed picks an index in [0, n) with a strong preference for low ones:
-// a few popular servers, a long tail.
-func (m *model) skewed(n int, exp float64) int {
-	i := int(float64(n) * math.Pow(m.r.float(), exp))
-	return min(i, n-1)
+// skewed picks an index in [0, n) with a preference for low ones: u^1.5
+// (clients) or, with strong, u^2.5 (a few popular servers, a long tail).
+func (m *model) skewed(n int, strong bool) int {
+	u := m.r.float()
+	x := u * math.Sqrt(u)
+	if strong {
+		x *= u
+	}
+	return min(int(float64(n)*x), n-1)
 }
 
 // background fills f with one flow of ordinary traffic seen by exporter x
@@ -183,9 +187,9 @@ func (m *model) skewed(n int, exp float64) int {
 func (m *model) background(f *Flow, x *exporterModel, allowV6 bool, nowMs int64) {
 	r := &m.r
 	s := &services[r.weighted(m.svcCum)]
-	ci := m.skewed(len(m.clients), 1.5)
+	ci := m.skewed(len(m.clients), false)
 	c := &m.clients[ci]
-	sv := &m.servers[m.skewed(len(m.servers), 2.5)]
+	sv := &m.servers[m.skewed(len(m.servers), true)]
 	v6 := allowV6 && r.chance(m.v6Share)
 	response := r.chance(0.5)
 

@@ -105,7 +105,11 @@ func (r *Report) WriteText(w io.Writer) error {
 		r.Seed, r.Target, r.ElapsedSeconds, r.ScheduleSeconds, r.FlowsPerSecond)
 	fmt.Fprintln(tw, "\tdatagrams\tflows\tbytes\tpackets\tipv6 flows\t")
 	row := func(name string, c Counts) {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t\n", name, c.Datagrams, c.Flows, c.Bytes, c.Packets, c.IPv6Flows)
+		d := fmt.Sprint(c.Datagrams)
+		if c.Datagrams == 0 {
+			d = "-" // background and scenarios share datagrams
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t\n", name, d, c.Flows, c.Bytes, c.Packets, c.IPv6Flows)
 	}
 	for _, p := range Protocols {
 		if c, ok := r.Protocols[p.String()]; ok {

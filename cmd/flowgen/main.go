@@ -28,6 +28,9 @@ func main() {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
+		if errors.Is(err, errInterrupted) {
+			os.Exit(130)
+		}
 		fmt.Fprintln(os.Stderr, "flowgen:", err)
 		os.Exit(2)
 	}
@@ -187,11 +190,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			runErr = err
 		}
 	}
-	if runErr == nil && rep != nil && rep.Interrupted && !*quiet {
-		fmt.Fprintln(stderr, "flowgen: interrupted; the report covers what was sent")
+	if runErr == nil && rep != nil && rep.Interrupted {
+		if !*quiet {
+			fmt.Fprintln(stderr, "flowgen: interrupted; the report covers what was sent")
+		}
+		return errInterrupted
 	}
 	return runErr
 }
+
+// errInterrupted makes the command exit with 130 after a signal stopped the
+// run early (the report is written all the same).
+var errInterrupted = errors.New("interrupted")
 
 func writeReport(path string, rep *flowgen.Report) error {
 	var b strings.Builder
