@@ -48,5 +48,10 @@ fuzz:
 
 test: test-deps vet fmt-check unit fuzz-short
 
+# Decoder benchmarks against goflow2 and end-to-end load steps into a
+# ClickHouse server; writes bench/results/report.{md,json}. A few minutes.
+bench: deps build
+	$(GO) run ./cmd/flowbench -flowhouse $(BIN) -out bench/results
+
 clean:
 	rm -rf bin

@@ -1,0 +1,496 @@
+// Command flowbench measures flowhouse end to end on this machine and
+// writes a report (markdown and JSON) under bench/results/.
+//
+// It starts a ClickHouse server of its own (Debian's clickhouse-server, in
+// a temporary directory), runs the flowhouse binary against it, offers
+// load with flowgen at stepped rates, and compares what was sent with the
+// rows stored and with the kernel's UDP drop counters. It also runs the
+// decoder benchmarks (ours against goflow2's producer path on the same
+// captures). Every run is bounded; all traffic stays on 127.0.0.0/8.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/flowhouse/flowhouse/flowgen"
+	"github.com/flowhouse/flowhouse/internal/chtest"
+	"github.com/flowhouse/flowhouse/store"
+)
+
+type options struct {
+	flowhouse string
+	out       string
+	rates     []float64
+	duration  time.Duration
+	exporters int
+	protocols string
+	decode    bool
+	maxLoss   float64
+}
+
+func main() {
+	var o options
+	var rates string
+	flag.StringVar(&o.flowhouse, "flowhouse", "bin/flowhouse", "flowhouse binary to measure")
+	flag.StringVar(&o.out, "out", "bench/results", "directory for report.md and report.json")
+	flag.StringVar(&rates, "rates", "50000,100000,200000,300000,400000", "offered rates in flows/s, stepped up")
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "load duration of each step")
+	flag.IntVar(&o.exporters, "exporters", 8, "simulated exporters")
+	flag.StringVar(&o.protocols, "protocols", "v5,v9,ipfix,sflow", "protocols assigned to exporters round-robin")
+	flag.BoolVar(&o.decode, "decode", true, "also run the decoder benchmarks (go test -bench)")
+	flag.Float64Var(&o.maxLoss, "max-loss", 0.001, "loss ratio a sustained rate may have")
+	flag.Parse()
+	for _, r := range strings.Split(rates, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(r), 64)
+		if err != nil || v <= 0 {
+			fmt.Fprintf(os.Stderr, "flowbench: -rates: %q is not a positive number\n", r)
+			os.Exit(2)
+		}
+		o.rates = append(o.rates, v)
+	}
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "flowbench:", err)
+		os.Exit(1)
+	}
+}
+
+// Step is the measurement at one offered rate.
+type Step struct {
+	OfferedRate      float64 `json:"offered_flows_per_second"`
+	AchievedRate     float64 `json:"achieved_flows_per_second"`
+	Sent             uint64  `json:"flows_sent"`
+	Stored           uint64  `json:"rows_stored"`
+	Lost             int64   `json:"flows_lost"`
+	LossRatio        float64 `json:"loss_ratio"`
+	KernelDrops      uint64  `json:"kernel_udp_receive_buffer_errors"`
+	QueueDrops       float64 `json:"collector_queue_drops"`
+	DecodeDrops      float64 `json:"collector_decode_drops"`
+	StoreDrops       float64 `json:"store_rows_dropped"`
+	CPUCores         float64 `json:"flowhouse_cpu_cores"`
+	PeakRSSMiB       float64 `json:"flowhouse_peak_rss_mib"`
+	Batches          float64 `json:"insert_batches"`
+	MeanBatchRows    float64 `json:"mean_batch_rows"`
+	MeanInsertMs     float64 `json:"mean_insert_ms"`
+	DrainSeconds     float64 `json:"drain_seconds"`
+	ClickHouseEngine string  `json:"engine"`
+}
+
+// DecodeResult is one decoder benchmark line.
+type DecodeResult struct {
+	Protocol       string  `json:"protocol"`
+	FlowhouseNs    float64 `json:"flowhouse_ns_per_flow"`
+	Goflow2Ns      float64 `json:"goflow2_ns_per_flow"`
+	FlowhouseAlloc float64 `json:"flowhouse_allocs_per_datagram"`
+	Goflow2Alloc   float64 `json:"goflow2_allocs_per_datagram"`
+	Speedup        float64 `json:"speedup"`
+}
+
+// Report is everything one flowbench run measured.
+type Report struct {
+	When              time.Time      `json:"when"`
+	Host              string         `json:"host"`
+	CPUs              int            `json:"cpus"`
+	ClickHouseVersion string         `json:"clickhouse_version"`
+	Duration          string         `json:"step_duration"`
+	Exporters         int            `json:"exporters"`
+	Protocols         string         `json:"protocols"`
+	Steps             []Step         `json:"steps"`
+	SustainedRate     float64        `json:"sustained_flows_per_second"`
+	MaxLoss           float64        `json:"max_loss_ratio"`
+	Decode            []DecodeResult `json:"decode"`
+}
+
+func run(o options) error {
+	if _, err := os.Stat(o.flowhouse); err != nil {
+		return fmt.Errorf("flowhouse binary %s: %w (run make build)", o.flowhouse, err)
+	}
+	rep := &Report{When: time.Now().UTC(), Duration: o.duration.String(), Exporters: o.exporters, Protocols: o.protocols, MaxLoss: o.maxLoss}
+	rep.Host, _ = os.Hostname()
+	rep.CPUs = cpuCount()
+
+	if o.decode {
+		d, err := decodeBench()
+		if err != nil {
+			return err
+		}
+		rep.Decode = d
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	srv, err := chtest.Start(ctx, chtest.Options{})
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
+	rep.ClickHouseVersion = srv.Version()
+
+	protocols, err := flowgen.ParseProtocols(o.protocols)
+	if err != nil {
+		return err
+	}
+	for i, rate := range o.rates {
+		st, err := step(ctx, o, srv.Addr(), fmt.Sprintf("bench_%d", i), rate, protocols)
+		if err != nil {
+			return fmt.Errorf("step at %.0f flows/s: %w", rate, err)
+		}
+		st.ClickHouseEngine = "server " + srv.Version()
+		rep.Steps = append(rep.Steps, st)
+		fmt.Fprintf(os.Stderr, "offered %.0f/s achieved %.0f/s: sent %d stored %d loss %.4f%% kernel drops %d cpu %.2f rss %.0f MiB\n",
+			rate, st.AchievedRate, st.Sent, st.Stored, st.LossRatio*100, st.KernelDrops, st.CPUCores, st.PeakRSSMiB)
+		if st.LossRatio <= o.maxLoss && st.AchievedRate > rep.SustainedRate {
+			rep.SustainedRate = st.AchievedRate
+		}
+	}
+	return write(o.out, rep)
+}
+
+func step(ctx context.Context, o options, chAddr, database string, rate float64, protocols []flowgen.Protocol) (Step, error) {
+	st := Step{OfferedRate: rate}
+	udpPort, err := freePort("udp")
+	if err != nil {
+		return st, err
+	}
+	httpPort, err := freePort("tcp")
+	if err != nil {
+		return st, err
+	}
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", httpPort)
+	cmd := exec.CommandContext(ctx, o.flowhouse, "serve")
+	cmd.Env = append(os.Environ(),
+		"FLOWHOUSE_CLICKHOUSE_ADDR="+chAddr,
+		"FLOWHOUSE_CLICKHOUSE_DATABASE="+database,
+		fmt.Sprintf("FLOWHOUSE_COLLECTOR_LISTENERS=127.0.0.1:%d", udpPort),
+		"FLOWHOUSE_HTTP_LISTEN="+httpAddr,
+		"FLOWHOUSE_LOG_LEVEL=warn",
+	)
+	logFile, err := os.CreateTemp("", "flowbench-flowhouse-*.log")
+	if err != nil {
+		return st, err
+	}
+	defer os.Remove(logFile.Name())
+	defer logFile.Close()
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return st, err
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			done := make(chan struct{})
+			go func() { _ = cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+			}
+		}
+	}
+	defer stop()
+	if err := waitReady(ctx, httpAddr, 60*time.Second); err != nil {
+		logFile.Seek(0, io.SeekStart)
+		tail, _ := io.ReadAll(logFile)
+		return st, fmt.Errorf("%w\n%s", err, tail)
+	}
+	cpu0, _ := processCPU(cmd.Process.Pid)
+	kernel0 := udpReceiveErrors()
+	start := time.Now()
+
+	cfg := flowgen.DefaultConfig()
+	cfg.Target = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(udpPort))
+	cfg.Exporters = o.exporters
+	cfg.Protocols = protocols
+	cfg.Rate = rate
+	cfg.Duration = o.duration
+	cfg.Send = true
+	gen, err := flowgen.New(cfg)
+	if err != nil {
+		return st, err
+	}
+	genReport, err := gen.Run(ctx)
+	if err != nil {
+		return st, err
+	}
+	st.Sent = genReport.Total.Flows
+	st.AchievedRate = genReport.FlowsPerSecond
+
+	// Wait for the collector and the batcher to drain: the row count stops
+	// moving (or reaches what was sent).
+	db, err := store.OpenServer(ctx, store.Config{Addr: chAddr, Database: database, DialTimeout: 5 * time.Second, Compression: "lz4"}, nil)
+	if err != nil {
+		return st, err
+	}
+	defer db.Close()
+	sendEnd := time.Now()
+	var last uint64
+	for stable := 0; stable < 6 && time.Since(sendEnd) < 60*time.Second; {
+		time.Sleep(500 * time.Millisecond)
+		var n uint64
+		if err := store.QueryRow(ctx, db, []any{&n}, "SELECT count() FROM flows"); err != nil {
+			return st, err
+		}
+		if n == last {
+			stable++
+		} else {
+			stable = 0
+		}
+		last = n
+		if n >= st.Sent {
+			break
+		}
+	}
+	st.DrainSeconds = time.Since(sendEnd).Seconds()
+	wall := time.Since(start).Seconds()
+	cpu1, _ := processCPU(cmd.Process.Pid)
+	st.CPUCores = (cpu1 - cpu0) / wall
+	st.PeakRSSMiB = peakRSSMiB(cmd.Process.Pid)
+	st.KernelDrops = udpReceiveErrors() - kernel0
+	m, err := scrape(httpAddr)
+	if err == nil {
+		st.QueueDrops = m["flowhouse_collector_queue_drops_total"]
+		st.DecodeDrops = m["flowhouse_collector_drops_total"]
+		st.StoreDrops = m["flowhouse_store_rows_dropped_total"]
+		st.Batches = m["flowhouse_store_batch_rows_count"]
+		if st.Batches > 0 {
+			st.MeanBatchRows = m["flowhouse_store_batch_rows_sum"] / st.Batches
+		}
+		if c := m["flowhouse_store_insert_duration_seconds_count"]; c > 0 {
+			st.MeanInsertMs = m["flowhouse_store_insert_duration_seconds_sum"] / c * 1000
+		}
+	}
+	stop()
+	if err := store.QueryRow(ctx, db, []any{&st.Stored}, "SELECT count() FROM flows"); err != nil {
+		return st, err
+	}
+	st.Lost = int64(st.Sent) - int64(st.Stored)
+	if st.Sent > 0 {
+		st.LossRatio = float64(st.Lost) / float64(st.Sent)
+	}
+	return st, nil
+}
+
+func freePort(network string) (int, error) {
+	if network == "udp" {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).Port, nil
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func waitReady(ctx context.Context, addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return errors.New("flowhouse did not become ready")
+}
+
+// processCPU is user+system CPU seconds of pid, from /proc/PID/stat.
+func processCPU(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	utime, _ := strconv.ParseFloat(fields[11], 64)
+	stime, _ := strconv.ParseFloat(fields[12], 64)
+	return (utime + stime) / 100, nil // USER_HZ is 100 on Linux
+}
+
+func peakRSSMiB(pid int) float64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "VmHWM:") {
+			kb, _ := strconv.ParseFloat(strings.Fields(sc.Text())[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// udpReceiveErrors sums RcvbufErrors of UDP and UDP6 from /proc/net/snmp{,6}.
+func udpReceiveErrors() uint64 {
+	var total uint64
+	if b, err := os.ReadFile("/proc/net/snmp"); err == nil {
+		lines := strings.Split(string(b), "\n")
+		for i := 0; i+1 < len(lines); i++ {
+			if strings.HasPrefix(lines[i], "Udp: ") && strings.HasPrefix(lines[i+1], "Udp: ") {
+				names, values := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+				for j := range names {
+					if names[j] == "RcvbufErrors" && j < len(values) {
+						v, _ := strconv.ParseUint(values[j], 10, 64)
+						total += v
+					}
+				}
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/net/snmp6"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) == 2 && f[0] == "Udp6RcvbufErrors" {
+				v, _ := strconv.ParseUint(f[1], 10, 64)
+				total += v
+			}
+		}
+	}
+	return total
+}
+
+// scrape sums every series of each metric name on /metrics.
+func scrape(addr string) (map[string]float64, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		name := line
+		if i := strings.IndexAny(line, "{ "); i >= 0 {
+			name = line[:i]
+		}
+		fields := strings.Fields(line)
+		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
+		if err == nil {
+			out[name] += v
+		}
+	}
+	return out, sc.Err()
+}
+
+var benchLine = regexp.MustCompile(`^BenchmarkDecode/(\w+)/(flowhouse|goflow2)-\d+\s+\d+\s+[\d.]+ ns/op\s+.*?([\d.]+) allocs/op`)
+var nsPerFlow = regexp.MustCompile(`([\d.]+) ns/flow`)
+
+func decodeBench() ([]DecodeResult, error) {
+	cmd := exec.Command("go", "test", "./collector", "-run", "^$", "-bench", "^BenchmarkDecode$", "-benchtime", "1s", "-benchmem")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("decode benchmarks: %w\n%s", err, out)
+	}
+	byProto := map[string]*DecodeResult{}
+	for _, line := range strings.Split(string(out), "\n") {
+		m := benchLine.FindStringSubmatch(line)
+		n := nsPerFlow.FindStringSubmatch(line)
+		if m == nil || n == nil {
+			continue
+		}
+		r := byProto[m[1]]
+		if r == nil {
+			r = &DecodeResult{Protocol: m[1]}
+			byProto[m[1]] = r
+		}
+		ns, _ := strconv.ParseFloat(n[1], 64)
+		allocs, _ := strconv.ParseFloat(m[3], 64)
+		if m[2] == "flowhouse" {
+			r.FlowhouseNs, r.FlowhouseAlloc = ns, allocs
+		} else {
+			r.Goflow2Ns, r.Goflow2Alloc = ns, allocs
+		}
+	}
+	var res []DecodeResult
+	for _, r := range byProto {
+		if r.FlowhouseNs > 0 {
+			r.Speedup = r.Goflow2Ns / r.FlowhouseNs
+		}
+		res = append(res, *r)
+	}
+	sort.Slice(res, func(i, j int) bool { return res[i].Protocol < res[j].Protocol })
+	if len(res) == 0 {
+		return nil, fmt.Errorf("no benchmark results in:\n%s", out)
+	}
+	return res, nil
+}
+
+func cpuCount() int {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return 0
+	}
+	return strings.Count(string(b), "\nprocessor") + 1
+}
+
+func write(dir string, rep *Report) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	j, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "report.json"), append(j, '\n'), 0o644); err != nil {
+		return err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# flowhouse benchmark\n\n%s on %s (%d CPUs), ClickHouse %s, %d exporters (%s), %s per step.\n\n",
+		rep.When.Format(time.RFC3339), rep.Host, rep.CPUs, rep.ClickHouseVersion, rep.Exporters, rep.Protocols, rep.Duration)
+	if len(rep.Decode) > 0 {
+		b.WriteString("## Decoding (ns per flow, same captures, one run)\n\n| protocol | flowhouse | goflow2 producer/proto | speed-up | allocs/datagram (ours / goflow2) |\n| --- | --- | --- | --- | --- |\n")
+		for _, d := range rep.Decode {
+			fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.1fx | %.0f / %.0f |\n", d.Protocol, d.FlowhouseNs, d.Goflow2Ns, d.Speedup, d.FlowhouseAlloc, d.Goflow2Alloc)
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("## End to end into ClickHouse\n\nLoss = flows sent - rows stored; kernel drops = UDP RcvbufErrors during the step.\n\n| offered/s | achieved/s | sent | stored | loss | kernel drops | queue drops | CPU (cores) | peak RSS MiB | batches | mean rows/batch | mean insert ms |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	for _, s := range rep.Steps {
+		fmt.Fprintf(&b, "| %.0f | %.0f | %d | %d | %.3f%% | %d | %.0f | %.2f | %.0f | %.0f | %.0f | %.1f |\n",
+			s.OfferedRate, s.AchievedRate, s.Sent, s.Stored, s.LossRatio*100, s.KernelDrops, s.QueueDrops, s.CPUCores, s.PeakRSSMiB, s.Batches, s.MeanBatchRows, s.MeanInsertMs)
+	}
+	fmt.Fprintf(&b, "\nSustained rate with loss at most %.1f%%: **%.0f flows/s**.\n", rep.MaxLoss*100, rep.SustainedRate)
+	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(b.String()), 0o644)
+}
