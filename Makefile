@@ -7,7 +7,7 @@ VAR := $(CURDIR)/var
 CLICKHOUSE_PORT ?= 19000
 FUZZTIME ?= 10s
 
-.PHONY: all build run test test-deps deps vet fmt-check unit fuzz fuzz-short bench clean
+.PHONY: all build run run-server test test-deps deps vet fmt-check unit fuzz fuzz-short bench clean
 
 all: build
 
@@ -15,14 +15,19 @@ build:
 	@mkdir -p bin
 	$(GO) build -o $(BIN) ./cmd/flowhouse
 
-# Install what is missing, start a local ClickHouse server under ./var and
-# run flowhouse against it with its defaults.
+# Install what is missing and run flowhouse with its defaults: the embedded
+# ClickHouse engine, data under ./var/data.
 run: deps build
+	./$(BIN) serve
+
+# The same against a local ClickHouse server (Debian's) under ./var/clickhouse.
+run-server: deps build
 	@scripts/clickhouse-server.sh start $(VAR)/clickhouse $(CLICKHOUSE_PORT)
 	FLOWHOUSE_CLICKHOUSE_ADDR=127.0.0.1:$(CLICKHOUSE_PORT) ./$(BIN) serve
 
 deps:
 	@scripts/deps.sh
+	@scripts/chdb.sh install $(VAR)/lib/libchdb.so
 
 test-deps: deps
 
@@ -35,7 +40,7 @@ fmt-check:
 
 unit:
 	$(GO) test -count=1 ./...
-	$(GO) test -count=1 -race ./collector/... ./store/...
+	$(GO) test -count=1 -race ./collector/... ./store/... ./enrich/...
 
 # A short fuzz run of every target on each test run; `make fuzz` runs longer.
 fuzz-short:

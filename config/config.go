@@ -16,7 +16,9 @@ import (
 
 	"github.com/flowhouse/flowhouse/api"
 	"github.com/flowhouse/flowhouse/collector"
+	"github.com/flowhouse/flowhouse/enrich"
 	"github.com/flowhouse/flowhouse/store"
+	"github.com/flowhouse/flowhouse/store/spool"
 )
 
 // DefaultFile is read when Load is given no path and the file exists.
@@ -29,7 +31,9 @@ type Config struct {
 	Log        LogConfig        `mapstructure:"log" yaml:"log"`
 	Collector  collector.Config `mapstructure:"collector" yaml:"collector"`
 	ClickHouse store.Config     `mapstructure:"clickhouse" yaml:"clickhouse"`
+	Spool      spool.Config     `mapstructure:"spool" yaml:"spool"`
 	HTTP       api.Config       `mapstructure:"http" yaml:"http"`
+	Enrich     enrich.Config    `mapstructure:"enrich" yaml:"enrich"`
 }
 
 // sections declares every section: its field, defaults, validation and the
@@ -39,7 +43,9 @@ var sections = newLoader[Config](
 	newSection(func(c *Config) *LogConfig { return &c.Log }, DefaultLogConfig, LogConfig.Validate),
 	newSection(func(c *Config) *collector.Config { return &c.Collector }, collector.DefaultConfig, collector.Config.Validate),
 	newSection(func(c *Config) *store.Config { return &c.ClickHouse }, store.DefaultConfig, store.Config.Validate, "password"),
+	newSection(func(c *Config) *spool.Config { return &c.Spool }, spool.DefaultConfig, spool.Config.Validate),
 	newSection(func(c *Config) *api.Config { return &c.HTTP }, api.DefaultConfig, api.Config.Validate),
+	newSection(func(c *Config) *enrich.Config { return &c.Enrich }, enrich.DefaultConfig, enrich.Config.Validate),
 )
 
 // Default returns the configuration used when nothing is set.

@@ -16,6 +16,8 @@ const EnvPrefix = "FLOWHOUSE_"
 // name here is one that a typo can no longer be caught on.
 var NotConfigEnv = []string{
 	"FLOWHOUSE_CLICKHOUSE_SERVER", // internal/chtest: the ClickHouse server binary of tests
+	"FLOWHOUSE_SECRET_KEY",        // enrich.secrets.key_env's default: the key of enc: values
+	"FLOWHOUSE_SKIP_EMBEDDED",     // store tests: skip the embedded engine's tests
 }
 
 // envValue is one configuration value read from the environment.

@@ -233,7 +233,7 @@ func (b *Batcher) Stop() error {
 		case b.queue <- last:
 		case <-deadline.C:
 			expired = true
-			b.m.rowsDropped.WithLabelValues(DropShutdown).Add(float64(n))
+			b.dropOrSpill(last, DropShutdown)
 		}
 	}
 	close(b.queue)
@@ -276,7 +276,7 @@ func (b *Batcher) insert(fb *FlowBatch) {
 	backoff := b.cfg.Retry.Initial
 	for attempt := 1; ; attempt++ {
 		if b.runCtx.Err() != nil {
-			b.m.rowsDropped.WithLabelValues(DropShutdown).Add(float64(n))
+			b.dropOrSpill(fb, DropShutdown)
 			return
 		}
 		ctx, cancel := context.WithTimeout(b.runCtx, b.cfg.InsertTimeout)
@@ -294,13 +294,13 @@ func (b *Batcher) insert(fb *FlowBatch) {
 			return
 		}
 		if b.runCtx.Err() != nil {
-			b.m.rowsDropped.WithLabelValues(DropShutdown).Add(float64(n))
+			b.dropOrSpill(fb, DropShutdown)
 			return
 		}
 		b.m.insertErrors.WithLabelValues(classify(err)).Inc()
 		if b.cfg.Retry.MaxElapsed > 0 && time.Since(first)+backoff > b.cfg.Retry.MaxElapsed {
-			b.m.rowsDropped.WithLabelValues(DropRetriesExhausted).Add(float64(n))
-			b.log.Error("dropping batch after failed inserts", "rows", n, "attempts", attempt, "err", err)
+			b.log.Error("giving up on a batch after failed inserts", "rows", n, "attempts", attempt, "err", err)
+			b.dropOrSpill(fb, DropRetriesExhausted)
 			return
 		}
 		b.log.Warn("insert failed, retrying", "rows", n, "attempt", attempt, "backoff", backoff, "err", err)
@@ -313,6 +313,25 @@ func (b *Batcher) insert(fb *FlowBatch) {
 		}
 		backoff = min(2*backoff, b.cfg.Retry.Max)
 	}
+}
+
+// Spiller is a Writer that can keep a batch without the database (the
+// disk spool). What the batcher cannot insert before stop_timeout, or
+// within retry.max_elapsed, is spilled instead of dropped.
+type Spiller interface {
+	Spill(b *FlowBatch) error
+}
+
+func (b *Batcher) dropOrSpill(fb *FlowBatch, reason string) {
+	n := fb.Len()
+	if sp, ok := b.w.(Spiller); ok {
+		err := sp.Spill(fb)
+		if err == nil {
+			return
+		}
+		b.log.Error("cannot spill a batch to disk, dropping it", "rows", n, "reason", reason, "err", err)
+	}
+	b.m.rowsDropped.WithLabelValues(reason).Add(float64(n))
 }
 
 // Insert error reasons, the insert_errors_total label.

@@ -17,11 +17,11 @@ import (
 	"github.com/flowhouse/flowhouse/flow"
 )
 
-// Open connects to the database the config names. An empty addr is the
-// embedded engine, which is not available yet.
+// Open connects to the database the config names: the ClickHouse server
+// at addr, or the embedded engine when addr is empty.
 func Open(ctx context.Context, cfg Config, logger *slog.Logger) (DB, error) {
 	if cfg.Addr == "" {
-		return nil, errors.New("store: addr is empty and the embedded engine is not available yet: set store.addr to a ClickHouse server")
+		return OpenEmbedded(ctx, cfg, logger)
 	}
 	return OpenServer(ctx, cfg, logger)
 }

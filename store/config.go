@@ -14,9 +14,10 @@ import (
 // how long they are kept.
 type Config struct {
 	// Addr is the native protocol address (host:port) of a ClickHouse
-	// server. Empty is reserved for the embedded engine, which does not
-	// exist yet, so it is an error for now.
+	// server. Empty (the default) runs the embedded engine instead.
 	Addr string `mapstructure:"addr" yaml:"addr"`
+	// Embedded configures the embedded engine, used when Addr is empty.
+	Embedded EmbeddedConfig `mapstructure:"embedded" yaml:"embedded"`
 	// Database holds all flowhouse tables; it is created when missing.
 	Database string `mapstructure:"database" yaml:"database"`
 	Username string `mapstructure:"username" yaml:"username"`
@@ -50,6 +51,15 @@ type Config struct {
 	Retention RetentionConfig `mapstructure:"retention" yaml:"retention"`
 }
 
+// EmbeddedConfig is the embedded engine: chDB, ClickHouse as a shared
+// library loaded into the flowhouse process.
+type EmbeddedConfig struct {
+	// Path is the data directory. One process at a time may use it.
+	Path string `mapstructure:"path" yaml:"path"`
+	// Library is libchdb.so, installed by `make deps` (scripts/chdb.sh).
+	Library string `mapstructure:"library" yaml:"library"`
+}
+
 // RetryConfig is an exponential backoff: Initial, doubled up to Max,
 // given up after MaxElapsed (then the batch is dropped and counted).
 // MaxElapsed 0 retries until the store stops.
@@ -73,11 +83,15 @@ type RetentionConfig struct {
 
 const day = 24 * time.Hour
 
-// DefaultConfig batches 50k flows or 1 s, keeps raw flows 30 days, minute
-// rollups 90 days and hourly rollups 2 years.
+// DefaultConfig runs the embedded engine on ./var/data (no server to set
+// up), batches 50k flows or 1 s, keeps raw flows 30 days, minute rollups
+// 90 days and hourly rollups 2 years.
 func DefaultConfig() Config {
 	return Config{
-		Addr:            "127.0.0.1:19000",
+		Embedded: EmbeddedConfig{
+			Path:    "./var/data",
+			Library: "./var/lib/libchdb.so",
+		},
 		Database:        "flowhouse",
 		Username:        "default",
 		DialTimeout:     5 * time.Second,
@@ -108,7 +122,13 @@ var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 func (c Config) Validate() error {
 	var errs []error
 	if c.Addr == "" {
-		errs = append(errs, errors.New("addr: required (host:port of a ClickHouse server's native port; the embedded engine is not available yet)"))
+		// The embedded engine: its keys matter only then.
+		if c.Embedded.Path == "" {
+			errs = append(errs, errors.New("embedded.path: required when addr is empty (the embedded engine's data directory)"))
+		}
+		if c.Embedded.Library == "" {
+			errs = append(errs, errors.New("embedded.library: required when addr is empty (path of libchdb.so, installed by scripts/chdb.sh install)"))
+		}
 	} else if host, port, err := net.SplitHostPort(c.Addr); err != nil || host == "" {
 		errs = append(errs, fmt.Errorf("addr: %q is not host:port", c.Addr))
 	} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
@@ -178,6 +198,7 @@ func (c Config) LogValue() slog.Value {
 	}
 	return slog.GroupValue(
 		slog.String("addr", c.Addr),
+		slog.String("embedded_path", c.Embedded.Path),
 		slog.String("database", c.Database),
 		slog.String("username", c.Username),
 		slog.String("password", password),

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -77,15 +76,6 @@ func TestOpenServerCreatesDatabase(t *testing.T) {
 	}
 	if current != cfg.Database {
 		t.Fatalf("currentDatabase() = %q, want %q", current, cfg.Database)
-	}
-}
-
-func TestOpenRequiresAddr(t *testing.T) {
-	cfg := store.DefaultConfig()
-	cfg.Addr = ""
-	_, err := store.Open(context.Background(), cfg, nil)
-	if err == nil || !strings.Contains(err.Error(), "embedded engine is not available") {
-		t.Fatalf("Open with empty addr: %v", err)
 	}
 }
 

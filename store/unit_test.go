@@ -28,7 +28,6 @@ func TestValidateNamesTheKey(t *testing.T) {
 		change func(*Config)
 		want   string
 	}{
-		{"empty addr", func(c *Config) { c.Addr = "" }, "addr: required"},
 		{"addr without port", func(c *Config) { c.Addr = "localhost" }, "addr: \"localhost\" is not host:port"},
 		{"addr bad port", func(c *Config) { c.Addr = "localhost:99999" }, "addr: port \"99999\""},
 		{"database", func(c *Config) { c.Database = "flow-house" }, "database: \"flow-house\""},

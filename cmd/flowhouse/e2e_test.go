@@ -67,41 +67,65 @@ func loadTruth(t *testing.T, ipv4Only bool) map[tuple]counts {
 	return out
 }
 
-// server is flowhouse serve running in the test process against a fresh
-// database of the test ClickHouse server.
+// server is flowhouse serve running in the test process, on a fresh
+// database of the test ClickHouse server or on the embedded engine.
 type server struct {
+	cfg       *config.Config
 	db        store.DB
+	ownDB     bool // db was opened by the test, not borrowed from the server
 	listeners []netip.AddrPort
 	http      string
 	cancel    context.CancelFunc
 	done      chan error
 }
 
-func startServer(t *testing.T) *server {
+// embeddedLibrary is where make deps installs libchdb.so.
+func embeddedLibrary(t *testing.T) string {
 	t.Helper()
-	addr, database := chtest.Database(t)
-	t.Setenv("FLOWHOUSE_CLICKHOUSE_ADDR", addr)
-	t.Setenv("FLOWHOUSE_CLICKHOUSE_DATABASE", database)
+	lib, err := filepath.Abs(filepath.Join("..", "..", "var", "lib", "libchdb.so"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(lib); err != nil {
+		if os.Getenv("FLOWHOUSE_SKIP_EMBEDDED") != "" {
+			t.Skip("FLOWHOUSE_SKIP_EMBEDDED is set")
+		}
+		t.Fatalf("embedded engine library missing (%v): run make deps or scripts/chdb.sh install", err)
+	}
+	return lib
+}
+
+func startServer(t *testing.T, engine string) *server {
+	t.Helper()
+	switch engine {
+	case "server":
+		addr, database := chtest.Database(t)
+		t.Setenv("FLOWHOUSE_CLICKHOUSE_ADDR", addr)
+		t.Setenv("FLOWHOUSE_CLICKHOUSE_DATABASE", database)
+	case "embedded":
+		t.Setenv("FLOWHOUSE_CLICKHOUSE_ADDR", "") // empty: the embedded engine
+		t.Setenv("FLOWHOUSE_CLICKHOUSE_EMBEDDED_LIBRARY", embeddedLibrary(t))
+		t.Setenv("FLOWHOUSE_CLICKHOUSE_EMBEDDED_PATH", t.TempDir())
+	default:
+		t.Fatalf("unknown engine %q", engine)
+	}
 	t.Setenv("FLOWHOUSE_CLICKHOUSE_BATCH_INTERVAL", "200ms")
 	t.Setenv("FLOWHOUSE_COLLECTOR_LISTENERS", "127.0.0.1:0")
 	t.Setenv("FLOWHOUSE_HTTP_LISTEN", "127.0.0.1:0")
-	cfg, err := config.Load(filepath.Join(t.TempDir(), "none.yaml"))
+	t.Setenv("FLOWHOUSE_SPOOL_DIR", t.TempDir())
+	cfg, err := config.Load("")
 	if err != nil {
-		// A missing file given explicitly is an error; fall back to env only.
-		cfg, err = config.Load("")
-		if err != nil {
-			t.Fatal(err)
-		}
+		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &server{cancel: cancel, done: make(chan error, 1)}
+	s := &server{cfg: cfg, cancel: cancel, done: make(chan error, 1)}
 	up := make(chan struct{})
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	go func() {
-		s.done <- runServer(ctx, cfg, log, func(l []netip.AddrPort, h string) {
-			s.listeners, s.http = l, h
+		s.done <- runServer(ctx, cfg, log, hooks{started: func(r running) {
+			s.listeners, s.http, s.db = r.listeners, r.httpAddr, r.db
 			close(up)
-		})
+		}})
 	}()
 	select {
 	case <-up:
@@ -110,13 +134,37 @@ func startServer(t *testing.T) *server {
 	case <-time.After(60 * time.Second):
 		t.Fatal("serve did not start within 60s")
 	}
-	db, err := store.Open(context.Background(), cfg.ClickHouse, nil)
+	if engine == "server" {
+		// Query through a connection of our own, as an analyst would.
+		db, err := store.Open(context.Background(), cfg.ClickHouse, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.db, s.ownDB = db, true
+	}
+	t.Cleanup(func() {
+		s.stop(t)
+		if s.ownDB {
+			s.db.Close()
+		}
+	})
+	return s
+}
+
+// dbAfterStop returns a database handle usable once serve has stopped:
+// the embedded engine's directory belongs to one process user at a time,
+// so it is opened again after serve closed it.
+func (s *server) dbAfterStop(t *testing.T) store.DB {
+	t.Helper()
+	if s.ownDB {
+		return s.db
+	}
+	db, err := store.Open(context.Background(), s.cfg.ClickHouse, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.db = db
-	t.Cleanup(func() { s.stop(t); db.Close() })
-	return s
+	s.db, s.ownDB = db, true
+	return db
 }
 
 func (s *server) stop(t *testing.T) {
@@ -208,13 +256,21 @@ func waitRows(t *testing.T, db store.DB, protocol string, want uint64) uint64 {
 	return last
 }
 
+// TestEndToEndRealExporters runs real exporters against flowhouse serve on
+// both engines and compares what is stored with the traffic's ground truth.
 func TestEndToEndRealExporters(t *testing.T) {
+	for _, engine := range []string{"server", "embedded"} {
+		t.Run(engine, func(t *testing.T) { testEndToEnd(t, engine) })
+	}
+}
+
+func testEndToEnd(t *testing.T, engine string) {
 	peers.Require(t, "softflowd", "pmacctd")
 	traffic, err := filepath.Abs(filepath.Join("..", "..", "testdata", "traffic.pcap"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := startServer(t)
+	s := startServer(t, engine)
 	target := s.listeners[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -299,13 +355,14 @@ func TestEndToEndRealExporters(t *testing.T) {
 
 	// Stopping writes the exporter statistics.
 	s.stop(t)
+	db := s.dbAfterStop(t)
 	var datagrams, flows uint64
-	if err := store.QueryRow(context.Background(), s.db, []any{&datagrams, &flows},
+	if err := store.QueryRow(context.Background(), db, []any{&datagrams, &flows},
 		"SELECT argMax(datagrams, updated_at), argMax(flows, updated_at) FROM exporters"); err != nil {
 		t.Fatal(err)
 	}
 	var total uint64
-	if err := store.QueryRow(context.Background(), s.db, []any{&total}, "SELECT count() FROM flows"); err != nil {
+	if err := store.QueryRow(context.Background(), db, []any{&total}, "SELECT count() FROM flows"); err != nil {
 		t.Fatal(err)
 	}
 	if flows != total || datagrams == 0 {

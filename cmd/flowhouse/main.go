@@ -16,9 +16,11 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/flowhouse/flowhouse/config"
+	"github.com/flowhouse/flowhouse/enrich"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -30,6 +32,9 @@ Commands:
   serve         collect flows and store them (until SIGTERM or SIGINT)
   migrate       apply pending schema migrations and exit
   check-config  validate the configuration and print it, secrets redacted
+  seal          read a secret on standard input and print it sealed as enc:...
+                for the configuration (key from enrich.secrets); seal -genkey
+                prints a new random key
   version       print the version
 
 The configuration is one YAML file (--config, default ./flowhouse.yaml if it
@@ -56,6 +61,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
+	if cmd == "seal" && len(rest) == 1 && rest[0] == "-genkey" {
+		key, err := enrich.GenerateKey()
+		if err != nil {
+			fmt.Fprintln(stderr, "flowhouse seal:", err)
+			return 1
+		}
+		fmt.Fprintln(stdout, key)
+		return 0
+	}
 	if cmd == "version" {
 		fmt.Fprintln(stdout, "flowhouse", buildVersion())
 		return 0
@@ -77,6 +91,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		stdout.Write(out)
+		return 0
+	case "seal":
+		secret, err := io.ReadAll(io.LimitReader(os.Stdin, 1<<16))
+		if err != nil {
+			fmt.Fprintln(stderr, "flowhouse seal:", err)
+			return 1
+		}
+		sealed, err := enrich.SealWithConfig(cfg.Enrich.Secrets, strings.TrimRight(string(secret), "\r\n"))
+		if err != nil {
+			fmt.Fprintln(stderr, "flowhouse seal:", err)
+			return 1
+		}
+		fmt.Fprintln(stdout, sealed)
 		return 0
 	case "migrate":
 		ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -15,8 +15,10 @@ import (
 	"github.com/flowhouse/flowhouse/api"
 	"github.com/flowhouse/flowhouse/collector"
 	"github.com/flowhouse/flowhouse/config"
+	"github.com/flowhouse/flowhouse/enrich"
 	"github.com/flowhouse/flowhouse/migrations"
 	"github.com/flowhouse/flowhouse/store"
+	"github.com/flowhouse/flowhouse/store/spool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -79,17 +81,36 @@ func serve(cfg *config.Config, stderr io.Writer) error {
 	defer cancel()
 	log := cfg.Log.NewLogger(stderr)
 	slog.SetDefault(log)
-	return runServer(ctx, cfg, log, nil)
+	return runServer(ctx, cfg, log, hooks{})
 }
 
-// started tells tests where a running server listens.
-type started func(listeners []netip.AddrPort, httpAddr string)
+// hooks let tests watch a server run in their process.
+type hooks struct {
+	// registry replaces the process-wide metrics registry.
+	registry *prometheus.Registry
+	// started is called once everything listens.
+	started func(running)
+	// stopped gets the flows the collector decoded, once it has drained.
+	stopped func(decoded uint64)
+}
+
+// running is what a started server exposes to hooks.
+type running struct {
+	listeners []netip.AddrPort
+	httpAddr  string
+	collector *collector.Collector
+	spool     *spool.Spool // nil when the spool is disabled
+	db        store.DB
+}
 
 // runServer runs until ctx ends, then stops everything in order.
-func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, onStart started) error {
+func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, h hooks) error {
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := h.registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
 
 	db, err := openDB(ctx, cfg, log)
 	if err != nil {
@@ -101,52 +122,104 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, onStar
 		return err
 	}
 
-	batcher, err := store.New(cfg.ClickHouse, store.Deps{Writer: db, Logger: log, Registerer: reg})
+	// The spool sits between the batcher and the database: what cannot be
+	// inserted now is kept on disk and replayed when the database is back.
+	var writer store.Writer = db
+	var sp *spool.Spool
+	if cfg.Spool.Enabled {
+		caps, err := store.DetectCapabilities(ctx, db)
+		if err != nil {
+			return err
+		}
+		sp, err = spool.New(cfg.Spool, spool.Deps{Next: db, Logger: log, Registerer: reg,
+			DedupToken: spool.SupportsDedupToken(caps.Version)})
+		if err != nil {
+			return err
+		}
+		writer = sp
+	}
+	batcher, err := store.New(cfg.ClickHouse, store.Deps{Writer: writer, Logger: log, Registerer: reg})
 	if err != nil {
+		return err
+	}
+	stopStore := func() error {
+		err := batcher.Stop()
+		if sp != nil {
+			err = errors.Join(err, sp.Stop())
+		}
 		return err
 	}
 	retention, err := store.NewRetention(cfg.ClickHouse, store.RetentionDeps{DB: db, Logger: log, Registerer: reg})
 	if err != nil {
 		return err
 	}
-	coll, err := collector.New(cfg.Collector, collector.Deps{Sink: batcher, Logger: log, Registerer: reg})
+	// Enrichment sits between the collector and the store: it reads its
+	// caches only, so it never slows decoding down.
+	enricher, err := enrich.New(cfg.Enrich, enrich.Deps{Next: batcher, DB: db, Logger: log, Registerer: reg})
 	if err != nil {
 		return err
 	}
-	server := api.New(cfg.HTTP, api.Deps{
-		Logger: log, Gatherer: reg, Registerer: reg,
-		Checks: []api.Check{
-			{Name: "database", Func: db.Ping},
-			{Name: "migrations", Func: func(ctx context.Context) error {
-				pending, err := migrations.Pending(ctx, db)
-				if err != nil {
-					return err
-				}
-				if len(pending) > 0 {
-					return fmt.Errorf("%d migrations pending, first %s: run flowhouse migrate", len(pending), pending[0].File())
-				}
-				return nil
-			}},
-		},
-	})
+	coll, err := collector.New(cfg.Collector, collector.Deps{Sink: enricher, Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	checks := []api.Check{
+		{Name: "database", Func: db.Ping},
+		{Name: "migrations", Func: func(ctx context.Context) error {
+			pending, err := migrations.Pending(ctx, db)
+			if err != nil {
+				return err
+			}
+			if len(pending) > 0 {
+				return fmt.Errorf("%d migrations pending, first %s: run flowhouse migrate", len(pending), pending[0].File())
+			}
+			return nil
+		}},
+	}
+	if sp != nil {
+		checks = append(checks, api.Check{Name: "spool", Func: sp.Ready})
+	}
+	server := api.New(cfg.HTTP, api.Deps{Logger: log, Gatherer: reg, Registerer: reg, Checks: checks})
 
+	if sp != nil {
+		if err := sp.Start(ctx); err != nil {
+			return err
+		}
+	}
 	if err := batcher.Start(ctx); err != nil {
+		_ = stopStore()
 		return err
 	}
 	if err := retention.Start(ctx); err != nil {
+		_ = stopStore()
+		return err
+	}
+	if err := enricher.Start(ctx); err != nil {
+		_ = retention.Stop()
+		_ = stopStore()
 		return err
 	}
 	if err := server.Start(ctx); err != nil {
+		enricher.Stop()
+		_ = retention.Stop()
+		_ = stopStore()
 		return err
 	}
 	if err := coll.Start(ctx); err != nil {
-		_ = batcher.Stop()
+		_ = server.Stop(context.Background())
+		enricher.Stop()
+		_ = retention.Stop()
+		_ = stopStore()
 		return err
 	}
-	log.Info("flowhouse started", "version", buildVersion(), "listeners", coll.Addrs(), "http", server.Addr(), "clickhouse", cfg.ClickHouse.Addr)
+	storage := "clickhouse server " + cfg.ClickHouse.Addr
+	if cfg.ClickHouse.Addr == "" {
+		storage = "embedded engine in " + cfg.ClickHouse.Embedded.Path
+	}
+	log.Info("flowhouse started", "version", buildVersion(), "listeners", coll.Addrs(), "http", server.Addr(), "storage", storage)
 
-	if onStart != nil {
-		onStart(coll.Addrs(), server.Addr())
+	if h.started != nil {
+		h.started(running{listeners: coll.Addrs(), httpAddr: server.Addr(), collector: coll, spool: sp, db: db})
 	}
 	writeStats := func() {
 		wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -171,8 +244,16 @@ loop:
 
 	log.Info("stopping: draining the collector and flushing batches")
 	coll.Stop()
+	if h.stopped != nil {
+		var decoded uint64
+		for _, e := range coll.Stats() {
+			decoded += e.Flows
+		}
+		h.stopped(decoded)
+	}
+	enricher.Stop()
 	var errs []error
-	if err := batcher.Stop(); err != nil {
+	if err := stopStore(); err != nil {
 		errs = append(errs, fmt.Errorf("flushing batches: %w", err))
 	}
 	writeStats()

@@ -1,0 +1,224 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"unsafe"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ebitengine/purego"
+)
+
+// This file binds the few C functions of libchdb (chDB, ClickHouse as a
+// shared library) that the embedded engine uses. They are bound with
+// purego rather than cgo or chdb-go: the library is loaded only when the
+// embedded engine is opened, so a binary that talks to a ClickHouse server
+// never needs it, and a missing library is an error we can explain, not a
+// panic in some package's init().
+
+// installHint ends every error about the library.
+const installHint = "install it with `make deps` or `scripts/chdb.sh install`, or point clickhouse.embedded.library (FLOWHOUSE_CLICKHOUSE_EMBEDDED_LIBRARY) at a libchdb.so"
+
+// chdbLib holds the library's functions. Signatures follow chdb.h of
+// chDB 26.7: a connection is a chdb_connection (a pointer), results and
+// insert streams are opaque pointers, kept here as uintptr because Go
+// never dereferences them.
+type chdbLib struct {
+	path string
+
+	version     func() string
+	setSignals  func(enabled int32)
+	connect     func(argc int32, argv **byte) *uintptr
+	closeConn   func(conn *uintptr)
+	queryN      func(conn uintptr, query *byte, queryLen uintptr, format *byte, formatLen uintptr) uintptr
+	resultError func(result uintptr) string
+	resultBuf   func(result uintptr) *byte
+	resultLen   func(result uintptr) uintptr
+	destroy     func(result uintptr)
+
+	insertN       func(conn uintptr, query *byte, queryLen uintptr, format *byte, formatLen uintptr) uintptr
+	insertError   func(stream uintptr) string
+	insertAppend  func(stream uintptr, data *byte, n uintptr) int32
+	insertDone    func(stream uintptr) uintptr
+	insertDestroy func(stream uintptr)
+}
+
+var (
+	libMu sync.Mutex
+	lib   *chdbLib
+)
+
+// loadChdb loads the library once per process. dlopen cannot really be
+// undone for a library that starts threads, so asking for a second,
+// different file in the same process is an error rather than a reload.
+func loadChdb(path string) (*chdbLib, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("store: embedded engine library %q: %w", path, err)
+	}
+	if _, err := os.Stat(abs); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("store: embedded engine library %s not found: %s", abs, installHint)
+		}
+		return nil, fmt.Errorf("store: embedded engine library %s: %w: %s", abs, err, installHint)
+	}
+	libMu.Lock()
+	defer libMu.Unlock()
+	if lib != nil {
+		if lib.path != abs {
+			return nil, fmt.Errorf("store: embedded engine library already loaded from %s; this process cannot load %s as well", lib.path, abs)
+		}
+		return lib, nil
+	}
+	// RTLD_LOCAL: the library carries a whole ClickHouse with its own
+	// copies of common symbols; they must not leak into the process.
+	handle, err := purego.Dlopen(abs, purego.RTLD_NOW|purego.RTLD_LOCAL)
+	if err != nil {
+		return nil, fmt.Errorf("store: load embedded engine library %s: %w: it is not a usable libchdb.so; %s", abs, err, installHint)
+	}
+	l := &chdbLib{path: abs}
+	for _, f := range []struct {
+		name string
+		fn   any
+	}{
+		{"chdb_version", &l.version},
+		{"chdb_set_signal_handlers_enabled", &l.setSignals},
+		{"chdb_connect", &l.connect},
+		{"chdb_close_conn", &l.closeConn},
+		{"chdb_query_n", &l.queryN},
+		{"chdb_result_error", &l.resultError},
+		{"chdb_result_buffer", &l.resultBuf},
+		{"chdb_result_length", &l.resultLen},
+		{"chdb_destroy_query_result", &l.destroy},
+		{"chdb_stream_insert_n", &l.insertN},
+		{"chdb_stream_insert_error", &l.insertError},
+		{"chdb_stream_append", &l.insertAppend},
+		{"chdb_stream_done", &l.insertDone},
+		{"chdb_destroy_insert_stream", &l.insertDestroy},
+	} {
+		// Dlsym first: RegisterLibFunc panics on a missing symbol, and an
+		// older libchdb lacks the streaming insert.
+		sym, err := purego.Dlsym(handle, f.name)
+		if err != nil {
+			return nil, fmt.Errorf("store: %s lacks %s, so it is not the libchdb flowhouse needs (chDB 26.7): %s", abs, f.name, installHint)
+		}
+		purego.RegisterFunc(f.fn, sym)
+	}
+	// chDB installs its own handlers for SIGSEGV and other signals when
+	// it connects, replacing the Go runtime's: measured, a nil pointer
+	// dereference in Go then kills the process instead of panicking. Off
+	// before the first connection, the runtime keeps its handlers.
+	l.setSignals(0)
+	lib = l
+	return l, nil
+}
+
+// cString is s with a terminating NUL, for char* arguments.
+func cString(s string) *byte {
+	b := make([]byte, len(s)+1)
+	copy(b, s)
+	return &b[0]
+}
+
+// chdbConn is one connection (a session: its own current database and
+// settings) to the engine of this process.
+type chdbConn struct {
+	lib    *chdbLib
+	handle *uintptr // chdb_connection*, for chdb_close_conn
+	conn   uintptr  // chdb_connection, for queries
+}
+
+// connectChdb opens a connection on the data directory dir. The first
+// connection of a process boots the engine on dir; every later one must
+// name the same dir (the engine has one path per process).
+func (l *chdbLib) connectChdb(dir string) (*chdbConn, error) {
+	argv := []*byte{cString("clickhouse"), cString("--path=" + dir)}
+	h := l.connect(int32(len(argv)), &argv[0])
+	if h == nil || *h == 0 {
+		// chdb_connect returns no reason (the engine may have printed one
+		// on stderr); these are the causes seen.
+		return nil, fmt.Errorf("store: the embedded engine did not open %s: is the directory writable, and not used by another process or by an engine on another directory in this process?", dir)
+	}
+	return &chdbConn{lib: l, handle: h, conn: *h}, nil
+}
+
+func (c *chdbConn) close() {
+	if c.handle != nil {
+		c.lib.closeConn(c.handle)
+		c.handle = nil
+	}
+}
+
+// query runs one statement and returns its whole output in format,
+// copied into Go memory.
+func (c *chdbConn) query(sql, format string) ([]byte, error) {
+	r := c.lib.queryN(c.conn, unsafe.StringData(sql), uintptr(len(sql)), unsafe.StringData(format), uintptr(len(format)))
+	if r == 0 {
+		return nil, errors.New("embedded engine returned no result")
+	}
+	defer c.lib.destroy(r)
+	if msg := c.lib.resultError(r); msg != "" {
+		return nil, engineError(msg)
+	}
+	n := c.lib.resultLen(r)
+	if n == 0 {
+		return nil, nil
+	}
+	return append([]byte(nil), unsafe.Slice(c.lib.resultBuf(r), n)...), nil
+}
+
+// insert runs an INSERT statement (without FORMAT) whose data is data in
+// format, through chDB's streaming insert: binary-safe and without the
+// size limit that data inlined after the statement runs into.
+func (c *chdbConn) insert(sql, format string, data []byte) error {
+	s := c.lib.insertN(c.conn, unsafe.StringData(sql), uintptr(len(sql)), unsafe.StringData(format), uintptr(len(format)))
+	// The handle is never NULL and must be destroyed on every path.
+	defer c.lib.insertDestroy(s)
+	if msg := c.lib.insertError(s); msg != "" {
+		return engineError(msg)
+	}
+	if len(data) > 0 {
+		if c.lib.insertAppend(s, &data[0], uintptr(len(data))) != 0 {
+			msg := c.lib.insertError(s)
+			if msg == "" {
+				msg = "append to insert stream failed"
+			}
+			return engineError(msg)
+		}
+	}
+	r := c.lib.insertDone(s)
+	if r == 0 {
+		return errors.New("embedded engine returned no result for the insert")
+	}
+	defer c.lib.destroy(r)
+	if msg := c.lib.resultError(r); msg != "" {
+		return engineError(msg)
+	}
+	return nil
+}
+
+// exceptionText is how the engine reports exceptions:
+// "Code: 60. DB::Exception: Unknown table ... (UNKNOWN_TABLE)".
+var exceptionText = regexp.MustCompile(`(?s)^Code: (\d+)\. (?:(DB::Exception): )?(.*?)(?: \(([A-Z0-9_]+)\))?\s*$`)
+
+// engineError turns the engine's message into the *clickhouse.Exception
+// the server backend returns, so code that looks at exception codes
+// (and the batcher's error classification) works the same on both.
+func engineError(msg string) error {
+	m := exceptionText.FindStringSubmatch(msg)
+	if m == nil {
+		return errors.New(strings.TrimSpace(msg))
+	}
+	code, _ := strconv.Atoi(m[1])
+	name := m[2]
+	if name == "" {
+		name = "DB::Exception"
+	}
+	return &clickhouse.Exception{Code: int32(code), Name: name, CodeName: m[4], Message: m[3]}
+}
