@@ -314,6 +314,14 @@ func (e *Enricher) Write(flows []flow.Flow) {
 				missMAC++
 			}
 		}
+		f.SrcNetName, f.SrcNetRole, f.SrcNetSite = "", "", ""
+		if nw := e.nets.lookup(x.tenant, f.SrcAddr); nw != nil {
+			f.SrcNetName, f.SrcNetRole, f.SrcNetSite = nw.Name, nw.Role, nw.Site
+		}
+		f.DstNetName, f.DstNetRole, f.DstNetSite = "", "", ""
+		if nw := e.nets.lookup(x.tenant, f.DstAddr); nw != nil {
+			f.DstNetName, f.DstNetRole, f.DstNetSite = nw.Name, nw.Role, nw.Site
+		}
 		f.SrcVendor, f.DstVendor = "", ""
 		if reg != nil {
 			if f.SrcMAC != 0 {

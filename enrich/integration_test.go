@@ -291,6 +291,10 @@ func TestCrossTenantIsolation(t *testing.T) {
 		{ExporterAddr: addr("10.0.0.2"), InIf: idxB, DstAddr: addr("10.255.3.9")},
 	})
 	a, b := next.flows[0], next.flows[1]
+	// The same address is in each tenant's own network.
+	if a.DstNetName != "a-office" || b.DstNetName != "b-datacenter" {
+		t.Errorf("flow networks: tenant a %q, tenant b %q", a.DstNetName, b.DstNetName)
+	}
 	if a.Tenant != "a" || a.ExporterName != "router-a" || a.InIfName != "a-wan" || a.DstMAC != mac("00:00:0c:aa:aa:aa") {
 		t.Errorf("tenant a: %q %q %q %x", a.Tenant, a.ExporterName, a.InIfName, uint64(a.DstMAC))
 	}

@@ -163,4 +163,12 @@ type Flow struct {
 	OutIfBoundary    string
 	SrcVendor        string
 	DstVendor        string
+	// Network attributes of the source and destination addresses, from
+	// the configured networks (CIDR map) of the flow's tenant.
+	SrcNetName string
+	SrcNetRole string
+	SrcNetSite string
+	DstNetName string
+	DstNetRole string
+	DstNetSite string
 }

@@ -146,7 +146,7 @@ func typed(names []string) []string {
 		case strings.HasSuffix(n, "_address") || n == "next_hop":
 			typ = "FixedString(16)"
 		case n == "tenant" || strings.HasSuffix(n, "_name") || strings.HasSuffix(n, "_description") ||
-			strings.HasSuffix(n, "_boundary") || strings.HasSuffix(n, "_vendor"):
+			strings.HasSuffix(n, "_boundary") || strings.HasSuffix(n, "_vendor") || strings.HasSuffix(n, "_role") || strings.HasSuffix(n, "_site"):
 			typ = "String"
 		case strings.HasPrefix(n, "ip_") || n == "tcp_flags" || n == "tos" || strings.HasPrefix(n, "icmp_") || strings.HasSuffix(n, "_mask"):
 			typ = "UInt8"

@@ -55,6 +55,12 @@ type FlowBatch struct {
 	dstMAC     []uint64
 	srcVendor  []string
 	dstVendor  []string
+	srcNetName []string
+	srcNetRole []string
+	srcNetSite []string
+	dstNetName []string
+	dstNetRole []string
+	dstNetSite []string
 	srcAS      []uint32
 	dstAS      []uint32
 	bytes      []uint64
@@ -128,6 +134,18 @@ func (b *FlowBatch) Reset() {
 	b.srcVendor = b.srcVendor[:0]
 	clear(b.dstVendor)
 	b.dstVendor = b.dstVendor[:0]
+	clear(b.srcNetName)
+	b.srcNetName = b.srcNetName[:0]
+	clear(b.srcNetRole)
+	b.srcNetRole = b.srcNetRole[:0]
+	clear(b.srcNetSite)
+	b.srcNetSite = b.srcNetSite[:0]
+	clear(b.dstNetName)
+	b.dstNetName = b.dstNetName[:0]
+	clear(b.dstNetRole)
+	b.dstNetRole = b.dstNetRole[:0]
+	clear(b.dstNetSite)
+	b.dstNetSite = b.dstNetSite[:0]
 	b.srcAS = b.srcAS[:0]
 	b.dstAS = b.dstAS[:0]
 	b.bytes = b.bytes[:0]
@@ -183,6 +201,12 @@ func (b *FlowBatch) grow(n int) {
 	b.dstMAC = growTo(b.dstMAC, c)
 	b.srcVendor = growTo(b.srcVendor, c)
 	b.dstVendor = growTo(b.dstVendor, c)
+	b.srcNetName = growTo(b.srcNetName, c)
+	b.srcNetRole = growTo(b.srcNetRole, c)
+	b.srcNetSite = growTo(b.srcNetSite, c)
+	b.dstNetName = growTo(b.dstNetName, c)
+	b.dstNetRole = growTo(b.dstNetRole, c)
+	b.dstNetSite = growTo(b.dstNetSite, c)
 	b.srcAS = growTo(b.srcAS, c)
 	b.dstAS = growTo(b.dstAS, c)
 	b.bytes = growTo(b.bytes, c)
@@ -245,6 +269,12 @@ func (b *FlowBatch) Append(flows []flow.Flow) {
 		b.dstMAC = append(b.dstMAC, uint64(f.DstMAC))
 		b.srcVendor = append(b.srcVendor, f.SrcVendor)
 		b.dstVendor = append(b.dstVendor, f.DstVendor)
+		b.srcNetName = append(b.srcNetName, f.SrcNetName)
+		b.srcNetRole = append(b.srcNetRole, f.SrcNetRole)
+		b.srcNetSite = append(b.srcNetSite, f.SrcNetSite)
+		b.dstNetName = append(b.dstNetName, f.DstNetName)
+		b.dstNetRole = append(b.dstNetRole, f.DstNetRole)
+		b.dstNetSite = append(b.dstNetSite, f.DstNetSite)
 		b.srcAS = append(b.srcAS, f.SrcAS)
 		b.dstAS = append(b.dstAS, f.DstAS)
 		b.bytes = append(b.bytes, f.Bytes)
@@ -305,6 +335,12 @@ func (b *FlowBatch) Flow(i int) flow.Flow {
 		OutIfBoundary:     b.outIfBoundary[i],
 		SrcVendor:         b.srcVendor[i],
 		DstVendor:         b.dstVendor[i],
+		SrcNetName:        b.srcNetName[i],
+		SrcNetRole:        b.srcNetRole[i],
+		SrcNetSite:        b.srcNetSite[i],
+		DstNetName:        b.dstNetName[i],
+		DstNetRole:        b.dstNetRole[i],
+		DstNetSite:        b.dstNetSite[i],
 	}
 }
 

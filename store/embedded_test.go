@@ -148,6 +148,7 @@ func TestEmbeddedInsertFlowsRoundTripsEveryColumn(t *testing.T) {
 		Tenant: "acme", ExporterName: "edge1.par", InIfName: "xe-0/0/0", InIfDescription: "Transit: ISP A",
 		InIfSpeedMbps: 100000, InIfBoundary: "external", OutIfName: "ae1", OutIfDescription: "core 'quoted' \\ \x00 ünï",
 		OutIfSpeedMbps: 400000, OutIfBoundary: "internal", SrcVendor: "ICANN, IANA Department", DstVendor: "",
+		SrcNetName: "office", SrcNetRole: "lan", SrcNetSite: "par1", DstNetName: "transit", DstNetRole: "wan", DstNetSite: "fra2",
 	}
 	v6 := flow.Flow{
 		TimeReceivedMs: recent(1000), Protocol: flow.ProtoSFlowV5, ExporterAddr: addr("2001:db8::2"), ExporterPort: 6343,
@@ -195,7 +196,8 @@ func TestEmbeddedInsertFlowsRoundTripsEveryColumn(t *testing.T) {
 			&f.OutIf, &f.OutIfName, &f.OutIfDescription, &outSpeed, &f.OutIfBoundary,
 			&src, &dst, &nextHop, &f.SrcPort, &f.DstPort, &f.IPProto, &f.IPVersion, &f.TCPFlags, &f.ToS,
 			&f.ICMPType, &f.ICMPCode, &f.SrcMask, &f.DstMask, &f.SrcVLAN, &f.DstVLAN, &srcMAC, &dstMAC,
-			&f.SrcVendor, &f.DstVendor, &f.SrcAS, &f.DstAS, &f.Bytes, &f.Packets, &f.FlowLabel); err != nil {
+			&f.SrcVendor, &f.DstVendor, &f.SrcNetName, &f.SrcNetRole, &f.SrcNetSite, &f.DstNetName, &f.DstNetRole, &f.DstNetSite,
+			&f.SrcAS, &f.DstAS, &f.Bytes, &f.Packets, &f.FlowLabel); err != nil {
 			t.Fatal(err)
 		}
 		if received.Location().String() != "UTC" {

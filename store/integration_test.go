@@ -95,6 +95,7 @@ func TestInsertFlowsRoundTripsEveryColumn(t *testing.T) {
 		Tenant: "acme", ExporterName: "edge1.par", InIfName: "xe-0/0/0", InIfDescription: "Transit: ISP A",
 		InIfSpeedMbps: 100000, InIfBoundary: "external", OutIfName: "ae1", OutIfDescription: "core 'quoted'",
 		OutIfSpeedMbps: 400000, OutIfBoundary: "internal", SrcVendor: "ICANN, IANA Department", DstVendor: "",
+		SrcNetName: "office", SrcNetRole: "lan", SrcNetSite: "par1", DstNetName: "transit", DstNetRole: "wan", DstNetSite: "fra2",
 	}
 	v6 := flow.Flow{
 		TimeReceivedMs: ms("2023-11-14 22:13:21.000"), TimeStartMs: 0, TimeEndMs: 0,
@@ -168,6 +169,12 @@ func TestInsertFlowsRoundTripsEveryColumn(t *testing.T) {
 		{"MACNumToString(dst_mac)", []string{"FE:DC:BA:98:76:54", "00:00:00:00:00:00", "00:00:00:00:00:00", "00:00:00:00:00:00"}},
 		{"src_vendor", []string{"ICANN, IANA Department", "", "", ""}},
 		{"dst_vendor", []string{"", "", "", ""}},
+		{"src_net_name", []string{"office", "", "", ""}},
+		{"src_net_role", []string{"lan", "", "", ""}},
+		{"src_net_site", []string{"par1", "", "", ""}},
+		{"dst_net_name", []string{"transit", "", "", ""}},
+		{"dst_net_role", []string{"wan", "", "", ""}},
+		{"dst_net_site", []string{"fra2", "", "", ""}},
 		{"toString(src_as)", []string{"64496", "0", "0", "0"}},
 		{"toString(dst_as)", []string{"4200000000", "0", "0", "0"}},
 		{"toString(bytes)", []string{"1099511627776", "90", "84", "0"}},

@@ -44,6 +44,8 @@ type options struct {
 	protocols string
 	decode    bool
 	maxLoss   float64
+	engines   []string
+	library   string
 }
 
 func main() {
@@ -57,7 +59,11 @@ func main() {
 	flag.StringVar(&o.protocols, "protocols", "v5,v9,ipfix,sflow", "protocols assigned to exporters round-robin")
 	flag.BoolVar(&o.decode, "decode", true, "also run the decoder benchmarks (go test -bench)")
 	flag.Float64Var(&o.maxLoss, "max-loss", 0.001, "loss ratio a sustained rate may have")
+	var engines string
+	flag.StringVar(&engines, "engines", "server,embedded", "engines to measure: server (ClickHouse server), embedded (chDB)")
+	flag.StringVar(&o.library, "library", "var/lib/libchdb.so", "the embedded engine's library (make deps installs it)")
 	flag.Parse()
+	o.engines = strings.Split(engines, ",")
 	for _, r := range strings.Split(rates, ",") {
 		v, err := strconv.ParseFloat(strings.TrimSpace(r), 64)
 		if err != nil || v <= 0 {
@@ -105,17 +111,17 @@ type DecodeResult struct {
 
 // Report is everything one flowbench run measured.
 type Report struct {
-	When              time.Time      `json:"when"`
-	Host              string         `json:"host"`
-	CPUs              int            `json:"cpus"`
-	ClickHouseVersion string         `json:"clickhouse_version"`
-	Duration          string         `json:"step_duration"`
-	Exporters         int            `json:"exporters"`
-	Protocols         string         `json:"protocols"`
-	Steps             []Step         `json:"steps"`
-	SustainedRate     float64        `json:"sustained_flows_per_second"`
-	MaxLoss           float64        `json:"max_loss_ratio"`
-	Decode            []DecodeResult `json:"decode"`
+	When              time.Time          `json:"when"`
+	Host              string             `json:"host"`
+	CPUs              int                `json:"cpus"`
+	ClickHouseVersion string             `json:"clickhouse_version"`
+	Duration          string             `json:"step_duration"`
+	Exporters         int                `json:"exporters"`
+	Protocols         string             `json:"protocols"`
+	Steps             []Step             `json:"steps"`
+	SustainedRate     map[string]float64 `json:"sustained_flows_per_second"`
+	MaxLoss           float64            `json:"max_loss_ratio"`
+	Decode            []DecodeResult     `json:"decode"`
 }
 
 func run(o options) error {
@@ -124,6 +130,7 @@ func run(o options) error {
 	}
 	rep := &Report{When: time.Now().UTC(), Duration: o.duration.String(), Exporters: o.exporters, Protocols: o.protocols, MaxLoss: o.maxLoss}
 	rep.Host, _ = os.Hostname()
+	rep.MaxLoss = o.maxLoss
 	rep.CPUs = cpuCount()
 
 	if o.decode {
@@ -136,34 +143,85 @@ func run(o options) error {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	srv, err := chtest.Start(ctx, chtest.Options{})
-	if err != nil {
-		return err
-	}
-	defer srv.Stop()
-	rep.ClickHouseVersion = srv.Version()
-
 	protocols, err := flowgen.ParseProtocols(o.protocols)
 	if err != nil {
 		return err
 	}
-	for i, rate := range o.rates {
-		st, err := step(ctx, o, srv.Addr(), fmt.Sprintf("bench_%d", i), rate, protocols)
-		if err != nil {
-			return fmt.Errorf("step at %.0f flows/s: %w", rate, err)
+	rep.SustainedRate = map[string]float64{}
+	for _, engine := range o.engines {
+		var target storeTarget
+		switch engine {
+		case "server":
+			srv, err := chtest.Start(ctx, chtest.Options{})
+			if err != nil {
+				return err
+			}
+			defer srv.Stop()
+			rep.ClickHouseVersion = srv.Version()
+			target = storeTarget{name: "server " + srv.Version(), addr: srv.Addr()}
+		case "embedded":
+			lib, err := filepath.Abs(o.library)
+			if err != nil {
+				return err
+			}
+			if _, err := os.Stat(lib); err != nil {
+				return fmt.Errorf("embedded engine library: %w (run make deps)", err)
+			}
+			dir, err := os.MkdirTemp("", "flowbench-embedded-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			target = storeTarget{name: "embedded (chDB)", library: lib, path: dir}
+		default:
+			return fmt.Errorf("-engines: unknown engine %q", engine)
 		}
-		st.ClickHouseEngine = "server " + srv.Version()
-		rep.Steps = append(rep.Steps, st)
-		fmt.Fprintf(os.Stderr, "offered %.0f/s achieved %.0f/s: sent %d stored %d loss %.4f%% kernel drops %d cpu %.2f rss %.0f MiB\n",
-			rate, st.AchievedRate, st.Sent, st.Stored, st.LossRatio*100, st.KernelDrops, st.CPUCores, st.PeakRSSMiB)
-		if st.LossRatio <= o.maxLoss && st.AchievedRate > rep.SustainedRate {
-			rep.SustainedRate = st.AchievedRate
+		for i, rate := range o.rates {
+			st, err := step(ctx, o, target, fmt.Sprintf("bench_%d", i), rate, protocols)
+			if err != nil {
+				return fmt.Errorf("%s step at %.0f flows/s: %w", engine, rate, err)
+			}
+			st.ClickHouseEngine = target.name
+			rep.Steps = append(rep.Steps, st)
+			fmt.Fprintf(os.Stderr, "%s: offered %.0f/s achieved %.0f/s: sent %d stored %d loss %.4f%% kernel drops %d cpu %.2f rss %.0f MiB\n",
+				target.name, rate, st.AchievedRate, st.Sent, st.Stored, st.LossRatio*100, st.KernelDrops, st.CPUCores, st.PeakRSSMiB)
+			if st.LossRatio <= o.maxLoss && st.AchievedRate > rep.SustainedRate[target.name] {
+				rep.SustainedRate[target.name] = st.AchievedRate
+			}
 		}
 	}
 	return write(o.out, rep)
 }
 
-func step(ctx context.Context, o options, chAddr, database string, rate float64, protocols []flowgen.Protocol) (Step, error) {
+// storeTarget is where the measured flowhouse stores: a ClickHouse server
+// (addr) or the embedded engine (library and data directory).
+type storeTarget struct {
+	name          string
+	addr          string
+	library, path string
+}
+
+func (t storeTarget) config(database string) store.Config {
+	cfg := store.DefaultConfig()
+	cfg.Addr, cfg.Database = t.addr, database
+	cfg.Embedded.Library, cfg.Embedded.Path = t.library, t.path
+	return cfg
+}
+
+// countRows counts the stored flows. The embedded engine's directory is
+// opened only while no flowhouse runs on it: one process at a time.
+func (t storeTarget) countRows(ctx context.Context, database string) (uint64, error) {
+	db, err := store.Open(ctx, t.config(database), nil)
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	var n uint64
+	err = store.QueryRow(ctx, db, []any{&n}, "SELECT count() FROM flows")
+	return n, err
+}
+
+func step(ctx context.Context, o options, target storeTarget, database string, rate float64, protocols []flowgen.Protocol) (Step, error) {
 	st := Step{OfferedRate: rate}
 	udpPort, err := freePort("udp")
 	if err != nil {
@@ -174,9 +232,17 @@ func step(ctx context.Context, o options, chAddr, database string, rate float64,
 		return st, err
 	}
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", httpPort)
+	spoolDir, err := os.MkdirTemp("", "flowbench-spool-")
+	if err != nil {
+		return st, err
+	}
+	defer os.RemoveAll(spoolDir)
 	cmd := exec.CommandContext(ctx, o.flowhouse, "serve")
 	cmd.Env = append(os.Environ(),
-		"FLOWHOUSE_CLICKHOUSE_ADDR="+chAddr,
+		"FLOWHOUSE_CLICKHOUSE_ADDR="+target.addr,
+		"FLOWHOUSE_CLICKHOUSE_EMBEDDED_LIBRARY="+target.library,
+		"FLOWHOUSE_CLICKHOUSE_EMBEDDED_PATH="+target.path,
+		"FLOWHOUSE_SPOOL_DIR="+spoolDir,
 		"FLOWHOUSE_CLICKHOUSE_DATABASE="+database,
 		fmt.Sprintf("FLOWHOUSE_COLLECTOR_LISTENERS=127.0.0.1:%d", udpPort),
 		"FLOWHOUSE_HTTP_LISTEN="+httpAddr,
@@ -236,28 +302,24 @@ func step(ctx context.Context, o options, chAddr, database string, rate float64,
 	st.Sent = genReport.Total.Flows
 	st.AchievedRate = genReport.FlowsPerSecond
 
-	// Wait for the collector and the batcher to drain: the row count stops
-	// moving (or reaches what was sent).
-	db, err := store.OpenServer(ctx, store.Config{Addr: chAddr, Database: database, DialTimeout: 5 * time.Second, Compression: "lz4"}, nil)
-	if err != nil {
-		return st, err
-	}
-	defer db.Close()
+	// Wait for the collector and the batcher to drain: the inserted row
+	// count stops moving (or reaches what was sent).
 	sendEnd := time.Now()
-	var last uint64
+	var last float64
 	for stable := 0; stable < 6 && time.Since(sendEnd) < 60*time.Second; {
 		time.Sleep(500 * time.Millisecond)
-		var n uint64
-		if err := store.QueryRow(ctx, db, []any{&n}, "SELECT count() FROM flows"); err != nil {
+		m, err := scrape(httpAddr)
+		if err != nil {
 			return st, err
 		}
+		n := m["flowhouse_store_rows_inserted_total"]
 		if n == last {
 			stable++
 		} else {
 			stable = 0
 		}
 		last = n
-		if n >= st.Sent {
+		if n >= float64(st.Sent) {
 			break
 		}
 	}
@@ -281,7 +343,7 @@ func step(ctx context.Context, o options, chAddr, database string, rate float64,
 		}
 	}
 	stop()
-	if err := store.QueryRow(ctx, db, []any{&st.Stored}, "SELECT count() FROM flows"); err != nil {
+	if st.Stored, err = target.countRows(ctx, database); err != nil {
 		return st, err
 	}
 	st.Lost = int64(st.Sent) - int64(st.Stored)
@@ -486,11 +548,18 @@ func write(dir string, rep *Report) error {
 		}
 		b.WriteString("\n")
 	}
-	b.WriteString("## End to end into ClickHouse\n\nLoss = flows sent - rows stored; kernel drops = UDP RcvbufErrors during the step.\n\n| offered/s | achieved/s | sent | stored | loss | kernel drops | queue drops | CPU (cores) | peak RSS MiB | batches | mean rows/batch | mean insert ms |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	b.WriteString("## End to end into ClickHouse\n\nLoss = flows sent - rows stored; kernel drops = UDP RcvbufErrors during the step.\n\n| engine | offered/s | achieved/s | sent | stored | loss | kernel drops | queue drops | CPU (cores) | peak RSS MiB | batches | mean rows/batch | mean insert ms |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, s := range rep.Steps {
-		fmt.Fprintf(&b, "| %.0f | %.0f | %d | %d | %.3f%% | %d | %.0f | %.2f | %.0f | %.0f | %.0f | %.1f |\n",
-			s.OfferedRate, s.AchievedRate, s.Sent, s.Stored, s.LossRatio*100, s.KernelDrops, s.QueueDrops, s.CPUCores, s.PeakRSSMiB, s.Batches, s.MeanBatchRows, s.MeanInsertMs)
+		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %d | %d | %.3f%% | %d | %.0f | %.2f | %.0f | %.0f | %.0f | %.1f |\n",
+			s.ClickHouseEngine, s.OfferedRate, s.AchievedRate, s.Sent, s.Stored, s.LossRatio*100, s.KernelDrops, s.QueueDrops, s.CPUCores, s.PeakRSSMiB, s.Batches, s.MeanBatchRows, s.MeanInsertMs)
 	}
-	fmt.Fprintf(&b, "\nSustained rate with loss at most %.1f%%: **%.0f flows/s**.\n", rep.MaxLoss*100, rep.SustainedRate)
+	names := make([]string, 0, len(rep.SustainedRate))
+	for name := range rep.SustainedRate {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		fmt.Fprintf(&b, "\nSustained rate with loss at most %.1f%% on %s: **%.0f flows/s** (highest step measured).\n", rep.MaxLoss*100, name, rep.SustainedRate[name])
+	}
 	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(b.String()), 0o644)
 }

@@ -142,6 +142,12 @@ var strs = []func(f *flow.Flow) *string{
 	func(f *flow.Flow) *string { return &f.OutIfBoundary },
 	func(f *flow.Flow) *string { return &f.SrcVendor },
 	func(f *flow.Flow) *string { return &f.DstVendor },
+	func(f *flow.Flow) *string { return &f.SrcNetName },
+	func(f *flow.Flow) *string { return &f.SrcNetRole },
+	func(f *flow.Flow) *string { return &f.SrcNetSite },
+	func(f *flow.Flow) *string { return &f.DstNetName },
+	func(f *flow.Flow) *string { return &f.DstNetRole },
+	func(f *flow.Flow) *string { return &f.DstNetSite },
 }
 
 var fieldsPerRow = uint16(len(fixed) + len(strs))
