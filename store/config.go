@@ -58,6 +58,25 @@ type EmbeddedConfig struct {
 	Path string `mapstructure:"path" yaml:"path"`
 	// Library is libchdb.so, installed by `make deps` (scripts/chdb.sh).
 	Library string `mapstructure:"library" yaml:"library"`
+
+	// HTTPListen is where `flowhouse serve` answers read-only
+	// ClickHouse-compatible HTTP queries on the embedded engine (package
+	// queryapi), and where `flowhouse query` looks for it. Empty turns
+	// the endpoint off. Loopback by default: another address needs
+	// HTTPToken.
+	HTTPListen string `mapstructure:"http_listen" yaml:"http_listen"`
+	// HTTPToken, when set, is required from every query: a Bearer token,
+	// X-ClickHouse-Key, the password of Basic auth or a password= parameter.
+	HTTPToken string `mapstructure:"http_token" yaml:"http_token" secret:"true"`
+	// QueryTimeout bounds one query of the endpoint or of `flowhouse
+	// query` (the engine's max_execution_time, and the wait for a free
+	// connection).
+	QueryTimeout time.Duration `mapstructure:"query_timeout" yaml:"query_timeout"`
+	// QueryMaxResultBytes bounds one result (the engine's max_result_bytes
+	// and the size of the formatted output).
+	QueryMaxResultBytes int64 `mapstructure:"query_max_result_bytes" yaml:"query_max_result_bytes"`
+	// QueryConcurrency is how many queries run at once; more wait.
+	QueryConcurrency int `mapstructure:"query_concurrency" yaml:"query_concurrency"`
 }
 
 // RetryConfig is an exponential backoff: Initial, doubled up to Max,
@@ -91,6 +110,11 @@ func DefaultConfig() Config {
 		Embedded: EmbeddedConfig{
 			Path:    "./var/data",
 			Library: "./var/lib/libchdb.so",
+
+			HTTPListen:          "127.0.0.1:8123",
+			QueryTimeout:        60 * time.Second,
+			QueryMaxResultBytes: 100 << 20,
+			QueryConcurrency:    2,
 		},
 		Database:        "flowhouse",
 		Username:        "default",
@@ -100,7 +124,7 @@ func DefaultConfig() Config {
 		BatchRows:       50000,
 		BatchInterval:   time.Second,
 		MaxQueueBatches: 8,
-		Writers:         1,
+		Writers:         2,
 		Retry: RetryConfig{
 			Initial:    500 * time.Millisecond,
 			Max:        30 * time.Second,
@@ -129,6 +153,7 @@ func (c Config) Validate() error {
 		if c.Embedded.Library == "" {
 			errs = append(errs, errors.New("embedded.library: required when addr is empty (path of libchdb.so, installed by scripts/chdb.sh install)"))
 		}
+		errs = append(errs, c.Embedded.validateQuery()...)
 	} else if host, port, err := net.SplitHostPort(c.Addr); err != nil || host == "" {
 		errs = append(errs, fmt.Errorf("addr: %q is not host:port", c.Addr))
 	} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
@@ -188,6 +213,41 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("retention.check_interval: %s is shorter than 1s", c.Retention.CheckInterval))
 	}
 	return errors.Join(errs...)
+}
+
+// validateQuery checks the query endpoint's keys. Listening on anything
+// but a loopback address without a token is an error: anyone who can
+// reach the port could read every flow.
+func (e EmbeddedConfig) validateQuery() []error {
+	var errs []error
+	if e.HTTPListen != "" {
+		host, port, err := net.SplitHostPort(e.HTTPListen)
+		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
+			errs = append(errs, fmt.Errorf("embedded.http_listen: %q is not host:port (empty turns the query endpoint off)", e.HTTPListen))
+		} else if !isLoopbackHost(host) && e.HTTPToken == "" {
+			errs = append(errs, fmt.Errorf("embedded.http_listen: %q is not a loopback address, so embedded.http_token is required (anyone who reaches the port could read every flow); set a token or listen on 127.0.0.1", e.HTTPListen))
+		}
+	}
+	if e.QueryTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("embedded.query_timeout: %s is shorter than 1s", e.QueryTimeout))
+	}
+	if e.QueryMaxResultBytes < 1024 {
+		errs = append(errs, fmt.Errorf("embedded.query_max_result_bytes: %d is less than 1024", e.QueryMaxResultBytes))
+	}
+	if e.QueryConcurrency < 1 || e.QueryConcurrency > 64 {
+		errs = append(errs, fmt.Errorf("embedded.query_concurrency: %d is outside 1..64", e.QueryConcurrency))
+	}
+	return errs
+}
+
+// isLoopbackHost: localhost or a loopback IP. An empty host (":8123")
+// listens on every interface, so it is not.
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // LogValue keeps the password out of logs.

@@ -548,10 +548,10 @@ func write(dir string, rep *Report) error {
 		}
 		b.WriteString("\n")
 	}
-	b.WriteString("## End to end into ClickHouse\n\nLoss = flows sent - rows stored; kernel drops = UDP RcvbufErrors during the step.\n\n| engine | offered/s | achieved/s | sent | stored | loss | kernel drops | queue drops | CPU (cores) | peak RSS MiB | batches | mean rows/batch | mean insert ms |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	b.WriteString("## End to end into ClickHouse\n\nLoss = flows sent - rows stored; kernel drops = UDP RcvbufErrors during the step.\n\n| engine | offered/s | achieved/s | sent | stored | loss | kernel drops | queue drops | store drops | CPU (cores) | peak RSS MiB | batches | mean rows/batch | mean insert ms |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, s := range rep.Steps {
-		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %d | %d | %.3f%% | %d | %.0f | %.2f | %.0f | %.0f | %.0f | %.1f |\n",
-			s.ClickHouseEngine, s.OfferedRate, s.AchievedRate, s.Sent, s.Stored, s.LossRatio*100, s.KernelDrops, s.QueueDrops, s.CPUCores, s.PeakRSSMiB, s.Batches, s.MeanBatchRows, s.MeanInsertMs)
+		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %d | %d | %.3f%% | %d | %.0f | %.0f | %.2f | %.0f | %.0f | %.0f | %.1f |\n",
+			s.ClickHouseEngine, s.OfferedRate, s.AchievedRate, s.Sent, s.Stored, s.LossRatio*100, s.KernelDrops, s.QueueDrops, s.StoreDrops, s.CPUCores, s.PeakRSSMiB, s.Batches, s.MeanBatchRows, s.MeanInsertMs)
 	}
 	names := make([]string, 0, len(rep.SustainedRate))
 	for name := range rep.SustainedRate {
