@@ -217,6 +217,7 @@ func TestBatcherWriteNeverBlocksWhenQueueIsFull(t *testing.T) {
 	w := &fakeWriter{block: make(chan struct{})}
 	cfg := testConfig()
 	cfg.MaxQueueBatches = 2
+	cfg.Writers = 1 // the counts below assume one blocked writer
 	cfg.StopTimeout = 100 * time.Millisecond
 	b, _ := newTestBatcher(t, cfg, w)
 	b.Start(context.Background())
