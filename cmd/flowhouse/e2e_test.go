@@ -113,6 +113,7 @@ func startServer(t *testing.T, engine string) *server {
 	t.Setenv("FLOWHOUSE_COLLECTOR_LISTENERS", "127.0.0.1:0")
 	t.Setenv("FLOWHOUSE_HTTP_LISTEN", "127.0.0.1:0")
 	t.Setenv("FLOWHOUSE_SPOOL_DIR", t.TempDir())
+	t.Setenv("FLOWHOUSE_CLICKHOUSE_EMBEDDED_HTTP_LISTEN", "127.0.0.1:0")
 	cfg, err := config.Load("")
 	if err != nil {
 		t.Fatal(err)

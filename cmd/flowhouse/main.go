@@ -4,6 +4,7 @@
 //	flowhouse serve         run the collector, the store and the HTTP server
 //	flowhouse migrate       apply pending schema migrations and exit
 //	flowhouse check-config  print the effective configuration, secrets redacted
+//	flowhouse query SQL     run a read-only query and print the result
 //	flowhouse version       print the version
 package main
 
@@ -32,6 +33,8 @@ Commands:
   serve         collect flows and store them (until SIGTERM or SIGINT)
   migrate       apply pending schema migrations and exit
   check-config  validate the configuration and print it, secrets redacted
+  query SQL     run a read-only query on the configured database and print
+                the result (-format table|tsv|csv|json; query -h for more)
   seal          read a secret on standard input and print it sealed as enc:...
                 for the configuration (key from enrich.secrets); seal -genkey
                 prints a new random key
@@ -73,6 +76,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if cmd == "version" {
 		fmt.Fprintln(stdout, "flowhouse", buildVersion())
 		return 0
+	}
+	if cmd == "query" {
+		return runQuery(*configPath, rest, os.Stdin, stdout, stderr)
 	}
 	if len(rest) > 0 {
 		fmt.Fprintf(stderr, "flowhouse %s: unexpected arguments %q\n", cmd, rest)

@@ -1,0 +1,376 @@
+// Package queryapi is flowhouse's read-only, ClickHouse-compatible HTTP
+// query endpoint on the embedded engine, so curl and ClickHouse HTTP
+// clients (Grafana's plugin, clickhouse-go's HTTP transport, JDBC, DBeaver)
+// can query the flows of a running `flowhouse serve` without a ClickHouse
+// server. See README.md in this directory.
+//
+// It is plain net/http rather than the api package's Gin server: its
+// answers follow ClickHouse's HTTP interface (plain-text exceptions, not
+// flowhouse's JSON errors) and it has its own listener.
+package queryapi
+
+import (
+	"compress/gzip"
+	"context"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/flowhouse/flowhouse/store"
+)
+
+// MaxQueryBytes bounds a query's text (query parameter plus body).
+const MaxQueryBytes = 1 << 20
+
+// DefaultFormat is the format of a result when neither the query's FORMAT
+// clause nor default_format names one: ClickHouse's default.
+const DefaultFormat = "TabSeparated"
+
+// EngineHeader is set on every answer of the endpoint; `flowhouse query`
+// checks it to know that it talks to flowhouse, not to some other server
+// on the port (a ClickHouse server's HTTP interface defaults to 8123 too).
+const EngineHeader = "X-Flowhouse-Engine"
+
+// Config of the endpoint.
+type Config struct {
+	// Listen is host:port; port 0 picks a free one.
+	Listen string
+	// Token, when not empty, is required from every query.
+	Token string
+	// Timeout bounds a request's wait for a free connection; the engine's
+	// own max_execution_time bounds the query (store.ReadOnlyOptions).
+	Timeout time.Duration
+}
+
+// ConfigOf is the endpoint's configuration from the store's.
+func ConfigOf(cfg store.EmbeddedConfig) Config {
+	return Config{Listen: cfg.HTTPListen, Token: cfg.HTTPToken, Timeout: cfg.QueryTimeout}
+}
+
+// Deps are what the server uses but does not own.
+type Deps struct {
+	// Querier runs the queries; it must be read-only (store.ReadOnly).
+	Querier store.RawQuerier
+	// Timezone of the engine, sent as X-ClickHouse-Timezone; "" omits it.
+	Timezone string
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// Server is the endpoint.
+type Server struct {
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+
+	mu   sync.Mutex
+	srv  *http.Server
+	ln   net.Listener
+	done chan struct{}
+}
+
+// New builds the server; it does no I/O.
+func New(cfg Config, deps Deps) *Server {
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = time.Minute
+	}
+	return &Server{cfg: cfg, deps: deps, log: log}
+}
+
+// Handler answers the endpoint's requests (Start serves it).
+func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
+
+// Start listens and serves in the background.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.srv != nil {
+		return errors.New("queryapi: already started")
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("query endpoint: listen on %s: %w (set clickhouse.embedded.http_listen to another address, or to \"\" to turn the endpoint off)", s.cfg.Listen, err)
+	}
+	s.ln = ln
+	s.srv = &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		// The query's own limit, plus time to write a large result.
+		WriteTimeout: s.cfg.Timeout + time.Minute,
+		IdleTimeout:  2 * time.Minute,
+		ErrorLog:     slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.done = make(chan struct{})
+	go func(srv *http.Server, done chan struct{}) {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("query endpoint failed", "addr", ln.Addr().String(), "err", err)
+		}
+	}(s.srv, s.done)
+	s.log.Info("query endpoint listening", "addr", ln.Addr().String(), "token", s.cfg.Token != "")
+	return nil
+}
+
+// Addr is the address listened on, or "" before Start.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Stop stops accepting requests and waits for those running until ctx
+// ends, then closes the connections.
+func (s *Server) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	srv, done := s.srv, s.done
+	s.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	err := srv.Shutdown(ctx)
+	if err != nil {
+		_ = srv.Close()
+	}
+	<-done
+	if err != nil {
+		return fmt.Errorf("query endpoint: shutdown: %w", err)
+	}
+	return nil
+}
+
+// ClickHouse's exception codes used by the endpoint's own errors.
+const (
+	codeSyntaxError      = 62
+	codeReadonly         = 164
+	codeRequiredPassword = 194
+	codeAuthFailed       = 516
+	codeTimeout          = 159
+	codeUnknownException = 1002
+)
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set(EngineHeader, "embedded")
+	switch r.URL.Path {
+	case "/ping":
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			writeException(w, http.StatusMethodNotAllowed, codeUnknownException, "", "method "+r.Method+" is not allowed on /ping")
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
+		io.WriteString(w, "Ok.\n")
+		return
+	case "/":
+	default:
+		writeException(w, http.StatusNotFound, codeUnknownException, "", "There is no handle "+r.URL.Path+": use / for queries or /ping for health checks")
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodPost && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, POST, HEAD")
+		writeException(w, http.StatusMethodNotAllowed, codeUnknownException, "", "method "+r.Method+" is not allowed: use GET or POST")
+		return
+	}
+	// The body is the query's text whatever its Content-Type, as for
+	// ClickHouse: curl -d 'SELECT 1' works, and % or + stay as they are.
+	params := r.URL.Query()
+	if !s.authorized(w, r, params) {
+		return
+	}
+	query := params.Get("query")
+	if r.Method == http.MethodPost {
+		body, status, err := readBody(r)
+		if err != nil {
+			writeException(w, status, codeSyntaxError, "SYNTAX_ERROR", err.Error())
+			return
+		}
+		// As ClickHouse: the query parameter, then the body.
+		query += body
+	}
+	if len(query) > MaxQueryBytes {
+		writeException(w, http.StatusRequestEntityTooLarge, codeSyntaxError, "SYNTAX_ERROR", fmt.Sprintf("Max query size exceeded: the query has %d bytes, the limit is %d", len(query), MaxQueryBytes))
+		return
+	}
+	if strings.TrimSpace(query) == "" {
+		// ClickHouse answers a request without a query like /ping.
+		w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
+		io.WriteString(w, "Ok.\n")
+		return
+	}
+	if err := CheckReadOnly(query); err != nil {
+		writeException(w, http.StatusBadRequest, codeReadonly, "READONLY", "Cannot execute query in readonly mode: "+err.Error())
+		return
+	}
+	format := TrailingFormat(query)
+	if format == "" {
+		format = params.Get("default_format")
+	}
+	if format == "" {
+		format = DefaultFormat
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
+	defer cancel()
+	start := time.Now()
+	out, err := s.deps.Querier.QueryRaw(ctx, query, format)
+	if err != nil {
+		s.log.Debug("query failed", "error", err, "duration", time.Since(start))
+		var ex *clickhouse.Exception
+		switch {
+		case errors.As(err, &ex):
+			status := http.StatusInternalServerError
+			if ex.Code == codeReadonly {
+				status = http.StatusBadRequest // refused by the engine's readonly=1
+			}
+			writeException(w, status, int(ex.Code), ex.CodeName, ex.Message)
+		case errors.Is(err, context.DeadlineExceeded):
+			writeException(w, http.StatusServiceUnavailable, codeTimeout, "TIMEOUT_EXCEEDED", "no free connection to run the query within "+s.cfg.Timeout.String()+" (clickhouse.embedded.query_concurrency queries run at once)")
+		default:
+			writeException(w, http.StatusInternalServerError, codeUnknownException, "", err.Error())
+		}
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", contentType(format))
+	h.Set("X-ClickHouse-Format", format)
+	if s.deps.Timezone != "" {
+		h.Set("X-ClickHouse-Timezone", s.deps.Timezone)
+	}
+	h.Set("Content-Length", strconv.Itoa(len(out)))
+	if r.Method == http.MethodHead {
+		return
+	}
+	w.Write(out)
+}
+
+// readBody reads a POST body, gunzipping it when it says so.
+func readBody(r *http.Request) (string, int, error) {
+	var in io.Reader = r.Body
+	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+	case "gzip":
+		z, err := gzip.NewReader(r.Body)
+		if err != nil {
+			return "", http.StatusBadRequest, fmt.Errorf("cannot read the gzip body: %w", err)
+		}
+		defer z.Close()
+		in = z
+	default:
+		return "", http.StatusUnsupportedMediaType, fmt.Errorf("Content-Encoding %q is not supported (gzip is)", enc)
+	}
+	b, err := io.ReadAll(io.LimitReader(in, MaxQueryBytes+1))
+	if err != nil {
+		return "", http.StatusBadRequest, fmt.Errorf("cannot read the body: %w", err)
+	}
+	if len(b) > MaxQueryBytes {
+		return "", http.StatusRequestEntityTooLarge, fmt.Errorf("Max query size exceeded: the body has more than %d bytes", MaxQueryBytes)
+	}
+	return string(b), 0, nil
+}
+
+// authorized checks the token as ClickHouse clients send a password:
+// Authorization: Bearer or Basic (any user name), X-ClickHouse-Key, or the
+// password parameter. No credentials is 401, wrong ones 403.
+func (s *Server) authorized(w http.ResponseWriter, r *http.Request, params interface{ Get(string) string }) bool {
+	if s.cfg.Token == "" {
+		return true
+	}
+	var given []string
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		scheme, cred, _ := strings.Cut(auth, " ")
+		switch strings.ToLower(scheme) {
+		case "bearer":
+			given = append(given, strings.TrimSpace(cred))
+		case "basic":
+			if raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred)); err == nil {
+				_, password, _ := strings.Cut(string(raw), ":")
+				given = append(given, password)
+			} else {
+				given = append(given, "")
+			}
+		default:
+			given = append(given, "")
+		}
+	}
+	if key := r.Header.Get("X-ClickHouse-Key"); key != "" {
+		given = append(given, key)
+	}
+	if p := params.Get("password"); p != "" {
+		given = append(given, p)
+	}
+	if len(given) == 0 {
+		w.Header().Set("WWW-Authenticate", `Basic realm="flowhouse", charset="UTF-8"`)
+		writeException(w, http.StatusUnauthorized, codeRequiredPassword, "REQUIRED_PASSWORD", "Password required: send the token as Authorization: Bearer, X-ClickHouse-Key, Basic auth's password or the password parameter")
+		return false
+	}
+	for _, g := range given {
+		if subtle.ConstantTimeCompare([]byte(g), []byte(s.cfg.Token)) != 1 {
+			writeException(w, http.StatusForbidden, codeAuthFailed, "AUTHENTICATION_FAILED", "Authentication failed: wrong token")
+			return false
+		}
+	}
+	return true
+}
+
+// writeException answers as ClickHouse's HTTP interface does: the code in
+// X-ClickHouse-Exception-Code and "Code: N. DB::Exception: message. (NAME)"
+// as a plain-text body.
+func writeException(w http.ResponseWriter, status, code int, name, msg string) {
+	h := w.Header()
+	h.Del("Content-Length")
+	h.Set("Content-Type", "text/plain; charset=UTF-8")
+	h.Set("X-ClickHouse-Exception-Code", strconv.Itoa(code))
+	w.WriteHeader(status)
+	io.WriteString(w, ExceptionText(code, name, msg)+"\n")
+}
+
+// ExceptionText formats an exception the way ClickHouse writes one.
+func ExceptionText(code int, name, msg string) string {
+	msg = strings.TrimSpace(msg)
+	if strings.HasPrefix(msg, "Code: ") {
+		return msg // the engine's own text, complete
+	}
+	if !strings.HasSuffix(msg, ".") {
+		msg += "."
+	}
+	text := fmt.Sprintf("Code: %d. DB::Exception: %s", code, msg)
+	if name != "" {
+		text += " (" + name + ")"
+	}
+	return text
+}
+
+// contentType is what ClickHouse sends for the common formats.
+func contentType(format string) string {
+	f := strings.ToLower(format)
+	switch {
+	case strings.HasPrefix(f, "tabseparated"), strings.HasPrefix(f, "tsv"):
+		return "text/tab-separated-values; charset=UTF-8"
+	case strings.HasPrefix(f, "csv"):
+		return "text/csv; charset=UTF-8"
+	case f == "jsoneachrow", f == "jsonlines", f == "ndjson", strings.HasPrefix(f, "jsoncompacteachrow"), strings.HasPrefix(f, "jsonstringseachrow"):
+		return "application/x-ndjson; charset=UTF-8"
+	case strings.HasPrefix(f, "json"):
+		return "application/json; charset=UTF-8"
+	case strings.HasPrefix(f, "pretty"), f == "vertical", f == "markdown", f == "values":
+		return "text/plain; charset=UTF-8"
+	}
+	return "application/octet-stream"
+}
