@@ -87,7 +87,7 @@ func serve(cfg *config.Config, stderr io.Writer) error {
 		// tighter GC target keeps the resident size near twice the live
 		// batches instead of growing with every burst, for little CPU at
 		// the rates measured (make bench). GOGC overrides it.
-		debug.SetGCPercent(50)
+		debug.SetGCPercent(30)
 	}
 	return runServer(ctx, cfg, log, hooks{})
 }
