@@ -126,6 +126,18 @@ func (e *exporter) storeTemplate(d *decodeContext, h *messageHeader, id uint16, 
 	}
 }
 
+// storeOptionsTemplate stores an options template: its scope fields first,
+// then its option fields, as records carry them.
+func (e *exporter) storeOptionsTemplate(d *decodeContext, h *messageHeader, id uint16, scopes, options []netflow.Field) {
+	if id < 256 {
+		return // padding at the end of the set
+	}
+	fields := make([]netflow.Field, 0, len(scopes)+len(options))
+	fields = append(fields, scopes...)
+	fields = append(fields, options...)
+	e.storeTemplate(d, h, id, fields, len(scopes), true)
+}
+
 func (e *exporter) addTemplates(d *decodeContext, h *messageHeader, body []byte) {
 	recs, err := netflow.DecodeTemplateSet(h.version, bytes.NewBuffer(body))
 	if err != nil {
@@ -155,13 +167,7 @@ func (e *exporter) addNFv9OptionsTemplates(d *decodeContext, h *messageHeader, b
 		e.drop(ReasonMalformedSet)
 	}
 	for _, r := range recs {
-		if r.TemplateId < 256 {
-			continue // padding
-		}
-		fields := make([]netflow.Field, 0, len(r.Scopes)+len(r.Options))
-		fields = append(fields, r.Scopes...)
-		fields = append(fields, r.Options...)
-		e.storeTemplate(d, h, r.TemplateId, fields, len(r.Scopes), true)
+		e.storeOptionsTemplate(d, h, r.TemplateId, r.Scopes, r.Options)
 	}
 }
 
@@ -185,13 +191,7 @@ func (e *exporter) addIPFIXOptionsTemplates(d *decodeContext, h *messageHeader, 
 		e.drop(ReasonMalformedSet)
 	}
 	for _, r := range recs {
-		if r.TemplateId < 256 {
-			continue // padding
-		}
-		fields := make([]netflow.Field, 0, len(r.Scopes)+len(r.Options))
-		fields = append(fields, r.Scopes...)
-		fields = append(fields, r.Options...)
-		e.storeTemplate(d, h, r.TemplateId, fields, len(r.Scopes), true)
+		e.storeOptionsTemplate(d, h, r.TemplateId, r.Scopes, r.Options)
 	}
 }
 

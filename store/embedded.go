@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -316,58 +315,4 @@ func (e *Embedded) InsertExporterStats(ctx context.Context, at time.Time, stats 
 		return fmt.Errorf("insert %d rows into exporters: %w", len(stats), err)
 	}
 	return nil
-}
-
-// exporterValues are the exporters table's columns, in exporterColumns
-// order, for stats snapshotted at at.
-func exporterValues(at time.Time, stats []flow.ExporterStats) []any {
-	n := len(stats)
-	var (
-		addrs      = make([][16]byte, n)
-		protocols  = make([][]string, n)
-		firstSeen  = make([]int64, n)
-		lastSeen   = make([]int64, n)
-		datagrams  = make([]uint64, n)
-		flows      = make([]uint64, n)
-		octets     = make([]uint64, n)
-		reasons    = make([][]string, n)
-		counts     = make([][]uint64, n)
-		templates  = make([]uint32, n)
-		seqExp     = make([]uint64, n)
-		seqLost    = make([]uint64, n)
-		stProto    = make([][]string, n)
-		stDomain   = make([][]uint32, n)
-		stLastSeq  = make([][]uint32, n)
-		stExpected = make([][]uint64, n)
-		stLost     = make([][]uint64, n)
-		stResets   = make([][]uint64, n)
-		updated    = make([]int64, n)
-	)
-	for i, s := range stats {
-		addrs[i] = s.Addr
-		protocols[i] = s.Protocols
-		firstSeen[i] = max(s.FirstSeenMs, 0) / 1000
-		lastSeen[i] = max(s.LastSeenMs, 0) / 1000
-		datagrams[i], flows[i], octets[i] = s.Datagrams, s.Flows, s.Bytes
-		for r := range s.Drops {
-			reasons[i] = append(reasons[i], r)
-		}
-		slices.Sort(reasons[i])
-		for _, r := range reasons[i] {
-			counts[i] = append(counts[i], s.Drops[r])
-		}
-		templates[i] = uint32(max(s.Templates, 0))
-		seqExp[i], seqLost[i] = s.SequenceExpected, s.SequenceLost
-		for _, st := range s.Streams {
-			stProto[i] = append(stProto[i], st.Protocol)
-			stDomain[i] = append(stDomain[i], st.ObservationDomain)
-			stLastSeq[i] = append(stLastSeq[i], st.LastSequence)
-			stExpected[i] = append(stExpected[i], st.Expected)
-			stLost[i] = append(stLost[i], st.Lost)
-			stResets[i] = append(stResets[i], st.Resets)
-		}
-		updated[i] = at.Unix()
-	}
-	return []any{addrs, protocols, firstSeen, lastSeen, datagrams, flows, octets, reasons, counts, templates,
-		seqExp, seqLost, stProto, stDomain, stLastSeq, stExpected, stLost, stResets, updated}
 }

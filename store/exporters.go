@@ -1,0 +1,71 @@
+package store
+
+import (
+	"slices"
+	"time"
+
+	"github.com/flowhouse/flowhouse/flow"
+)
+
+// exporterValues are the exporters table's columns, in exporterColumns
+// order, for stats snapshotted at at: drops become two parallel arrays
+// sorted by reason, streams a Nested column. Both engines insert these.
+func exporterValues(at time.Time, stats []flow.ExporterStats) []any {
+	n := len(stats)
+	var (
+		addrs      = make([][16]byte, n)
+		protocols  = make([][]string, n)
+		firstSeen  = make([]int64, n)
+		lastSeen   = make([]int64, n)
+		datagrams  = make([]uint64, n)
+		flows      = make([]uint64, n)
+		bytes      = make([]uint64, n)
+		reasons    = make([][]string, n)
+		counts     = make([][]uint64, n)
+		templates  = make([]uint32, n)
+		seqExp     = make([]uint64, n)
+		seqLost    = make([]uint64, n)
+		stProto    = make([][]string, n)
+		stDomain   = make([][]uint32, n)
+		stLastSeq  = make([][]uint32, n)
+		stExpected = make([][]uint64, n)
+		stLost     = make([][]uint64, n)
+		stResets   = make([][]uint64, n)
+		updated    = make([]int64, n)
+	)
+	for i, e := range stats {
+		addrs[i] = e.Addr
+		protocols[i] = nonNil(e.Protocols)
+		firstSeen[i] = max(e.FirstSeenMs, 0) / 1000
+		lastSeen[i] = max(e.LastSeenMs, 0) / 1000
+		datagrams[i], flows[i], bytes[i] = e.Datagrams, e.Flows, e.Bytes
+		reasons[i] = make([]string, 0, len(e.Drops))
+		for r := range e.Drops {
+			reasons[i] = append(reasons[i], r)
+		}
+		slices.Sort(reasons[i])
+		counts[i] = make([]uint64, len(reasons[i]))
+		for j, r := range reasons[i] {
+			counts[i][j] = e.Drops[r]
+		}
+		templates[i] = uint32(max(e.Templates, 0))
+		seqExp[i], seqLost[i] = e.SequenceExpected, e.SequenceLost
+		m := len(e.Streams)
+		stProto[i], stDomain[i], stLastSeq[i] = make([]string, m), make([]uint32, m), make([]uint32, m)
+		stExpected[i], stLost[i], stResets[i] = make([]uint64, m), make([]uint64, m), make([]uint64, m)
+		for j, st := range e.Streams {
+			stProto[i][j], stDomain[i][j], stLastSeq[i][j] = st.Protocol, st.ObservationDomain, st.LastSequence
+			stExpected[i][j], stLost[i][j], stResets[i][j] = st.Expected, st.Lost, st.Resets
+		}
+		updated[i] = at.Unix()
+	}
+	return []any{addrs, protocols, firstSeen, lastSeen, datagrams, flows, bytes, reasons, counts, templates,
+		seqExp, seqLost, stProto, stDomain, stLastSeq, stExpected, stLost, stResets, updated}
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
