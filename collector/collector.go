@@ -207,13 +207,17 @@ func putBuffer(b *[]byte) {
 func (c *Collector) read(conn *net.UDPConn) {
 	defer c.readers.Done()
 	batch := newBatchReader(conn, 64)
+	var lastErrLog time.Time
 	for {
 		n, err := batch.read()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			c.log.Warn("read failed", "error", err)
+			if now := time.Now(); now.Sub(lastErrLog) > 10*time.Second {
+				lastErrLog = now
+				c.log.Warn("socket read failed; retrying (logged at most every 10s)", "error", err)
+			}
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
