@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -120,56 +121,8 @@ func TestConfigValidationNamesKeys(t *testing.T) {
 		t.Fatal("invalid config accepted")
 	}
 	for _, key := range []string{"workers:", "listeners[0]:", "sampling[0].prefix:", "sampling[0].rate:"} {
-		if !contains(err.Error(), key) {
+		if !strings.Contains(err.Error(), key) {
 			t.Errorf("error %q does not name %s", err, key)
 		}
-	}
-}
-
-func contains(s, sub string) bool {
-	return len(s) >= len(sub) && (s == sub || len(sub) == 0 || indexOf(s, sub) >= 0)
-}
-
-func indexOf(s, sub string) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return i
-		}
-	}
-	return -1
-}
-
-func TestCollectorLargeDatagram(t *testing.T) {
-	sink := &memSink{}
-	c, err := New(testConfig(), Deps{Sink: sink})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(c.Addrs()[0]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	m := newIPFIX(0, 0, 1).template(256, basicV4...)
-	var recs [][]byte
-	for i := 0; i < 300; i++ { // 300 records of 29 bytes: larger than the pooled buffers
-		recs = append(recs, basicV4Record(uint16(i), 443, 1000, 1))
-	}
-	b := m.data(256, recs...).bytes()
-	if len(b) <= smallDatagram {
-		t.Fatalf("datagram of %d bytes is not large", len(b))
-	}
-	if _, err := conn.Write(b); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(5 * time.Second); sink.count() < 300 && time.Now().Before(deadline); {
-		time.Sleep(5 * time.Millisecond)
-	}
-	c.Stop()
-	if n := sink.count(); n != 300 {
-		t.Fatalf("got %d flows from a %d-byte datagram, want 300", n, len(b))
 	}
 }

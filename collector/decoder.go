@@ -76,7 +76,7 @@ func (d *decodeContext) next() *flow.Flow {
 	return f
 }
 
-// drop removes the last n flows (a record that turned out to be bad).
+// unwind removes the last n flows (a record that turned out to be bad).
 func (d *decodeContext) unwind(n int) { d.flows = d.flows[:len(d.flows)-n] }
 
 // Decode decodes one datagram from src received at now. The flows are

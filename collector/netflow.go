@@ -40,7 +40,7 @@ func (e *exporter) decodeNetFlowV9(d *decodeContext, b []byte) {
 		domain:    binary.BigEndian.Uint32(b[16:]),
 	}
 	seq := binary.BigEndian.Uint32(b[12:])
-	e.sequence(flow.ProtoNetFlowV9, h.domain, seq, 1, d.nowMs)
+	e.sequence(flow.ProtoNetFlowV9, h.domain, seq, 1, 1)
 	e.decodeSets(d, &h, b[nf9HeaderLen:])
 }
 
@@ -68,7 +68,7 @@ func (e *exporter) decodeIPFIX(d *decodeContext, b []byte) {
 	seq := binary.BigEndian.Uint32(b[8:])
 	records, complete := e.decodeSets(d, &h, b[ipfixHeaderLen:length])
 	if complete {
-		e.sequenceUnits(flow.ProtoIPFIX, h.domain, seq, uint32(records), uint32(records-e.optionsRecords))
+		e.sequence(flow.ProtoIPFIX, h.domain, seq, uint32(records), uint32(records-e.optionsRecords))
 	} else {
 		// Records in undecodable sets cannot be counted, so this message
 		// cannot advance the expected sequence number; restart the count

@@ -33,7 +33,7 @@ func (e *exporter) decodeNetFlowV5(d *decodeContext, b []byte) {
 	// Top two bits are the sampling mode, the rest the interval.
 	headerRate := uint32(samplingField & 0x3fff)
 
-	e.sequence(flow.ProtoNetFlowV5, engine, sequence, uint32(count), d.nowMs)
+	e.sequence(flow.ProtoNetFlowV5, engine, sequence, uint32(count), uint32(count))
 	rate := e.sampling.rate(engine, 0, headerRate)
 
 	for i := 0; i < count; i++ {

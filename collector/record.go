@@ -123,6 +123,8 @@ func (t *timeFields) resolve(h *messageHeader, sysInitMs int64, nowMs int64) (st
 		return sysInitMs + int64(v)
 	}
 	canUptime := h.version == 9 || sysInitMs != 0
+	hasStart := t.hasStartAbs || (t.hasStartUp && canUptime) || t.hasStartDl
+	hasEnd := t.hasEndAbs || (t.hasEndUp && canUptime) || t.hasEndDl
 	switch {
 	case t.hasStartAbs:
 		start = t.startMs
@@ -138,13 +140,12 @@ func (t *timeFields) resolve(h *messageHeader, sysInitMs int64, nowMs int64) (st
 		end = uptime(t.endUp)
 	case t.hasEndDl:
 		end = h.exportMs - int64(t.endDelta)/1000
-	default:
-		if t.hasStartAbs || (t.hasStartUp && canUptime) || t.hasStartDl {
-			end = start
-		}
 	}
-	hasEnd := t.hasEndAbs || (t.hasEndUp && canUptime) || t.hasEndDl
-	if !(t.hasStartAbs || (t.hasStartUp && canUptime) || t.hasStartDl) && hasEnd {
+	// A record with only one end known is a point in time.
+	switch {
+	case hasStart && !hasEnd:
+		end = start
+	case hasEnd && !hasStart:
 		start = end
 	}
 	return start, end

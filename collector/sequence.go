@@ -53,14 +53,11 @@ type sequenceStream struct {
 // (or a step backwards beyond reordering) means the exporter restarted.
 const maxSequenceGap = 1 << 20
 
-// sequence accounts for one message of units carrying sequence number seq;
-// for IPFIX, flowUnits is the number of data records that were not options
-// records (for other protocols it equals units).
-func (e *exporter) sequence(p flow.Protocol, domain, seq, units uint32, nowMs int64) {
-	e.sequenceUnits(p, domain, seq, units, units)
-}
-
-func (e *exporter) sequenceUnits(p flow.Protocol, domain, seq, all, flows uint32) {
+// sequence accounts for one message carrying sequence number seq: all
+// is its size in sequence units (packets, records or flows, by protocol);
+// for IPFIX, flows is the number of its data records that were not options
+// records (for other protocols it equals all).
+func (e *exporter) sequence(p flow.Protocol, domain, seq, all, flows uint32) {
 	k := streamKey{p, domain}
 	st := e.streams[k]
 	if st == nil {

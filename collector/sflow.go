@@ -81,7 +81,7 @@ func (e *exporter) decodeSFlow(d *decodeContext, b []byte) {
 		e.drop(ReasonTooManySamples)
 		return
 	}
-	e.sequence(flow.ProtoSFlowV5, subAgent, seq, 1, d.nowMs)
+	e.sequence(flow.ProtoSFlowV5, subAgent, seq, 1, 1)
 	for i := uint32(0); i < nSamples; i++ {
 		format := r.u32()
 		length := r.u32()
