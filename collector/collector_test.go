@@ -126,3 +126,38 @@ func TestConfigValidationNamesKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestCollectorLargeDatagram(t *testing.T) {
+	sink := &memSink{}
+	c, err := New(testConfig(), Deps{Sink: sink})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(c.Addrs()[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	m := newIPFIX(0, 0, 1).template(256, basicV4...)
+	var recs [][]byte
+	for i := 0; i < 300; i++ { // 300 records of 29 bytes: larger than the pooled buffers
+		recs = append(recs, basicV4Record(uint16(i), 443, 1000, 1))
+	}
+	b := m.data(256, recs...).bytes()
+	if len(b) <= smallDatagram {
+		t.Fatalf("datagram of %d bytes is not large", len(b))
+	}
+	if _, err := conn.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); sink.count() < 300 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.Stop()
+	if n := sink.count(); n != 300 {
+		t.Fatalf("got %d flows from a %d-byte datagram, want 300", n, len(b))
+	}
+}
