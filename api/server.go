@@ -17,6 +17,8 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/flowhouse/flowhouse/internal/httpserve"
 )
 
 // Check is one readiness check of /readyz, e.g. "database" or "migrations".
@@ -54,9 +56,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	started bool
-	srv     *http.Server
-	ln      net.Listener
-	done    chan struct{}
+	http    httpserve.Background
 }
 
 // APIPrefix is where the REST API lives.
@@ -147,8 +147,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("api: listen on %s: %w", s.cfg.Listen, err)
 	}
 	s.started = true
-	s.ln = ln
-	s.srv = &http.Server{
+	srv := &http.Server{
 		Handler:           s.engine,
 		ReadHeaderTimeout: s.cfg.ReadTimeout,
 		ReadTimeout:       s.cfg.ReadTimeout,
@@ -156,44 +155,29 @@ func (s *Server) Start(ctx context.Context) error {
 		IdleTimeout:       s.cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
-	s.done = make(chan struct{})
-	go func(srv *http.Server, done chan struct{}) {
-		defer close(done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("http server failed", "addr", ln.Addr().String(), "err", err)
-		}
-	}(s.srv, s.done)
-	s.log.Info("http server listening", "addr", ln.Addr().String())
+	addr := ln.Addr().String()
+	if err := s.http.Serve(ln, srv, func(err error) { s.log.Error("http server failed", "addr", addr, "err", err) }); err != nil {
+		return err
+	}
+	s.log.Info("http server listening", "addr", addr)
 	return nil
 }
 
 // Addr is the address listened on (with the real port when the configured
 // one was 0), or "" before Start.
-func (s *Server) Addr() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ln == nil {
-		return ""
-	}
-	return s.ln.Addr().String()
-}
+func (s *Server) Addr() string { return s.http.Addr() }
 
 // Stop stops accepting connections and waits for the requests in flight
 // until ctx ends; then it closes the remaining connections and returns the
 // context's error. Stopping a server that is not started does nothing.
 func (s *Server) Stop(ctx context.Context) error {
 	s.mu.Lock()
-	srv, done := s.srv, s.done
+	started := s.started
 	s.mu.Unlock()
-	if srv == nil {
+	if !started {
 		return nil
 	}
-	err := srv.Shutdown(ctx)
-	if err != nil {
-		_ = srv.Close()
-	}
-	<-done
-	if err != nil {
+	if err := s.http.Stop(ctx); err != nil {
 		return fmt.Errorf("api: shutdown: %w", err)
 	}
 	s.log.Info("http server stopped")

@@ -28,6 +28,8 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/flowhouse/flowhouse/store"
+
+	"github.com/flowhouse/flowhouse/internal/httpserve"
 )
 
 // MaxQueryBytes bounds a query's text (query parameter plus body).
@@ -74,10 +76,9 @@ type Server struct {
 	deps Deps
 	log  *slog.Logger
 
-	mu   sync.Mutex
-	srv  *http.Server
-	ln   net.Listener
-	done chan struct{}
+	mu      sync.Mutex
+	started bool
+	http    httpserve.Background
 }
 
 // New builds the server; it does no I/O.
@@ -99,7 +100,7 @@ func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.srv != nil {
+	if s.started {
 		return errors.New("queryapi: already started")
 	}
 	var lc net.ListenConfig
@@ -107,8 +108,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("query endpoint: listen on %s: %w (set clickhouse.embedded.http_listen to another address, or to \"\" to turn the endpoint off)", s.cfg.Listen, err)
 	}
-	s.ln = ln
-	s.srv = &http.Server{
+	srv := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -117,42 +117,22 @@ func (s *Server) Start(ctx context.Context) error {
 		IdleTimeout:  2 * time.Minute,
 		ErrorLog:     slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
-	s.done = make(chan struct{})
-	go func(srv *http.Server, done chan struct{}) {
-		defer close(done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("query endpoint failed", "addr", ln.Addr().String(), "err", err)
-		}
-	}(s.srv, s.done)
-	s.log.Info("query endpoint listening", "addr", ln.Addr().String(), "token", s.cfg.Token != "")
+	addr := ln.Addr().String()
+	if err := s.http.Serve(ln, srv, func(err error) { s.log.Error("query endpoint failed", "addr", addr, "err", err) }); err != nil {
+		return err
+	}
+	s.started = true
+	s.log.Info("query endpoint listening", "addr", addr, "token", s.cfg.Token != "")
 	return nil
 }
 
 // Addr is the address listened on, or "" before Start.
-func (s *Server) Addr() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ln == nil {
-		return ""
-	}
-	return s.ln.Addr().String()
-}
+func (s *Server) Addr() string { return s.http.Addr() }
 
 // Stop stops accepting requests and waits for those running until ctx
 // ends, then closes the connections.
 func (s *Server) Stop(ctx context.Context) error {
-	s.mu.Lock()
-	srv, done := s.srv, s.done
-	s.mu.Unlock()
-	if srv == nil {
-		return nil
-	}
-	err := srv.Shutdown(ctx)
-	if err != nil {
-		_ = srv.Close()
-	}
-	<-done
-	if err != nil {
+	if err := s.http.Stop(ctx); err != nil {
 		return fmt.Errorf("query endpoint: shutdown: %w", err)
 	}
 	return nil
