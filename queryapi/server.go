@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,7 +34,7 @@ import (
 )
 
 // MaxQueryBytes bounds a query's text (query parameter plus body).
-const MaxQueryBytes = 1 << 20
+const MaxQueryBytes = store.MaxQueryBytes
 
 // DefaultFormat is the format of a result when neither the query's FORMAT
 // clause nor default_format names one: ClickHouse's default.
@@ -60,10 +61,17 @@ func ConfigOf(cfg store.EmbeddedConfig) Config {
 	return Config{Listen: cfg.HTTPListen, Token: cfg.HTTPToken, Timeout: cfg.QueryTimeout}
 }
 
+// Runner runs one analyst's query, read-only, and streams its output to
+// the writer open returns (store.ReadOnly is one: it decides what may run
+// with the engine's own parser).
+type Runner interface {
+	Run(ctx context.Context, query, format string, open func(store.Statement) io.Writer) error
+}
+
 // Deps are what the server uses but does not own.
 type Deps struct {
-	// Querier runs the queries; it must be read-only (store.ReadOnly).
-	Querier store.RawQuerier
+	// Querier runs the queries.
+	Querier Runner
 	// Timezone of the engine, sent as X-ClickHouse-Timezone; "" omits it.
 	Timezone string
 	// Logger; nil discards.
@@ -138,14 +146,30 @@ func (s *Server) Stop(ctx context.Context) error {
 	return nil
 }
 
-// ClickHouse's exception codes used by the endpoint's own errors.
+// ClickHouse's exception codes that the endpoint raises or maps to an
+// HTTP status.
 const (
-	codeSyntaxError      = 62
-	codeReadonly         = 164
-	codeRequiredPassword = 194
-	codeAuthFailed       = 516
-	codeTimeout          = 159
-	codeUnknownException = 1002
+	codeNumberOfArgumentsDoesntMatch = 42
+	codeIllegalTypeOfArgument        = 43
+	codeUnknownIdentifier            = 47
+	codeUnknownFunction              = 46
+	codeTypeMismatch                 = 53
+	codeUnknownTable                 = 60
+	codeSyntaxError                  = 62
+	codeUnknownFormat                = 73
+	codeUnknownDatabase              = 81
+	codeUnknownSetting               = 115
+	codeTooManyRows                  = 158
+	codeTimeout                      = 159
+	codeReadonly                     = 164
+	codeRequiredPassword             = 194
+	codeMemoryLimitExceeded          = 241
+	codeTooManyBytes                 = 307
+	codeQueryCancelled               = 394
+	codeTooManyRowsOrBytes           = 396
+	codeAccessDenied                 = 497
+	codeAuthFailed                   = 516
+	codeUnknownException             = 1002
 )
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
@@ -156,8 +180,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			writeException(w, http.StatusMethodNotAllowed, codeUnknownException, "", "method "+r.Method+" is not allowed on /ping")
 			return
 		}
-		w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
-		io.WriteString(w, "Ok.\n")
+		writeOk(w)
 		return
 	case "/":
 	default:
@@ -169,75 +192,160 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		writeException(w, http.StatusMethodNotAllowed, codeUnknownException, "", "method "+r.Method+" is not allowed: use GET or POST")
 		return
 	}
-	// The body is the query's text whatever its Content-Type, as for
-	// ClickHouse: curl -d 'SELECT 1' works, and % or + stay as they are.
 	params := r.URL.Query()
+	// As ClickHouse: GET / without a query is a health check, like /ping,
+	// and needs no token.
+	if r.Method != http.MethodPost && strings.TrimSpace(params.Get("query")) == "" {
+		writeOk(w)
+		return
+	}
 	if !s.authorized(w, r, params) {
 		return
 	}
-	query := params.Get("query")
-	if r.Method == http.MethodPost {
-		body, status, err := readBody(r)
-		if err != nil {
-			writeException(w, status, codeSyntaxError, "SYNTAX_ERROR", err.Error())
-			return
-		}
-		// As ClickHouse: the query parameter, then the body.
-		query += body
-	}
-	if len(query) > MaxQueryBytes {
-		writeException(w, http.StatusRequestEntityTooLarge, codeSyntaxError, "SYNTAX_ERROR", fmt.Sprintf("Max query size exceeded: the query has %d bytes, the limit is %d", len(query), MaxQueryBytes))
+	query, ok := s.readQuery(w, r, params)
+	if !ok {
 		return
 	}
-	if strings.TrimSpace(query) == "" {
-		// ClickHouse answers a request without a query like /ping.
-		w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
-		io.WriteString(w, "Ok.\n")
-		return
-	}
-	if err := CheckReadOnly(query); err != nil {
-		writeException(w, http.StatusBadRequest, codeReadonly, "READONLY", "Cannot execute query in readonly mode: "+err.Error())
-		return
-	}
-	format := TrailingFormat(query)
-	if format == "" {
-		format = params.Get("default_format")
-	}
+	format := params.Get("default_format")
 	if format == "" {
 		format = DefaultFormat
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
 	defer cancel()
+	out := &resultWriter{w: w, head: r.Method == http.MethodHead, format: format, tz: s.deps.Timezone}
 	start := time.Now()
-	out, err := s.deps.Querier.QueryRaw(ctx, query, format)
-	if err != nil {
-		s.log.Debug("query failed", "error", err, "duration", time.Since(start))
-		var ex *clickhouse.Exception
-		switch {
-		case errors.As(err, &ex):
-			status := http.StatusInternalServerError
-			if ex.Code == codeReadonly {
-				status = http.StatusBadRequest // refused by the engine's readonly=1
-			}
-			writeException(w, status, int(ex.Code), ex.CodeName, ex.Message)
-		case errors.Is(err, context.DeadlineExceeded):
-			writeException(w, http.StatusServiceUnavailable, codeTimeout, "TIMEOUT_EXCEEDED", "no free connection to run the query within "+s.cfg.Timeout.String()+" (clickhouse.embedded.query_concurrency queries run at once)")
-		default:
-			writeException(w, http.StatusInternalServerError, codeUnknownException, "", err.Error())
+	err := s.deps.Querier.Run(ctx, query, format, out.open)
+	if err == nil {
+		out.finish()
+		return
+	}
+	s.log.Debug("query failed", "error", err, "duration", time.Since(start))
+	status, code, name, msg := exceptionOf(err, s.cfg.Timeout)
+	if !out.started {
+		writeException(w, status, code, name, msg)
+		return
+	}
+	out.abort(code, name, msg)
+}
+
+// readQuery is the query parameter followed by the body (as ClickHouse:
+// the body is the query's text whatever its Content-Type, so curl -d
+// 'SELECT 1' works, and % or + stay as they are).
+func (s *Server) readQuery(w http.ResponseWriter, r *http.Request, params url.Values) (string, bool) {
+	query := params.Get("query")
+	if r.Method == http.MethodPost {
+		body, status, err := readBody(r)
+		if err != nil {
+			writeException(w, status, codeSyntaxError, "SYNTAX_ERROR", err.Error())
+			return "", false
 		}
-		return
+		query += body
 	}
-	h := w.Header()
-	h.Set("Content-Type", contentType(format))
-	h.Set("X-ClickHouse-Format", format)
-	if s.deps.Timezone != "" {
-		h.Set("X-ClickHouse-Timezone", s.deps.Timezone)
+	if len(query) > MaxQueryBytes {
+		writeException(w, http.StatusRequestEntityTooLarge, codeSyntaxError, "SYNTAX_ERROR", fmt.Sprintf("Max query size exceeded: the query has %d bytes, the limit is %d", len(query), MaxQueryBytes))
+		return "", false
 	}
-	h.Set("Content-Length", strconv.Itoa(len(out)))
-	if r.Method == http.MethodHead {
-		return
+	if strings.TrimSpace(query) == "" {
+		writeException(w, http.StatusBadRequest, codeSyntaxError, "SYNTAX_ERROR", "Empty query: send the query in the query parameter or the POST body")
+		return "", false
 	}
-	w.Write(out)
+	return query, true
+}
+
+func writeOk(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
+	io.WriteString(w, "Ok.\n")
+}
+
+// resultWriter sends the headers with the first chunk of output, so that
+// an error before any output still gets its own status and exception
+// headers.
+type resultWriter struct {
+	w       http.ResponseWriter
+	head    bool
+	format  string
+	tz      string
+	started bool
+}
+
+func (o *resultWriter) open(st store.Statement) io.Writer {
+	if st.Format != "" {
+		o.format = st.Format
+	}
+	return o
+}
+
+func (o *resultWriter) Write(chunk []byte) (int, error) {
+	if !o.started {
+		o.started = true
+		h := o.w.Header()
+		h.Set("Content-Type", contentType(o.format))
+		h.Set("X-ClickHouse-Format", o.format)
+		if o.tz != "" {
+			h.Set("X-ClickHouse-Timezone", o.tz)
+		}
+		o.w.WriteHeader(http.StatusOK)
+	}
+	if o.head {
+		return len(chunk), nil
+	}
+	return o.w.Write(chunk)
+}
+
+// finish answers an empty result.
+func (o *resultWriter) finish() {
+	if !o.started {
+		o.Write(nil)
+	}
+}
+
+// abort ends an answer whose output had started when the query failed:
+// the exception goes at the end of the body, as ClickHouse writes it, and
+// the response is broken off, so that no client takes the partial output
+// for a whole result.
+func (o *resultWriter) abort(code int, name, msg string) {
+	io.WriteString(o.w, "\n"+ExceptionText(code, name, msg)+"\n")
+	if f, ok := o.w.(http.Flusher); ok {
+		f.Flush()
+	}
+	panic(http.ErrAbortHandler)
+}
+
+// exceptionOf is the status and exception an error is answered with.
+func exceptionOf(err error, timeout time.Duration) (status, code int, name, msg string) {
+	var refused *store.RefusedError
+	var invalid *store.InvalidQueryError
+	var ex *clickhouse.Exception
+	switch {
+	case errors.As(err, &refused):
+		return http.StatusForbidden, codeReadonly, "READONLY", "Cannot execute query in readonly mode: " + refused.Reason
+	case errors.As(err, &invalid) && errors.As(err, &ex):
+		return http.StatusBadRequest, int(ex.Code), ex.CodeName, ex.Message
+	case errors.As(err, &ex):
+		return engineStatus(int(ex.Code)), int(ex.Code), ex.CodeName, ex.Message
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable, codeTimeout, "TIMEOUT_EXCEEDED", "the query did not finish, or found no free connection, within " + timeout.String() + " (clickhouse.embedded.query_timeout, query_concurrency)"
+	case errors.Is(err, context.Canceled):
+		return http.StatusServiceUnavailable, codeQueryCancelled, "QUERY_WAS_CANCELLED", "the query was cancelled: the client went away"
+	}
+	return http.StatusInternalServerError, codeUnknownException, "", err.Error()
+}
+
+// engineStatus answers the engine's exceptions as ClickHouse's HTTP
+// interface does for the common ones: the client's mistakes and the
+// limits it ran into are 4xx, the rest 500.
+func engineStatus(code int) int {
+	switch code {
+	case codeReadonly, codeAccessDenied:
+		return http.StatusForbidden
+	case codeUnknownTable, codeUnknownDatabase:
+		return http.StatusNotFound
+	case codeSyntaxError, codeUnknownIdentifier, codeUnknownFunction, codeUnknownFormat, codeTypeMismatch,
+		codeIllegalTypeOfArgument, codeNumberOfArgumentsDoesntMatch, codeUnknownSetting,
+		codeTooManyRows, codeTooManyBytes, codeTooManyRowsOrBytes, codeMemoryLimitExceeded, codeTimeout:
+		return http.StatusBadRequest
+	}
+	return http.StatusInternalServerError
 }
 
 // readBody reads a POST body, gunzipping it when it says so.

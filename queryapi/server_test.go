@@ -297,17 +297,16 @@ func TestErrors(t *testing.T) {
 		code   string
 		text   string
 	}{
-		{"SELECT * FROM no_such_table", 500, "60", "Code: 60. DB::Exception: "},
-		{"SELECT nope(", 500, "62", "Code: 62. DB::Exception: "},
-		{"INSERT INTO t VALUES (9, 'x', [], 0)", 400, "164", "not INSERT"},
-		{"DROP TABLE t", 400, "164", "not DROP"},
-		{"SELECT 1; DROP TABLE t", 400, "164", "one statement"},
-		{"SELECT 1 INTO OUTFILE '/tmp/flowhouse-queryapi-test'", 400, "164", "INTO OUTFILE"},
-		{"SELECT file('/etc/hostname')", 400, "164", "file()"},
-		// Past the text check, the engine's readonly=1 refuses.
-		{"SELECT * FROM url('http://127.0.0.1:1/', 'LineAsString')", 400, "164", "readonly"},
-		{"SELECT 1 SETTINGS max_execution_time = 1000", 400, "164", "readonly"},
-		{"SELECT 1", 500, "73", "Unknown format"}, // with default_format=NoSuchFormat below
+		{"SELECT * FROM no_such_table", 404, "60", "Code: 60. DB::Exception: "},
+		{"SELECT nope(", 400, "62", "Code: 62. DB::Exception: "},
+		{"INSERT INTO t VALUES (9, 'x', [], 0)", 403, "164", "not INSERT"},
+		{"DROP TABLE t", 403, "164", "not DROP"},
+		{"SELECT 1; DROP TABLE t", 400, "62", "Multi-statements are not allowed"},
+		{"SELECT 1 INTO OUTFILE '/tmp/flowhouse-queryapi-test'", 403, "164", "INTO OUTFILE"},
+		{"SELECT file('/etc/hostname')", 403, "164", "the function file is not allowed"},
+		{"SELECT * FROM url('http://127.0.0.1:1/', 'LineAsString')", 403, "164", "table function url is not allowed"},
+		{"SELECT 1 SETTINGS max_execution_time = 1000", 403, "164", "readonly mode"},
+		{"SELECT 1", 400, "73", "Unknown format"}, // with default_format=NoSuchFormat below
 	} {
 		var a answer
 		if tc.code == "73" {
@@ -331,17 +330,17 @@ func TestErrors(t *testing.T) {
 func TestLimits(t *testing.T) {
 	small := newEndpoint(t, "", store.ReadOnlyOptions{Conns: 1, Timeout: time.Second, MaxResultBytes: 2000})
 	a := get(t, small.url, "SELECT number FROM system.numbers LIMIT 100000")
-	if a.status != 500 || a.header.Get("X-ClickHouse-Exception-Code") != "396" {
+	if a.status != 400 || a.header.Get("X-ClickHouse-Exception-Code") != "396" {
 		t.Errorf("large result: %d %q", a.status, a.body)
 	}
 	// Within the engine's max_result_bytes, but the JSON is larger.
 	a = get(t, small.url, "SELECT number FROM system.numbers LIMIT 150", "default_format", "JSON")
-	if a.status != 500 || !strings.Contains(a.body, "query_max_result_bytes") {
+	if a.status != 400 || !strings.Contains(a.body, "query_max_result_bytes") {
 		t.Errorf("large formatted result: %d %q", a.status, a.body)
 	}
 	start := time.Now()
 	a = get(t, small.url, "SELECT count() FROM numbers(1000000000000)")
-	if a.status != 500 || a.header.Get("X-ClickHouse-Exception-Code") != "159" || time.Since(start) > 10*time.Second {
+	if a.status != 400 || a.header.Get("X-ClickHouse-Exception-Code") != "159" || time.Since(start) > 10*time.Second {
 		t.Errorf("long query: %d %q after %s", a.status, a.body, time.Since(start))
 	}
 }

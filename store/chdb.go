@@ -42,6 +42,10 @@ type chdbLib struct {
 	resultLen   func(result uintptr) uintptr
 	destroy     func(result uintptr)
 
+	streamQueryN func(conn uintptr, query *byte, queryLen uintptr, format *byte, formatLen uintptr) uintptr
+	streamFetch  func(conn uintptr, stream uintptr) uintptr
+	streamCancel func(conn uintptr, stream uintptr)
+
 	insertN       func(conn uintptr, query *byte, queryLen uintptr, format *byte, formatLen uintptr) uintptr
 	insertError   func(stream uintptr) string
 	insertAppend  func(stream uintptr, data *byte, n uintptr) int32
@@ -96,6 +100,9 @@ func loadChdb(path string) (*chdbLib, error) {
 		{"chdb_result_buffer", &l.resultBuf},
 		{"chdb_result_length", &l.resultLen},
 		{"chdb_destroy_query_result", &l.destroy},
+		{"chdb_stream_query_n", &l.streamQueryN},
+		{"chdb_stream_fetch_result", &l.streamFetch},
+		{"chdb_stream_cancel_query", &l.streamCancel},
 		{"chdb_stream_insert_n", &l.insertN},
 		{"chdb_stream_insert_error", &l.insertError},
 		{"chdb_stream_append", &l.insertAppend},
@@ -215,10 +222,67 @@ func engineError(msg string) error {
 	if m == nil {
 		return errors.New(strings.TrimSpace(msg))
 	}
+	// A streamed query's error wraps the exception's text in another.
+	for {
+		inner := exceptionText.FindStringSubmatch(m[3])
+		if inner == nil || inner[1] != m[1] {
+			break
+		}
+		m = inner
+	}
 	code, _ := strconv.Atoi(m[1])
 	name := m[2]
 	if name == "" {
 		name = "DB::Exception"
 	}
 	return &clickhouse.Exception{Code: int32(code), Name: name, CodeName: m[4], Message: m[3]}
+}
+
+// errStopStream is returned by a stream's consumer to end the stream
+// early; the query is cancelled and stream returns nil.
+var errStopStream = errors.New("stop stream")
+
+// stream runs one statement and hands its output to each, chunk by chunk,
+// as the engine produces it, so a result is never held whole in memory.
+// The chunk is the engine's memory, valid only during the call: each
+// copies what it keeps. When each returns an error, or the statement
+// fails, the query is cancelled and the engine frees what it held.
+//
+// Fetch and cancel are serialised on this goroutine, as chdb.h requires
+// of a connection, so a cancel takes effect between chunks.
+func (c *chdbConn) stream(sql, format string, each func(chunk []byte) error) error {
+	s := c.lib.streamQueryN(c.conn, unsafe.StringData(sql), uintptr(len(sql)), unsafe.StringData(format), uintptr(len(format)))
+	if s == 0 {
+		return errors.New("embedded engine returned no result for the streaming query")
+	}
+	defer c.lib.destroy(s)
+	if msg := c.lib.resultError(s); msg != "" {
+		return engineError(msg)
+	}
+	for {
+		r := c.lib.streamFetch(c.conn, s)
+		if r == 0 {
+			c.lib.streamCancel(c.conn, s)
+			return errors.New("embedded engine returned no chunk")
+		}
+		if msg := c.lib.resultError(r); msg != "" {
+			c.lib.destroy(r)
+			c.lib.streamCancel(c.conn, s)
+			return engineError(msg)
+		}
+		n := c.lib.resultLen(r)
+		if n == 0 {
+			c.lib.destroy(r)
+			return nil
+		}
+		err := each(unsafe.Slice(c.lib.resultBuf(r), n))
+		c.lib.destroy(r)
+		if err != nil {
+			c.lib.streamCancel(c.conn, s)
+			if errors.Is(err, errStopStream) {
+				return nil
+			}
+			return err
+		}
+	}
 }

@@ -77,6 +77,15 @@ type EmbeddedConfig struct {
 	QueryMaxResultBytes int64 `mapstructure:"query_max_result_bytes" yaml:"query_max_result_bytes"`
 	// QueryConcurrency is how many queries run at once; more wait.
 	QueryConcurrency int `mapstructure:"query_concurrency" yaml:"query_concurrency"`
+	// QueryMaxMemoryBytes bounds the memory of one query (the engine's
+	// max_memory_usage). GROUP BY and ORDER BY spill to disk under the
+	// data directory past half of it, so large aggregations still finish.
+	QueryMaxMemoryBytes int64 `mapstructure:"query_max_memory_bytes" yaml:"query_max_memory_bytes"`
+	// QueryMaxRowsToRead and QueryMaxBytesToRead bound what one query may
+	// read from tables (max_rows_to_read, max_bytes_to_read); 0 is no
+	// limit.
+	QueryMaxRowsToRead  int64 `mapstructure:"query_max_rows_to_read" yaml:"query_max_rows_to_read"`
+	QueryMaxBytesToRead int64 `mapstructure:"query_max_bytes_to_read" yaml:"query_max_bytes_to_read"`
 }
 
 // RetryConfig is an exponential backoff: Initial, doubled up to Max,
@@ -115,6 +124,9 @@ func DefaultConfig() Config {
 			QueryTimeout:        60 * time.Second,
 			QueryMaxResultBytes: 100 << 20,
 			QueryConcurrency:    2,
+			QueryMaxMemoryBytes: 1 << 30,
+			QueryMaxRowsToRead:  2_000_000_000,
+			QueryMaxBytesToRead: 200 << 30,
 		},
 		Database:        "flowhouse",
 		Username:        "default",
@@ -233,6 +245,15 @@ func (e EmbeddedConfig) validateQuery() []error {
 	}
 	if e.QueryMaxResultBytes < 1024 {
 		errs = append(errs, fmt.Errorf("embedded.query_max_result_bytes: %d is less than 1024", e.QueryMaxResultBytes))
+	}
+	if e.QueryMaxMemoryBytes < 16<<20 {
+		errs = append(errs, fmt.Errorf("embedded.query_max_memory_bytes: %d is less than 16 MiB (16777216)", e.QueryMaxMemoryBytes))
+	}
+	if e.QueryMaxRowsToRead < 0 {
+		errs = append(errs, fmt.Errorf("embedded.query_max_rows_to_read: %d is negative (0 is no limit)", e.QueryMaxRowsToRead))
+	}
+	if e.QueryMaxBytesToRead < 0 {
+		errs = append(errs, fmt.Errorf("embedded.query_max_bytes_to_read: %d is negative (0 is no limit)", e.QueryMaxBytesToRead))
 	}
 	if e.QueryConcurrency < 1 || e.QueryConcurrency > 64 {
 		errs = append(errs, fmt.Errorf("embedded.query_concurrency: %d is outside 1..64", e.QueryConcurrency))

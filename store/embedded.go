@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -39,6 +40,8 @@ type Embedded struct {
 	closeOnce sync.Once
 
 	bufs sync.Pool // *[]byte for encoding inserts
+
+	purging atomic.Bool
 }
 
 // lockFile in the data directory is flock()ed by the process that has the
@@ -256,6 +259,23 @@ func (e *Embedded) Close() error {
 		e.logger.Info("embedded engine closed", "path", e.dir)
 	})
 	return nil
+}
+
+// purgeMemory hands the allocator's free pages back to the system, in the
+// background and once at a time: the engine's allocator keeps the memory
+// of a large query for reuse, and the collector shares the process.
+func (e *Embedded) purgeMemory() {
+	if !e.purging.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer e.purging.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := e.Exec(ctx, "SYSTEM JEMALLOC PURGE"); err != nil && !errors.Is(err, errEmbeddedClosed) {
+			e.logger.Debug("embedded engine: memory purge failed", "error", err)
+		}
+	}()
 }
 
 // Dir is the absolute data directory.

@@ -107,14 +107,6 @@ func runQuery(configPath string, args []string, stdin io.Reader, stdout, stderr 
 		fmt.Fprintf(stderr, "flowhouse query: -format %q is not table, tsv, csv or json\n", *format)
 		return 2
 	}
-	if err := queryapi.CheckReadOnly(sql); err != nil {
-		fmt.Fprintln(stderr, "flowhouse query: refused:", err)
-		return 1
-	}
-	if f := queryapi.TrailingFormat(sql); f != "" {
-		fmt.Fprintf(stderr, "flowhouse query: remove the FORMAT %s clause and choose the output with -format (table, tsv, csv, json)\n", f)
-		return 2
-	}
 	cfg, err := config.Load(configPath)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -134,11 +126,24 @@ func runQuery(configPath string, args []string, stdin io.Reader, stdout, stderr 
 	} else {
 		err = queryEmbedded(ctx, cfg, q, stdout)
 	}
+	var fe *formatClauseError
+	if errors.As(err, &fe) {
+		fmt.Fprintln(stderr, "flowhouse query:", err)
+		return 2
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "flowhouse query:", err)
 		return 1
 	}
 	return 0
+}
+
+// formatClauseError is a query with a FORMAT clause of its own: the
+// output is chosen with -format.
+type formatClauseError struct{ format string }
+
+func (e *formatClauseError) Error() string {
+	return fmt.Sprintf("remove the FORMAT %s clause and choose the output with -format (table, tsv, csv, json)", e.format)
 }
 
 type querySpec struct {
@@ -220,9 +225,14 @@ func queryEmbedded(ctx context.Context, cfg *config.Config, q querySpec, w io.Wr
 		return err
 	}
 	defer ro.Close()
-	out, err := ro.QueryRaw(ctx, q.sql, q.engineFormat())
+	// The same read-only handle as the endpoint's: the engine's parser
+	// decides what may run (store.ReadOnly).
+	st, out, err := ro.QueryRaw(ctx, q.sql, q.engineFormat())
 	if err != nil {
 		return exceptionError(err)
+	}
+	if st.Format != "" {
+		return &formatClauseError{st.Format}
 	}
 	return q.writeEngineOutput(w, out)
 }
@@ -230,6 +240,10 @@ func queryEmbedded(ctx context.Context, cfg *config.Config, q querySpec, w io.Wr
 // exceptionError shows an engine exception as ClickHouse would.
 func exceptionError(err error) error {
 	var ex *clickhouse.Exception
+	var refused *store.RefusedError
+	if errors.As(err, &refused) {
+		return &queryError{queryapi.ExceptionText(164, "READONLY", "Cannot execute query in readonly mode: "+refused.Reason)}
+	}
 	if errors.As(err, &ex) {
 		return &queryError{queryapi.ExceptionText(int(ex.Code), ex.CodeName, ex.Message)}
 	}
@@ -289,10 +303,13 @@ func queryEndpoint(ctx context.Context, ecfg store.EmbeddedConfig, q querySpec) 
 	}
 	if resp.StatusCode != http.StatusOK {
 		msg := strings.TrimSpace(string(body))
-		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		if code := resp.Header.Get("X-ClickHouse-Exception-Code"); code == "194" || code == "516" {
 			msg += " (clickhouse.embedded.http_token must be the serving flowhouse's)"
 		}
 		return nil, true, &queryError{msg}
+	}
+	if f := resp.Header.Get("X-ClickHouse-Format"); f != "" && f != q.engineFormat() {
+		return nil, true, &formatClauseError{f}
 	}
 	return body, true, nil
 }
