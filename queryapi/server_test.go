@@ -416,3 +416,49 @@ func TestStartStop(t *testing.T) {
 		t.Error("still answering after Stop")
 	}
 }
+
+// TestClientGoneCancelsTheQuery: a client that stops reading a large
+// result frees the endpoint's one connection for the next query, long
+// before the query's own time limit.
+func TestClientGoneCancelsTheQuery(t *testing.T) {
+	e := sharedEngine(t)
+	ro, err := e.OpenReadOnly(context.Background(), store.ReadOnlyOptions{Conns: 1, Timeout: 10 * time.Minute, MaxResultBytes: 1 << 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	srv := queryapi.New(queryapi.Config{Timeout: 20 * time.Second}, queryapi.Deps{Querier: ro})
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	resp, err := http.Get(hs.URL + "/?" + url.Values{"query": {"SELECT number, toString(number) FROM numbers(1000000000000)"}}.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := io.CopyN(io.Discard, resp.Body, 4<<20); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("streaming: %d, read %d bytes: %v", resp.StatusCode, n, err)
+	}
+	resp.Body.Close()
+	// With the connection still busy, this would wait its 20 s and fail.
+	if a := get(t, hs.URL, "SELECT 1"); a.status != 200 || a.body != "1\n" {
+		t.Fatalf("after the client went away: %d %q", a.status, a.body)
+	}
+}
+
+// TestResultLimitHoldsWhileStreaming: output past the limit stops the
+// query mid-stream, and the answer is broken off with the exception at
+// its end, never passed off as a whole result.
+func TestResultLimitHoldsWhileStreaming(t *testing.T) {
+	ep := newEndpoint(t, "", store.ReadOnlyOptions{Conns: 1, Timeout: time.Minute, MaxResultBytes: 8 << 20})
+	resp, err := http.Get(ep.url + "/?" + url.Values{"query": {"SELECT number, toString(number) FROM numbers(100000000)"}}.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || err == nil {
+		t.Errorf("status %d, read error %v: want 200 and a broken-off body", resp.StatusCode, err)
+	}
+	if len(body) > 9<<20 || !strings.Contains(string(body), "Code: 396.") {
+		t.Errorf("%d bytes, ending %q", len(body), body[max(0, len(body)-200):])
+	}
+}

@@ -75,6 +75,7 @@ type server struct {
 	ownDB     bool // db was opened by the test, not borrowed from the server
 	listeners []netip.AddrPort
 	http      string
+	query     string // the query endpoint's address (embedded engine)
 	cancel    context.CancelFunc
 	done      chan error
 }
@@ -124,7 +125,7 @@ func startServer(t *testing.T, engine string) *server {
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	go func() {
 		s.done <- runServer(ctx, cfg, log, hooks{started: func(r running) {
-			s.listeners, s.http, s.db = r.listeners, r.httpAddr, r.db
+			s.listeners, s.http, s.db, s.query = r.listeners, r.httpAddr, r.db, r.queryAddr
 			close(up)
 		}})
 	}()
