@@ -229,99 +229,135 @@ func fill[T any](n int, v T) []T {
 	return s
 }
 
-// reload fills the caches from the tables, so enrichment works from the
-// first flow after a restart, ARP changes are told apart from restarts and
-// counter deltas continue. Rows of an exporter whose tenant changed in
-// the configuration since are ignored.
+// reload fills the caches from the tables, table by table, so enrichment
+// works from the first flow after a restart, ARP changes are told apart
+// from restarts and counter deltas continue. Rows of an exporter whose
+// tenant changed in the configuration since are ignored.
 func (e *Enricher) reload(ctx context.Context) error {
-	db := e.deps.DB
-	known := func(tenant, addr string) *exporter {
-		a, err := netip.ParseAddr(addr)
+	var counts [5]int
+	for i, step := range []struct {
+		table string
+		load  func(context.Context) (int, error)
+	}{
+		{"exporter_attributes", e.reloadSysNames},
+		{"interfaces", e.reloadInterfaces},
+		{"arp_observations", e.reloadARP},
+		{"interface_counters", e.reloadCounters},
+		{"devices", e.reloadDevices},
+	} {
+		n, err := step.load(ctx)
 		if err != nil {
-			return nil
+			return fmt.Errorf("reload %s: %w", step.table, err)
 		}
-		x := e.exporterFor(flow.AddrFromNetip(a))
-		if x.tenant != tenant {
-			return nil
-		}
-		return x
+		counts[i] = n
 	}
-	var nIf, nARP, nCnt, nDev int
+	e.log.Info("reloaded enrichment state", "exporters", counts[0], "interfaces", counts[1], "arp_entries", counts[2], "counters", counts[3], "devices", counts[4])
+	return nil
+}
 
-	// sysName
-	rows, err := db.Query(ctx, "SELECT tenant, IPv6NumToString(exporter_address), sys_name, toUInt32(updated_at) FROM exporter_attributes FINAL")
+// eachRow runs query and hands every row to scan. The first error of the
+// query, of a scan or of the iteration itself ends it.
+func eachRow(ctx context.Context, db store.DB, query string, args []any, scan func(store.Rows) error) error {
+	rows, err := db.Query(ctx, query, args...)
 	if err != nil {
-		return fmt.Errorf("reload exporter_attributes: %w", err)
+		return err
 	}
+	defer rows.Close()
 	for rows.Next() {
+		if err := scan(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// knownExporter is the exporter of a stored row, when it still belongs
+// to the tenant the row was written for.
+func (e *Enricher) knownExporter(tenant, addr string) *exporter {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return nil
+	}
+	x := e.exporterFor(flow.AddrFromNetip(a))
+	if x.tenant != tenant {
+		return nil
+	}
+	return x
+}
+
+func (e *Enricher) reloadSysNames(ctx context.Context) (int, error) {
+	n := 0
+	err := eachRow(ctx, e.deps.DB, "SELECT tenant, IPv6NumToString(exporter_address), sys_name, toUInt32(updated_at) FROM exporter_attributes FINAL", nil, func(rows store.Rows) error {
 		var tenant, addr, sys string
 		var at uint32
 		if err := rows.Scan(&tenant, &addr, &sys, &at); err != nil {
-			rows.Close()
 			return err
 		}
-		if x := known(tenant, addr); x != nil {
+		if x := e.knownExporter(tenant, addr); x != nil {
 			x.sysName.Store(&sys)
 			x.attrSysName, x.attrWritten = sys, int64(at)*1000
+			n++
 		}
-	}
-	rows.Close()
+		return nil
+	})
+	return n, err
+}
 
-	// interfaces
-	rows, err = db.Query(ctx, "SELECT tenant, IPv6NumToString(exporter_address), if_index, if_name, if_descr, if_alias, speed_mbps, oper_status, toUInt32(updated_at) FROM interfaces FINAL")
-	if err != nil {
-		return fmt.Errorf("reload interfaces: %w", err)
-	}
+func (e *Enricher) reloadInterfaces(ctx context.Context) (int, error) {
 	ifs := map[*exporter]map[uint32]*Interface{}
-	for rows.Next() {
+	n := 0
+	err := eachRow(ctx, e.deps.DB, "SELECT tenant, IPv6NumToString(exporter_address), if_index, if_name, if_descr, if_alias, speed_mbps, oper_status, toUInt32(updated_at) FROM interfaces FINAL", nil, func(rows store.Rows) error {
 		var tenant, addr string
 		it := &Interface{}
 		var at uint32
 		if err := rows.Scan(&tenant, &addr, &it.Index, &it.Name, &it.Descr, &it.Alias, &it.SpeedMbps, &it.OperStatus, &at); err != nil {
-			rows.Close()
 			return err
 		}
-		if x := known(tenant, addr); x != nil {
-			classify(x.rules, it)
-			if ifs[x] == nil {
-				ifs[x] = map[uint32]*Interface{}
-			}
-			ifs[x][it.Index] = it
-			if x.ifWritten == nil {
-				x.ifWritten = map[uint32]int64{}
-			}
-			x.ifWritten[it.Index] = int64(at) * 1000
-			nIf++
+		x := e.knownExporter(tenant, addr)
+		if x == nil {
+			return nil
 		}
+		classify(x.rules, it)
+		if ifs[x] == nil {
+			ifs[x] = map[uint32]*Interface{}
+		}
+		ifs[x][it.Index] = it
+		if x.ifWritten == nil {
+			x.ifWritten = map[uint32]int64{}
+		}
+		x.ifWritten[it.Index] = int64(at) * 1000
+		n++
+		return nil
+	})
+	if err != nil {
+		return n, err
 	}
-	rows.Close()
 	for x, m := range ifs {
 		x.ifaces.Store(&m)
 	}
+	return n, nil
+}
 
-	// ARP: the latest observation of each address, unless it is "gone"
-	// or older than a refresh (plus a poll) would allow.
+// reloadARP keeps the latest observation of each address, unless it is
+// "gone" or older than a refresh (plus a poll) would allow.
+func (e *Enricher) reloadARP(ctx context.Context) (int, error) {
 	window := int64((2*e.cfg.Polling.ObservationRefresh + e.cfg.Polling.ARP) / time.Second)
-	rows, err = db.Query(ctx, `SELECT tenant, IPv6NumToString(exporter_address), IPv6NumToString(ip_address),
-		argMax(mac, time_ms), argMax(if_index, time_ms), argMax(event, time_ms), max(time_ms)
-		FROM arp_observations WHERE time >= now() - ? GROUP BY tenant, exporter_address, ip_address`, window)
-	if err != nil {
-		return fmt.Errorf("reload arp_observations: %w", err)
-	}
 	arps := map[*exporter]map[flow.Addr]Neighbor{}
-	for rows.Next() {
+	n := 0
+	err := eachRow(ctx, e.deps.DB, `SELECT tenant, IPv6NumToString(exporter_address), IPv6NumToString(ip_address),
+		argMax(mac, time_ms), argMax(if_index, time_ms), argMax(event, time_ms), max(time_ms)
+		FROM arp_observations WHERE time >= now() - ? GROUP BY tenant, exporter_address, ip_address`, []any{window}, func(rows store.Rows) error {
 		var tenant, addr, ip, event string
 		var mac uint64
 		var idx uint32
 		var at uint64
 		if err := rows.Scan(&tenant, &addr, &ip, &mac, &idx, &event, &at); err != nil {
-			rows.Close()
 			return err
 		}
-		x := known(tenant, addr)
+		x := e.knownExporter(tenant, addr)
 		a, err := netip.ParseAddr(ip)
 		if x == nil || err != nil || event == eventGone {
-			continue
+			return nil
 		}
 		if arps[x] == nil {
 			arps[x] = map[flow.Addr]Neighbor{}
@@ -332,9 +368,12 @@ func (e *Enricher) reload(ctx context.Context) error {
 			x.arpWritten = map[flow.Addr]int64{}
 		}
 		x.arpWritten[fa] = int64(at)
-		nARP++
+		n++
+		return nil
+	})
+	if err != nil {
+		return n, err
 	}
-	rows.Close()
 	tenants := map[string]bool{}
 	for x, m := range arps {
 		x.arp.Store(&m)
@@ -343,50 +382,47 @@ func (e *Enricher) reload(ctx context.Context) error {
 	for t := range tenants {
 		e.rebuildTenantARP(t)
 	}
+	return n, nil
+}
 
-	// counters: the last sample of each interface, so the next poll has a
-	// delta.
-	rows, err = db.Query(ctx, `SELECT tenant, IPv6NumToString(exporter_address), if_index,
+// reloadCounters keeps the last sample of each interface, so that the
+// next poll has a delta.
+func (e *Enricher) reloadCounters(ctx context.Context) (int, error) {
+	n := 0
+	err := eachRow(ctx, e.deps.DB, `SELECT tenant, IPv6NumToString(exporter_address), if_index,
 		argMax(in_octets, time_ms), argMax(out_octets, time_ms), max(time_ms)
-		FROM interface_counters WHERE time >= now() - 86400 GROUP BY tenant, exporter_address, if_index`)
-	if err != nil {
-		return fmt.Errorf("reload interface_counters: %w", err)
-	}
-	for rows.Next() {
+		FROM interface_counters WHERE time >= now() - 86400 GROUP BY tenant, exporter_address, if_index`, nil, func(rows store.Rows) error {
 		var tenant, addr string
 		var idx uint32
 		var in, out, at uint64
 		if err := rows.Scan(&tenant, &addr, &idx, &in, &out, &at); err != nil {
-			rows.Close()
 			return err
 		}
-		if x := known(tenant, addr); x != nil {
+		if x := e.knownExporter(tenant, addr); x != nil {
 			if x.prevCounter == nil {
 				x.prevCounter = map[uint32]counterSample{}
 			}
 			x.prevCounter[idx] = counterSample{at: int64(at), in: in, out: out}
-			nCnt++
+			n++
 		}
-	}
-	rows.Close()
+		return nil
+	})
+	return n, err
+}
 
-	// devices
-	rows, err = db.Query(ctx, `SELECT tenant, mac, vendor, toUInt32(first_seen), toUInt32(last_seen),
+func (e *Enricher) reloadDevices(ctx context.Context) (int, error) {
+	n := 0
+	err := eachRow(ctx, e.deps.DB, `SELECT tenant, mac, vendor, toUInt32(first_seen), toUInt32(last_seen),
 		IPv6NumToString(last_exporter_address), last_if_index,
 		arrayMap(x -> IPv6NumToString(x), ip_history.address),
 		arrayMap(x -> toUInt32(x), ip_history.first_seen), arrayMap(x -> toUInt32(x), ip_history.last_seen)
-		FROM devices FINAL`)
-	if err != nil {
-		return fmt.Errorf("reload devices: %w", err)
-	}
-	for rows.Next() {
+		FROM devices FINAL`, nil, func(rows store.Rows) error {
 		var d Device
 		var first, last uint32
 		var exp string
 		var hAddr []string
 		var hFirst, hLast []uint32
 		if err := rows.Scan(&d.Tenant, &d.MAC, &d.Vendor, &first, &last, &exp, &d.LastIfIndex, &hAddr, &hFirst, &hLast); err != nil {
-			rows.Close()
 			return err
 		}
 		d.FirstSeen, d.LastSeen = time.Unix(int64(first), 0).UTC(), time.Unix(int64(last), 0).UTC()
@@ -401,9 +437,8 @@ func (e *Enricher) reload(ctx context.Context) error {
 			d.IPs = append(d.IPs, DeviceIP{Addr: a.Unmap(), FirstSeen: time.Unix(int64(hFirst[i]), 0).UTC(), LastSeen: time.Unix(int64(hLast[i]), 0).UTC()})
 		}
 		e.inv.load(d)
-		nDev++
-	}
-	rows.Close()
-	e.log.Info("reloaded enrichment state", "interfaces", nIf, "arp_entries", nARP, "counters", nCnt, "devices", nDev)
-	return rows.Err()
+		n++
+		return nil
+	})
+	return n, err
 }
