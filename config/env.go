@@ -29,8 +29,9 @@ type envValue struct {
 // readEnv checks every FLOWHOUSE_ variable of environ ("NAME=value"
 // entries, as os.Environ returns them) against the schema and returns the
 // values of the known ones. Unknown names are problems, like unknown keys in
-// the file. An empty value counts as unset.
-func (l *loader) readEnv(environ []string, ps *problems) []envValue {
+// the file, except keyEnv, the variable configured to hold the secret key.
+// An empty value counts as unset.
+func (l *loader) readEnv(environ []string, keyEnv string, ps *problems) []envValue {
 	vars := map[string]string{}
 	for _, kv := range environ {
 		name, value, _ := strings.Cut(kv, "=")
@@ -49,7 +50,9 @@ func (l *loader) readEnv(environ []string, ps *problems) []envValue {
 		value := vars[name]
 		n, ok := l.env[name]
 		if !ok {
-			ps.add("environment", 0, "", "unknown variable %s%s", name, didYouMean(name, l.envNames, false))
+			if name != keyEnv {
+				ps.add("environment", 0, "", "unknown variable %s%s", name, didYouMean(name, l.envNames, false))
+			}
 			continue
 		}
 		if n.secret {
