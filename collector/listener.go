@@ -24,7 +24,13 @@ type listener struct {
 	grantedBuffer int
 }
 
+// openListener binds the sockets of address. It refuses an address that
+// another socket already holds (see addrinuse.go): SO_REUSEPORT would
+// otherwise share it without a word.
 func openListener(ctx context.Context, address string, sockets, rcvbuf int) (*listener, error) {
+	if err := probeFree(ctx, address); err != nil {
+		return nil, err
+	}
 	l := &listener{name: address}
 	var sockErr error
 	lc := net.ListenConfig{Control: func(network, addr string, rc syscall.RawConn) error {
@@ -69,6 +75,10 @@ func openListener(ctx context.Context, address string, sockets, rcvbuf int) (*li
 				})
 			}
 		}
+	}
+	if err := l.checkAlone(); err != nil {
+		l.close()
+		return nil, err
 	}
 	return l, nil
 }

@@ -42,7 +42,7 @@ type Config struct {
 var sections = newLoader[Config](
 	newSection(func(c *Config) *LogConfig { return &c.Log }, DefaultLogConfig, LogConfig.Validate),
 	newSection(func(c *Config) *collector.Config { return &c.Collector }, collector.DefaultConfig, collector.Config.Validate),
-	newSection(func(c *Config) *store.Config { return &c.ClickHouse }, store.DefaultConfig, store.Config.Validate, "password"),
+	newSection(func(c *Config) *store.Config { return &c.ClickHouse }, store.DefaultConfig, store.Config.Validate),
 	newSection(func(c *Config) *spool.Config { return &c.Spool }, spool.DefaultConfig, spool.Config.Validate),
 	newSection(func(c *Config) *api.Config { return &c.HTTP }, api.DefaultConfig, api.Config.Validate),
 	newSection(func(c *Config) *enrich.Config { return &c.Enrich }, enrich.DefaultConfig, enrich.Config.Validate),
@@ -56,15 +56,32 @@ func Default() *Config {
 
 // Load reads the configuration: defaults, then the YAML file at path (when
 // path is empty, ./flowhouse.yaml if it exists, else no file), then the
-// FLOWHOUSE_ environment variables, then validates every section. The error
-// is an *Error listing every problem.
+// FLOWHOUSE_ environment variables, then opens every secret, then
+// validates every section. The error is an *Error listing every problem.
+//
+// Opening a secret (package secret) reads its _file or opens its sealed
+// enc: value with the key of enrich.secrets, so the Config returned holds
+// every secret as plain text; a secret that does not open is a problem
+// naming its key.
 func Load(path string) (*Config, error) {
 	return load(path, os.Environ())
 }
 
+// LoadUnopened is Load without opening secrets: no _file is read and
+// enc: values stay sealed. It is for `flowhouse seal`, which must work
+// while the file holds values that its key does not open (while a key is
+// being changed).
+func LoadUnopened(path string) (*Config, error) {
+	return loadOpen(path, os.Environ(), false)
+}
+
 // load is Load with the environment given ("NAME=value" entries).
 func load(path string, environ []string) (*Config, error) {
-	v, err := sections.load(path, environ)
+	return loadOpen(path, environ, true)
+}
+
+func loadOpen(path string, environ []string, open bool) (*Config, error) {
+	v, err := sections.loadOpen(path, environ, open)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +96,8 @@ func (c *Config) Validate() error {
 }
 
 // Redacted returns a copy with every secret that is set replaced by "***";
-// secrets that are empty stay empty. c is not changed.
+// secrets that are empty stay empty, and so do secrets read from their
+// _file (the file's path shows where they come from). c is not changed.
 func (c *Config) Redacted() *Config {
 	r := redact(reflect.ValueOf(*c), sections.tree).Interface().(Config)
 	return &r

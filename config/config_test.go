@@ -128,7 +128,7 @@ http:
 				"FLOWHOUSE_CLICKHOUSE_RETRY_MAX_ELAPSED=0",
 				"FLOWHOUSE_CLICKHOUSE_BATCH_INTERVAL=2s",
 				"FLOWHOUSE_LOG_FORMAT=json",
-				"FLOWHOUSE_HTTP_LISTEN=", // empty is unset
+				"FLOWHOUSE_CLICKHOUSE_EMBEDDED_HTTP_LISTEN=", // empty sets "": the query endpoint off
 				"OTHER_VARIABLE=ignored",
 				"flowhouse_collector_workers=ignored", // not the prefix
 			},
@@ -139,6 +139,7 @@ http:
 				c.ClickHouse.Password = "from-env"
 				c.ClickHouse.Retry.MaxElapsed = 0
 				c.ClickHouse.BatchInterval = 2 * time.Second
+				c.ClickHouse.Embedded.HTTPListen = ""
 				c.Log.Format = "json"
 			},
 		},

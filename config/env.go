@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"reflect"
 	"slices"
 	"sort"
@@ -29,8 +30,9 @@ type envValue struct {
 // readEnv checks every FLOWHOUSE_ variable of environ ("NAME=value"
 // entries, as os.Environ returns them) against the schema and returns the
 // values of the known ones. Unknown names are problems, like unknown keys in
-// the file. An empty value counts as unset.
-func (l *loader) readEnv(environ []string, ps *problems) []envValue {
+// the file, except keyEnv, the variable configured to hold the secret key.
+// An empty value sets the key to empty (see emptyValue).
+func (l *loader) readEnv(environ []string, keyEnv string, ps *problems) []envValue {
 	vars := map[string]string{}
 	for _, kv := range environ {
 		name, value, _ := strings.Cut(kv, "=")
@@ -49,7 +51,9 @@ func (l *loader) readEnv(environ []string, ps *problems) []envValue {
 		value := vars[name]
 		n, ok := l.env[name]
 		if !ok {
-			ps.add("environment", 0, "", "unknown variable %s%s", name, didYouMean(name, l.envNames, false))
+			if name != keyEnv {
+				ps.add("environment", 0, "", "unknown variable %s%s", name, didYouMean(name, l.envNames, false))
+			}
 			continue
 		}
 		if n.secret {
@@ -60,41 +64,94 @@ func (l *loader) readEnv(environ []string, ps *problems) []envValue {
 				}
 			}
 		}
-		if value == "" {
-			continue
+		v, msgs := envConvert(n, value)
+		for _, msg := range msgs {
+			ps.add("environment "+name, 0, n.path, "%s%s", n.path, msg)
 		}
-		source := "environment " + name
-		switch n.kind {
-		case kindScalar:
-			v, msg := convertScalar(n, scalar{text: value})
-			if msg != "" {
-				ps.add(source, 0, n.path, "%s: %s", n.path, msg)
-				continue
-			}
+		if msgs == nil {
 			out = append(out, envValue{key: n.path, value: v.Interface()})
-		case kindList:
-			if n.elem.kind != kindScalar {
-				ps.add(source, 0, n.path, "%s: cannot be set from the environment; set it in the config file", n.path)
-				continue
-			}
-			parts := strings.Split(value, ",")
-			list := reflect.MakeSlice(n.typ, 0, len(parts))
-			good := true
-			for i, p := range parts {
-				v, msg := convertScalar(n.elem, scalar{text: strings.TrimSpace(p)})
-				if msg != "" {
-					ps.add(source, 0, n.path, "%s[%d]: %s", n.path, i, msg)
-					good = false
-					continue
-				}
-				list = reflect.Append(list, v)
-			}
-			if good {
-				out = append(out, envValue{key: n.path, value: list.Interface()})
-			}
-		default:
-			ps.add(source, 0, n.path, "%s: cannot be set from the environment; set it in the config file", n.path)
 		}
 	}
 	return out
+}
+
+// notFromEnv is the message of keys the environment cannot set.
+const notFromEnv = ": cannot be set from the environment; set it in the config file"
+
+// envConvert turns a variable's value into n's type. On failure it returns
+// what is wrong, each to be written after the key (": ..." or "[i]: ...").
+func envConvert(n *node, value string) (reflect.Value, []string) {
+	if value == "" {
+		v, msg := emptyValue(n)
+		if msg != "" {
+			return v, []string{msg}
+		}
+		return v, nil
+	}
+	switch n.kind {
+	case kindScalar:
+		v, msg := convertScalar(n, scalar{text: value})
+		if msg != "" {
+			return v, []string{": " + msg}
+		}
+		return v, nil
+	case kindList:
+		if n.elem.kind != kindScalar {
+			return reflect.Value{}, []string{notFromEnv}
+		}
+		parts := strings.Split(value, ",")
+		list := reflect.MakeSlice(n.typ, 0, len(parts))
+		var msgs []string
+		for i, p := range parts {
+			v, msg := convertScalar(n.elem, scalar{text: strings.TrimSpace(p)})
+			if msg != "" {
+				msgs = append(msgs, fmt.Sprintf("[%d]: %s", i, msg))
+				continue
+			}
+			list = reflect.Append(list, v)
+		}
+		return list, msgs
+	default:
+		return reflect.Value{}, []string{notFromEnv}
+	}
+}
+
+// emptyValue is what a variable set to "" sets: an empty string, an empty
+// list, or a text type's empty form when it has one
+// (FLOWHOUSE_CLICKHOUSE_EMBEDDED_HTTP_LISTEN= turns the query endpoint
+// off). Numbers, booleans and durations have no empty form, and taking the
+// default instead would hide a variable that was meant to be filled in:
+// they are an error.
+func emptyValue(n *node) (reflect.Value, string) {
+	switch {
+	case n.kind == kindList && n.elem.kind == kindScalar:
+		return reflect.MakeSlice(n.typ, 0, 0), ""
+	case n.kind != kindScalar:
+		return reflect.Value{}, notFromEnv
+	case n.typ.Kind() == reflect.String && !isText(n.typ):
+		return reflect.Zero(n.typ), ""
+	case isText(n.typ) && n.typ != durationType:
+		if v, msg := convertScalar(n, scalar{text: ""}); msg == "" {
+			return v, ""
+		}
+	}
+	return reflect.Value{}, fmt.Sprintf(": the variable is empty, which is not %s; set a value, or unset the variable to keep the default", wants(n))
+}
+
+// wants names what a scalar of n's type is written as.
+func wants(n *node) string {
+	switch {
+	case n.typ == durationType:
+		return `a duration (like "30s")`
+	case isText(n.typ):
+		return "a valid " + n.typ.String()
+	}
+	switch n.typ.Kind() {
+	case reflect.Bool:
+		return "a boolean (true or false)"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	default:
+		return "an integer"
+	}
 }

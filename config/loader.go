@@ -11,6 +11,8 @@ import (
 	"sort"
 
 	"github.com/spf13/viper"
+
+	"github.com/flowhouse/flowhouse/secret"
 )
 
 // loader loads a configuration of one root struct type made of sections.
@@ -47,6 +49,10 @@ func newLoader[C any](sections ...section) *loader {
 			panic(fmt.Sprintf("config: field for key %q of %s has no section", f.key, l.root))
 		}
 	}
+	l.tree.pairFiles()
+	if n := l.tree.lookup(secret.ConfigPath); n != nil && n.typ != reflect.TypeFor[secret.Config]() {
+		panic(fmt.Sprintf("config: %s must be a secret.Config, not %s", secret.ConfigPath, n.typ))
+	}
 	l.tree.leaves(func(n *node) {
 		name := envName(n.path)
 		if other, dup := l.env[name]; dup {
@@ -72,9 +78,14 @@ func (l *loader) defaults() reflect.Value {
 	return v
 }
 
-// load reads defaults, then the file at path, then environ, then validates.
-// The returned value is of the root type.
+// load reads defaults, then the file at path, then environ, then opens the
+// secrets, then validates. The returned value is of the root type.
 func (l *loader) load(path string, environ []string) (reflect.Value, error) {
+	return l.loadOpen(path, environ, true)
+}
+
+// loadOpen is load, leaving secrets as written when open is false.
+func (l *loader) loadOpen(path string, environ []string, open bool) (reflect.Value, error) {
 	ps := &problems{}
 	vp := viper.New()
 	l.setDefaults(vp, l.tree, l.defaults())
@@ -98,7 +109,7 @@ func (l *loader) load(path string, environ []string) (reflect.Value, error) {
 		}
 	}
 
-	for _, ev := range l.readEnv(environ, ps) {
+	for _, ev := range l.readEnv(environ, l.keyEnv(vp, environ), ps) {
 		vp.Set(ev.key, ev.value)
 	}
 
@@ -108,6 +119,10 @@ func (l *loader) load(path string, environ []string) (reflect.Value, error) {
 		ps.add("", 0, "", "internal error merging the configuration: %v", err)
 	}
 	l.collectSecrets(out.Elem(), l.tree, ps)
+	if open {
+		// Before validation, so that it sees the values that will be used.
+		l.openSecrets(out.Elem(), environ, ps)
+	}
 	// Validate even after other problems: wrong values were left at their
 	// defaults, and reporting everything at once saves round trips.
 	l.validate(out.Elem(), ps)

@@ -16,8 +16,9 @@ import (
 const redactedValue = "***"
 
 // redact returns a copy of v (of n's type) with every secret that is set
-// replaced by "***". Lists and maps holding secrets are copied, so that v
-// itself is never changed.
+// replaced by "***", and every secret read from its _file left empty.
+// Lists and maps holding secrets are copied, so that v itself is never
+// changed.
 func redact(v reflect.Value, n *node) reflect.Value {
 	if !n.hasSecret() {
 		return v
@@ -33,7 +34,13 @@ func redact(v reflect.Value, n *node) reflect.Value {
 		out := reflect.New(n.typ).Elem()
 		out.Set(v)
 		for _, f := range n.fields {
-			out.Field(f.index).Set(redact(v.Field(f.index), f.node))
+			r := redact(v.Field(f.index), f.node)
+			if f.file != nil && v.Field(f.file.index).String() != "" {
+				// The value was read from the file: printing it as set
+				// would make the output set both, which does not load.
+				r = reflect.Zero(r.Type())
+			}
+			out.Field(f.index).Set(r)
 		}
 		return out
 	case kindList:

@@ -36,7 +36,13 @@ type field struct {
 	key   string
 	index int
 	node  *node
+	// file is the field beside a secret string whose key is the secret's
+	// plus "_file": the secret may be read from that path instead.
+	file *field
 }
+
+// fileSuffix makes the key of the file a secret may be read from.
+const fileSuffix = "_file"
 
 var (
 	durationType        = reflect.TypeFor[time.Duration]()
@@ -123,6 +129,29 @@ func markSecret(n *node) {
 		n.elem.secret = true
 	default:
 		panic(fmt.Sprintf("config: %s: only strings, lists of strings and maps of strings can be secret, not %s", n.path, n.typ))
+	}
+}
+
+// pairFiles links every secret string of a struct below n to the string
+// field beside it whose key ends in fileSuffix. A secret without one is
+// allowed here (test schemas have some); TestEverySecretHasAFile holds
+// the real configuration to it.
+func (n *node) pairFiles() {
+	switch n.kind {
+	case kindStruct:
+		for _, f := range n.fields {
+			if f.node.secret && f.node.kind == kindScalar {
+				if g, ok := n.byKey[f.key+fileSuffix]; ok {
+					if g.node.kind != kindScalar || g.node.typ.Kind() != reflect.String || isText(g.node.typ) || g.node.secret {
+						panic(fmt.Sprintf("config: %s: the file of a secret must be a plain string, not secret itself", g.node.path))
+					}
+					f.file = g
+				}
+			}
+			f.node.pairFiles()
+		}
+	case kindList, kindMap:
+		n.elem.pairFiles()
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/flowhouse/flowhouse/enrich/snmp"
+	"github.com/flowhouse/flowhouse/secret"
 )
 
 // Config of enrichment: tenants and exporters, networks, interface
@@ -34,8 +35,10 @@ type Config struct {
 	// OUIDir holds the IEEE registry CSVs oui.csv (MA-L), mam.csv (MA-M)
 	// and oui36.csv (MA-S); Debian's ieee-data package. Empty: no vendors.
 	OUIDir string `mapstructure:"oui_dir" yaml:"oui_dir"`
-	// Secrets: the key that opens "enc:" values.
-	Secrets SecretsConfig `mapstructure:"secrets" yaml:"secrets"`
+	// Secrets locate the key that opens the "enc:" values of the whole
+	// configuration, not only enrichment's (package secret; the key has
+	// been here since SNMP credentials were the only sealed values).
+	Secrets secret.Config `mapstructure:"secrets" yaml:"secrets"`
 }
 
 // ExporterConfig describes one exporter, or every exporter of a prefix.
@@ -102,14 +105,6 @@ type PollingConfig struct {
 	MaxIPHistory int `mapstructure:"max_ip_history" yaml:"max_ip_history"`
 }
 
-// SecretsConfig locates the AES-256 key of "enc:" values: the environment
-// variable KeyEnv when set, else the file KeyFile. The key is 32 bytes,
-// given raw, base64 or hex.
-type SecretsConfig struct {
-	KeyFile string `mapstructure:"key_file" yaml:"key_file"`
-	KeyEnv  string `mapstructure:"key_env" yaml:"key_env"`
-}
-
 // DefaultConfig polls nothing (no exporter is configured) and reads the
 // OUI registry from Debian's ieee-data package.
 func DefaultConfig() Config {
@@ -130,7 +125,7 @@ func DefaultConfig() Config {
 			MaxIPHistory:       32,
 		},
 		OUIDir:  "/usr/share/ieee-data",
-		Secrets: SecretsConfig{KeyEnv: "FLOWHOUSE_SECRET_KEY"},
+		Secrets: secret.DefaultConfig(),
 	}
 }
 
@@ -196,6 +191,9 @@ func (c Config) Validate() error {
 	}
 	if p.MaxIPHistory < 1 {
 		errs = append(errs, fmt.Errorf("polling.max_ip_history: %d must be at least 1", p.MaxIPHistory))
+	}
+	if err := c.Secrets.Validate(); err != nil {
+		errs = append(errs, prefixErr("secrets.", err))
 	}
 	return errors.Join(errs...)
 }

@@ -28,7 +28,6 @@ import (
 
 	"github.com/flowhouse/flowhouse/collector"
 	"github.com/flowhouse/flowhouse/enrich/oui"
-	"github.com/flowhouse/flowhouse/enrich/snmp"
 	"github.com/flowhouse/flowhouse/flow"
 	"github.com/flowhouse/flowhouse/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -64,11 +63,7 @@ type Enricher struct {
 	count     atomic.Int64
 
 	// Set by Start, read-only afterwards.
-	snmpCfg    map[*ExporterConfig]snmp.Config
-	discSNMP   snmp.Config
-	secretErrs map[*ExporterConfig]error
-	discErr    error
-	w          *writer
+	w *writer
 
 	discovered chan *exporter
 	sem        chan struct{}
@@ -116,32 +111,10 @@ func New(cfg Config, deps Deps) (*Enricher, error) {
 	return e, nil
 }
 
-// Start opens the sealed secrets, loads the OUI registry, reloads the
-// state kept in the database and starts the pollers.
+// Start loads the OUI registry, reloads the state kept in the database and
+// starts the pollers. SNMP credentials are plain text by now: config.Load
+// opened them (package secret).
 func (e *Enricher) Start(ctx context.Context) error {
-	key, err := LoadKey(e.cfg.Secrets)
-	if err != nil {
-		return fmt.Errorf("enrich: %w", err)
-	}
-	e.snmpCfg = map[*ExporterConfig]snmp.Config{}
-	e.secretErrs = map[*ExporterConfig]error{}
-	var errs []error
-	for i := range e.cfg.Exporters {
-		ec := &e.cfg.Exporters[i]
-		c, err := unsealSNMP(key, ec.SNMP)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("enrich.exporters[%d].snmp.%w", i, err))
-			e.secretErrs[ec] = err
-		}
-		e.snmpCfg[ec] = c
-	}
-	if e.discSNMP, err = unsealSNMP(key, e.cfg.DiscoveredSNMP); err != nil {
-		errs = append(errs, fmt.Errorf("enrich.discovered_snmp.%w", err))
-		e.discErr = err
-	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
-	}
 	if e.oui.Load() == nil && e.cfg.OUIDir != "" {
 		reg, err := oui.Load(e.cfg.OUIDir)
 		if err != nil {
@@ -184,20 +157,6 @@ func (e *Enricher) Stop() error {
 	}
 	e.wg.Wait()
 	return nil
-}
-
-func unsealSNMP(key []byte, c snmp.Config) (snmp.Config, error) {
-	var err error
-	if c.Community, err = Unseal(key, c.Community); err != nil {
-		return c, fmt.Errorf("community: %w", err)
-	}
-	if c.AuthPassphrase, err = Unseal(key, c.AuthPassphrase); err != nil {
-		return c, fmt.Errorf("auth_passphrase: %w", err)
-	}
-	if c.PrivPassphrase, err = Unseal(key, c.PrivPassphrase); err != nil {
-		return c, fmt.Errorf("priv_passphrase: %w", err)
-	}
-	return c, nil
 }
 
 // exporterFor returns the exporter of a flow, creating it from the

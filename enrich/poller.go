@@ -131,11 +131,11 @@ func (e *Enricher) PollNow(ctx context.Context, addr netip.Addr) error {
 	return errors.Join(errs...)
 }
 
-func (e *Enricher) snmpConfigOf(x *exporter) (snmp.Config, error) {
+func (e *Enricher) snmpConfigOf(x *exporter) snmp.Config {
 	if x.cfg == nil {
-		return e.discSNMP, e.discErr
+		return e.cfg.DiscoveredSNMP
 	}
-	return e.snmpCfg[x.cfg], e.secretErrs[x.cfg]
+	return x.cfg.SNMP
 }
 
 // poll runs one kind of poll under the exporter's circuit breaker.
@@ -154,12 +154,9 @@ func (e *Enricher) poll(ctx context.Context, x *exporter, kind string) error {
 	}
 	defer func() { <-e.sem }()
 
-	cfg, err := e.snmpConfigOf(x)
-	if err == nil {
-		pctx, cancel := context.WithTimeout(ctx, pollBudget)
-		err = e.pollOnce(pctx, x, kind, cfg)
-		cancel()
-	}
+	pctx, cancel := context.WithTimeout(ctx, pollBudget)
+	err := e.pollOnce(pctx, x, kind, e.snmpConfigOf(x))
+	cancel()
 	e.m.pollDuration.WithLabelValues(kind).Observe(time.Since(now).Seconds())
 	if err != nil {
 		if ctx.Err() != nil {

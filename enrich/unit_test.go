@@ -36,38 +36,6 @@ func TestCounterDelta(t *testing.T) {
 	}
 }
 
-func TestSealUnseal(t *testing.T) {
-	keyText, _ := GenerateKey()
-	key, err := ParseKey([]byte(keyText + "\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Seal(key, "s3cret community")
-	if err != nil || !IsSealed(s) || strings.Contains(s, "s3cret") {
-		t.Fatalf("Seal: %q %v", s, err)
-	}
-	if p, err := Unseal(key, s); err != nil || p != "s3cret community" {
-		t.Fatalf("Unseal: %q %v", p, err)
-	}
-	if p, err := Unseal(nil, "plain"); err != nil || p != "plain" {
-		t.Errorf("plain value: %q %v", p, err)
-	}
-	other, _ := ParseKey([]byte(strings.Repeat("ab", 32)))
-	if _, err := Unseal(other, s); err == nil || strings.Contains(err.Error(), s) {
-		t.Errorf("wrong key: %v", err)
-	}
-	if _, err := Unseal(nil, s); err == nil {
-		t.Error("sealed value without a key opened")
-	}
-	tampered := s[:len(s)-2] + "AA"
-	if _, err := Unseal(key, tampered); err == nil {
-		t.Error("tampered value opened")
-	}
-	if _, err := ParseKey([]byte("short")); err == nil {
-		t.Error("short key accepted")
-	}
-}
-
 func TestOUIRegistry(t *testing.T) {
 	reg, err := oui.Load("/usr/share/ieee-data")
 	if err != nil {

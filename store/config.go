@@ -21,8 +21,11 @@ type Config struct {
 	// Database holds all flowhouse tables; it is created when missing.
 	Database string `mapstructure:"database" yaml:"database"`
 	Username string `mapstructure:"username" yaml:"username"`
-	// Password is a secret: Config's LogValue never shows it.
-	Password string `mapstructure:"password" yaml:"password"`
+	// Password is a secret (package secret: plain, enc:..., or read from
+	// PasswordFile); config.Load hands it over as plain text, and
+	// Config's LogValue never shows it.
+	Password     string `mapstructure:"password" yaml:"password" secret:"true"`
+	PasswordFile string `mapstructure:"password_file" yaml:"password_file"`
 	// DialTimeout bounds connecting to the server.
 	DialTimeout time.Duration `mapstructure:"dial_timeout" yaml:"dial_timeout"`
 	// Compression of the native protocol: lz4, zstd or none. lz4 costs
@@ -67,7 +70,9 @@ type EmbeddedConfig struct {
 	HTTPListen string `mapstructure:"http_listen" yaml:"http_listen"`
 	// HTTPToken, when set, is required from every query: a Bearer token,
 	// X-ClickHouse-Key, the password of Basic auth or a password= parameter.
-	HTTPToken string `mapstructure:"http_token" yaml:"http_token" secret:"true"`
+	// A secret like Password: plain, enc:..., or read from HTTPTokenFile.
+	HTTPToken     string `mapstructure:"http_token" yaml:"http_token" secret:"true"`
+	HTTPTokenFile string `mapstructure:"http_token_file" yaml:"http_token_file"`
 	// QueryTimeout bounds one query of the endpoint or of `flowhouse
 	// query` (the engine's max_execution_time, and the wait for a free
 	// connection).
@@ -236,8 +241,8 @@ func (e EmbeddedConfig) validateQuery() []error {
 		host, port, err := net.SplitHostPort(e.HTTPListen)
 		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
 			errs = append(errs, fmt.Errorf("embedded.http_listen: %q is not host:port (empty turns the query endpoint off)", e.HTTPListen))
-		} else if !isLoopbackHost(host) && e.HTTPToken == "" {
-			errs = append(errs, fmt.Errorf("embedded.http_listen: %q is not a loopback address, so embedded.http_token is required (anyone who reaches the port could read every flow); set a token or listen on 127.0.0.1", e.HTTPListen))
+		} else if !isLoopbackHost(host) && e.HTTPToken == "" && e.HTTPTokenFile == "" {
+			errs = append(errs, fmt.Errorf("embedded.http_listen: %q is not a loopback address, so embedded.http_token is required (anyone who reaches the port could read every flow); set it or embedded.http_token_file, or listen on 127.0.0.1", e.HTTPListen))
 		}
 	}
 	if e.QueryTimeout < time.Second {

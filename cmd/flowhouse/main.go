@@ -3,7 +3,9 @@
 //
 //	flowhouse serve         run the collector, the store and the HTTP server
 //	flowhouse migrate       apply pending schema migrations and exit
-//	flowhouse check-config  print the effective configuration, secrets redacted
+//	flowhouse check-config  check the configuration, open every secret, and
+//	                        print it with secrets redacted
+//	flowhouse seal          seal a secret for the configuration
 //	flowhouse query SQL     run a read-only query and print the result
 //	flowhouse version       print the version
 package main
@@ -17,11 +19,9 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strings"
 	"syscall"
 
 	"github.com/flowhouse/flowhouse/config"
-	"github.com/flowhouse/flowhouse/enrich"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -32,12 +32,13 @@ const usage = `usage: flowhouse [--config FILE] COMMAND
 Commands:
   serve         collect flows and store them (until SIGTERM or SIGINT)
   migrate       apply pending schema migrations and exit
-  check-config  validate the configuration and print it, secrets redacted
+  check-config  validate the configuration, open every secret (enc: values,
+                _file keys) and print it, secrets redacted
   query SQL     run a read-only query on the configured database and print
                 the result (-format table|tsv|csv|json; query -h for more)
   seal          read a secret on standard input and print it sealed as enc:...
-                for the configuration (key from enrich.secrets); seal -genkey
-                prints a new random key
+                for any secret of the configuration (key from
+                enrich.secrets); seal -genkey prints a new random key
   version       print the version
 
 The configuration is one YAML file (--config, default ./flowhouse.yaml if it
@@ -64,21 +65,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
-	if cmd == "seal" && len(rest) == 1 && rest[0] == "-genkey" {
-		key, err := enrich.GenerateKey()
-		if err != nil {
-			fmt.Fprintln(stderr, "flowhouse seal:", err)
-			return 1
-		}
-		fmt.Fprintln(stdout, key)
-		return 0
-	}
-	if cmd == "version" {
+	switch cmd {
+	case "version":
 		fmt.Fprintln(stdout, "flowhouse", buildVersion())
 		return 0
-	}
-	if cmd == "query" {
+	case "query":
 		return runQuery(*configPath, rest, os.Stdin, stdout, stderr)
+	case "seal":
+		return runSeal(*configPath, rest, os.Stdin, stdout, stderr)
 	}
 	if len(rest) > 0 {
 		fmt.Fprintf(stderr, "flowhouse %s: unexpected arguments %q\n", cmd, rest)
@@ -97,19 +91,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		stdout.Write(out)
-		return 0
-	case "seal":
-		secret, err := io.ReadAll(io.LimitReader(os.Stdin, 1<<16))
-		if err != nil {
-			fmt.Fprintln(stderr, "flowhouse seal:", err)
-			return 1
-		}
-		sealed, err := enrich.SealWithConfig(cfg.Enrich.Secrets, strings.TrimRight(string(secret), "\r\n"))
-		if err != nil {
-			fmt.Fprintln(stderr, "flowhouse seal:", err)
-			return 1
-		}
-		fmt.Fprintln(stdout, sealed)
 		return 0
 	case "migrate":
 		ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -25,19 +25,24 @@ type Config struct {
 	Agent string `mapstructure:"agent" yaml:"agent"`
 	// Port of the agent at the exporter's address.
 	Port uint16 `mapstructure:"port" yaml:"port"`
-	// Community of v2c; may be an "enc:" value.
-	Community string `mapstructure:"community" yaml:"community" secret:"true"`
+	// Community of v2c. The three credentials are secrets (package
+	// secret): plain, "enc:" values, or read from their _file keys;
+	// config.Load hands them over as plain text.
+	Community     string `mapstructure:"community" yaml:"community" secret:"true"`
+	CommunityFile string `mapstructure:"community_file" yaml:"community_file"`
 	// User, security level and protocols of v3. Level: authpriv |
 	// authnopriv. AuthProtocol: SHA, SHA224, SHA256, SHA384, SHA512 (MD5
 	// accepted for old devices). PrivProtocol: AES, AES192, AES256
 	// (Blumenthal key extension, net-snmp's), AES192C, AES256C (Reeder,
 	// Cisco's).
-	User           string `mapstructure:"user" yaml:"user"`
-	Level          string `mapstructure:"level" yaml:"level"`
-	AuthProtocol   string `mapstructure:"auth_protocol" yaml:"auth_protocol"`
-	AuthPassphrase string `mapstructure:"auth_passphrase" yaml:"auth_passphrase" secret:"true"`
-	PrivProtocol   string `mapstructure:"priv_protocol" yaml:"priv_protocol"`
-	PrivPassphrase string `mapstructure:"priv_passphrase" yaml:"priv_passphrase" secret:"true"`
+	User               string `mapstructure:"user" yaml:"user"`
+	Level              string `mapstructure:"level" yaml:"level"`
+	AuthProtocol       string `mapstructure:"auth_protocol" yaml:"auth_protocol"`
+	AuthPassphrase     string `mapstructure:"auth_passphrase" yaml:"auth_passphrase" secret:"true"`
+	AuthPassphraseFile string `mapstructure:"auth_passphrase_file" yaml:"auth_passphrase_file"`
+	PrivProtocol       string `mapstructure:"priv_protocol" yaml:"priv_protocol"`
+	PrivPassphrase     string `mapstructure:"priv_passphrase" yaml:"priv_passphrase" secret:"true"`
+	PrivPassphraseFile string `mapstructure:"priv_passphrase_file" yaml:"priv_passphrase_file"`
 	// ContextName of v3, when the agent needs one.
 	ContextName string `mapstructure:"context_name" yaml:"context_name"`
 	// Timeout of one request and Retries after it.
@@ -125,8 +130,8 @@ func (c Config) Validate() error {
 	}
 	switch c.Version {
 	case "2c", "2":
-		if c.Enabled && c.Community == "" {
-			errs = append(errs, errors.New("community: required for version 2c"))
+		if c.Enabled && c.Community == "" && c.CommunityFile == "" {
+			errs = append(errs, errors.New("community: required for version 2c (or community_file)"))
 		}
 	case "3":
 		if c.Enabled && c.User == "" {
@@ -139,15 +144,15 @@ func (c Config) Validate() error {
 		if _, ok := authProtocols[normProto(c.AuthProtocol)]; !ok {
 			errs = append(errs, fmt.Errorf("auth_protocol: %q is not one of SHA, SHA224, SHA256, SHA384, SHA512, MD5", c.AuthProtocol))
 		}
-		if c.Enabled && c.AuthPassphrase == "" {
-			errs = append(errs, errors.New("auth_passphrase: required for version 3"))
+		if c.Enabled && c.AuthPassphrase == "" && c.AuthPassphraseFile == "" {
+			errs = append(errs, errors.New("auth_passphrase: required for version 3 (or auth_passphrase_file)"))
 		}
 		if lvl != "authnopriv" {
 			if _, ok := privProtocols[normProto(c.PrivProtocol)]; !ok {
 				errs = append(errs, fmt.Errorf("priv_protocol: %q is not one of AES, AES192, AES256, AES192C, AES256C", c.PrivProtocol))
 			}
-			if c.Enabled && c.PrivPassphrase == "" {
-				errs = append(errs, errors.New("priv_passphrase: required for level authpriv"))
+			if c.Enabled && c.PrivPassphrase == "" && c.PrivPassphraseFile == "" {
+				errs = append(errs, errors.New("priv_passphrase: required for level authpriv (or priv_passphrase_file)"))
 			}
 		}
 	default:

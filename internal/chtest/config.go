@@ -40,7 +40,15 @@ var configTemplate = template.Must(template.New("config.xml").Parse(`<?xml versi
 </yandex>
 `))
 
-const usersXML = `<?xml version="1.0"?>
+// PasswordUser and Password are a user of every test server that needs
+// a password, for tests of how flowhouse sends one. The server listens on
+// loopback only and lives as long as its test binary.
+const (
+	PasswordUser = "flowhouse_password"
+	Password     = "chtest-password"
+)
+
+var usersXML = `<?xml version="1.0"?>
 <yandex>
     <profiles>
         <default>
@@ -57,6 +65,15 @@ const usersXML = `<?xml version="1.0"?>
             <profile>default</profile>
             <quota>default</quota>
         </default>
+        <` + PasswordUser + `>
+            <password>` + Password + `</password>
+            <networks>
+                <ip>127.0.0.1</ip>
+                <ip>::1</ip>
+            </networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </` + PasswordUser + `>
     </users>
     <quotas>
         <default>
