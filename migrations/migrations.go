@@ -194,6 +194,19 @@ func Status(ctx context.Context, db store.DB) ([]State, error) {
 	return states, nil
 }
 
+// Ready is the readiness check of the schema: an error, saying what to
+// run, while migrations are pending.
+func Ready(ctx context.Context, db store.DB) error {
+	pending, err := Pending(ctx, db)
+	if err != nil {
+		return err
+	}
+	if len(pending) > 0 {
+		return fmt.Errorf("%d migrations pending, first %s: run flowhouse migrate", len(pending), pending[0].File())
+	}
+	return nil
+}
+
 // Pending returns the migrations not applied to db yet; readiness checks
 // call it ("migrations applied?" is len == 0).
 func Pending(ctx context.Context, db store.DB) ([]Migration, error) {

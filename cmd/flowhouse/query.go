@@ -361,29 +361,28 @@ func isTerminal(w io.Writer) bool {
 type queryEndpointRunner struct {
 	ro     *store.ReadOnly
 	server *queryapi.Server
-	log    interface{ Warn(string, ...any) }
+	log    *slog.Logger
 }
 
-// startQueryEndpoint starts the endpoint when the embedded engine is in
-// use and clickhouse.embedded.http_listen is set.
-func startQueryEndpoint(ctx context.Context, cfg *config.Config, db store.DB, log *slog.Logger) (*queryEndpointRunner, error) {
-	q := &queryEndpointRunner{log: log}
+// start starts the endpoint when the embedded engine is in use and
+// clickhouse.embedded.http_listen is set; otherwise it stays off.
+func (q *queryEndpointRunner) start(ctx context.Context, cfg *config.Config, db store.DB) error {
 	ecfg := cfg.ClickHouse.Embedded
 	emb, ok := db.(*store.Embedded)
 	if cfg.ClickHouse.Addr != "" || ecfg.HTTPListen == "" || !ok {
-		return q, nil
+		return nil
 	}
 	ro, err := emb.OpenReadOnly(ctx, store.ReadOnlyOptionsOf(ecfg))
 	if err != nil {
-		return nil, fmt.Errorf("query endpoint: %w", err)
+		return fmt.Errorf("query endpoint: %w", err)
 	}
-	server := queryapi.New(queryapi.ConfigOf(ecfg), queryapi.Deps{Querier: ro, Timezone: ro.Timezone(), Logger: log})
+	server := queryapi.New(queryapi.ConfigOf(ecfg), queryapi.Deps{Querier: ro, Timezone: ro.Timezone(), Logger: q.log})
 	if err := server.Start(ctx); err != nil {
 		ro.Close()
-		return nil, err
+		return err
 	}
 	q.ro, q.server = ro, server
-	return q, nil
+	return nil
 }
 
 func (q *queryEndpointRunner) addr() string {
@@ -393,17 +392,14 @@ func (q *queryEndpointRunner) addr() string {
 	return q.server.Addr()
 }
 
-// stop waits a few seconds for running queries, then closes the
+// stop waits for running queries until ctx ends, then closes the
 // connections (which waits for a query the engine is still running).
-func (q *queryEndpointRunner) stop() {
+func (q *queryEndpointRunner) stop(ctx context.Context) error {
 	if q.server == nil {
-		return
+		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := q.server.Stop(ctx); err != nil {
-		q.log.Warn("stopping the query endpoint", "error", err)
-	}
+	err := q.server.Stop(ctx)
 	q.ro.Close()
 	q.server = nil
+	return err
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +16,7 @@ import (
 	"github.com/flowhouse/flowhouse/collector"
 	"github.com/flowhouse/flowhouse/config"
 	"github.com/flowhouse/flowhouse/enrich"
+	"github.com/flowhouse/flowhouse/internal/lifecycle"
 	"github.com/flowhouse/flowhouse/migrations"
 	"github.com/flowhouse/flowhouse/store"
 	"github.com/flowhouse/flowhouse/store/spool"
@@ -114,13 +114,11 @@ type running struct {
 
 // runServer runs until ctx ends, then stops everything in order.
 func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, h hooks) error {
-
 	reg := h.registry
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-
 	db, err := openDB(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -130,159 +128,180 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, h hook
 	if _, err := migrations.Apply(ctx, db, migrations.Options{Retention: cfg.ClickHouse.Retention, Logger: log}); err != nil {
 		return err
 	}
-
-	// The spool sits between the batcher and the database: what cannot be
-	// inserted now is kept on disk and replayed when the database is back.
-	var writer store.Writer = db
-	var sp *spool.Spool
-	if cfg.Spool.Enabled {
-		caps, err := store.DetectCapabilities(ctx, db)
-		if err != nil {
-			return err
-		}
-		sp, err = spool.New(cfg.Spool, spool.Deps{Next: db, Logger: log, Registerer: reg,
-			DedupToken: spool.SupportsDedupToken(caps.Version)})
-		if err != nil {
-			return err
-		}
-		writer = sp
-	}
-	batcher, err := store.New(cfg.ClickHouse, store.Deps{Writer: writer, Logger: log, Registerer: reg})
+	p, err := newParts(ctx, cfg, db, log, reg)
 	if err != nil {
 		return err
 	}
-	stopStore := func() error {
-		err := batcher.Stop()
-		if sp != nil {
-			err = errors.Join(err, sp.Stop())
-		}
-		return err
-	}
-	retention, err := store.NewRetention(cfg.ClickHouse, store.RetentionDeps{DB: db, Logger: log, Registerer: reg})
-	if err != nil {
-		return err
-	}
-	// Enrichment sits between the collector and the store: it reads its
-	// caches only, so it never slows decoding down.
-	enricher, err := enrich.New(cfg.Enrich, enrich.Deps{Next: batcher, DB: db, Logger: log, Registerer: reg})
-	if err != nil {
-		return err
-	}
-	coll, err := collector.New(cfg.Collector, collector.Deps{Sink: enricher, Logger: log, Registerer: reg})
-	if err != nil {
-		return err
-	}
-	checks := []api.Check{
-		{Name: "database", Func: db.Ping},
-		{Name: "migrations", Func: func(ctx context.Context) error {
-			pending, err := migrations.Pending(ctx, db)
-			if err != nil {
-				return err
-			}
-			if len(pending) > 0 {
-				return fmt.Errorf("%d migrations pending, first %s: run flowhouse migrate", len(pending), pending[0].File())
-			}
-			return nil
-		}},
-	}
-	if sp != nil {
-		checks = append(checks, api.Check{Name: "spool", Func: sp.Ready})
-	}
-	server := api.New(cfg.HTTP, api.Deps{Logger: log, Gatherer: reg, Registerer: reg, Checks: checks})
-
-	// The read-only query endpoint, on the embedded engine only (a
-	// ClickHouse server has its own HTTP interface). Stopped when
-	// runServer returns, before db is closed.
-	queries, err := startQueryEndpoint(ctx, cfg, db, log)
-	if err != nil {
-		return err
-	}
-	defer queries.stop()
-
-	if sp != nil {
-		if err := sp.Start(ctx); err != nil {
-			return err
-		}
-	}
-	if err := batcher.Start(ctx); err != nil {
-		_ = stopStore()
-		return err
-	}
-	if err := retention.Start(ctx); err != nil {
-		_ = stopStore()
-		return err
-	}
-	if err := enricher.Start(ctx); err != nil {
-		_ = retention.Stop()
-		_ = stopStore()
-		return err
-	}
-	if err := server.Start(ctx); err != nil {
-		enricher.Stop()
-		_ = retention.Stop()
-		_ = stopStore()
-		return err
-	}
-	if err := coll.Start(ctx); err != nil {
-		_ = server.Stop(context.Background())
-		enricher.Stop()
-		_ = retention.Stop()
-		_ = stopStore()
+	runner := lifecycle.New(log, p.server)
+	if err := runner.Start(ctx, p.components(cfg, h)...); err != nil {
 		return err
 	}
 	storage := "clickhouse server " + cfg.ClickHouse.Addr
 	if cfg.ClickHouse.Addr == "" {
 		storage = "embedded engine in " + cfg.ClickHouse.Embedded.Path
 	}
-	log.Info("flowhouse started", "version", buildVersion(), "listeners", coll.Addrs(), "http", server.Addr(), "storage", storage)
-
+	log.Info("flowhouse started", "version", buildVersion(), "listeners", p.coll.Addrs(), "http", p.server.Addr(), "storage", storage)
 	if h.started != nil {
-		h.started(running{listeners: coll.Addrs(), httpAddr: server.Addr(), collector: coll, spool: sp, db: db, queryAddr: queries.addr()})
+		h.started(running{listeners: p.coll.Addrs(), httpAddr: p.server.Addr(), collector: p.coll, spool: p.spool, db: db, queryAddr: p.queries.addr()})
 	}
-	writeStats := func() {
-		wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer wcancel()
-		if stats := coll.Stats(); len(stats) > 0 {
-			if err := db.InsertExporterStats(wctx, time.Now(), stats); err != nil {
-				log.Warn("writing exporter statistics failed", "error", err)
+	<-ctx.Done()
+	log.Info("stopping: draining the collector and flushing batches")
+	err = runner.Stop(context.Background())
+	log.Info("stopped")
+	return err
+}
+
+// parts are the components of flowhouse serve, built (no I/O but the
+// database's version) before any starts.
+type parts struct {
+	db        store.DB
+	spool     *spool.Spool // nil when the spool is disabled
+	batcher   *store.Batcher
+	retention *store.Retention
+	enricher  *enrich.Enricher
+	coll      *collector.Collector
+	server    *api.Server
+	queries   *queryEndpointRunner
+	stats     *statsWriter
+}
+
+func newParts(ctx context.Context, cfg *config.Config, db store.DB, log *slog.Logger, reg *prometheus.Registry) (*parts, error) {
+	p := &parts{db: db, queries: &queryEndpointRunner{log: log}}
+	// The spool sits between the batcher and the database: what cannot be
+	// inserted now is kept on disk and replayed when the database is back.
+	var writer store.Writer = db
+	if cfg.Spool.Enabled {
+		caps, err := store.DetectCapabilities(ctx, db)
+		if err != nil {
+			return nil, err
+		}
+		if p.spool, err = spool.New(cfg.Spool, spool.Deps{Next: db, Logger: log, Registerer: reg,
+			DedupToken: spool.SupportsDedupToken(caps.Version)}); err != nil {
+			return nil, err
+		}
+		writer = p.spool
+	}
+	var err error
+	if p.batcher, err = store.New(cfg.ClickHouse, store.Deps{Writer: writer, Logger: log, Registerer: reg}); err != nil {
+		return nil, err
+	}
+	if p.retention, err = store.NewRetention(cfg.ClickHouse, store.RetentionDeps{DB: db, Logger: log, Registerer: reg}); err != nil {
+		return nil, err
+	}
+	// Enrichment sits between the collector and the store: it reads its
+	// caches only, so it never slows decoding down.
+	if p.enricher, err = enrich.New(cfg.Enrich, enrich.Deps{Next: p.batcher, DB: db, Logger: log, Registerer: reg}); err != nil {
+		return nil, err
+	}
+	if p.coll, err = collector.New(cfg.Collector, collector.Deps{Sink: p.enricher, Logger: log, Registerer: reg}); err != nil {
+		return nil, err
+	}
+	p.server = api.New(cfg.HTTP, api.Deps{Logger: log, Gatherer: reg, Registerer: reg})
+	p.stats = &statsWriter{db: db, coll: p.coll, log: log}
+	return p, nil
+}
+
+// components are the parts in data order: each is started after what it
+// hands its data to, and stopped before it. The HTTP server and the query
+// endpoint start first so that they answer until the end.
+func (p *parts) components(cfg *config.Config, h hooks) []lifecycle.Component {
+	cs := []lifecycle.Component{
+		{Name: "database", Checks: []lifecycle.Check{
+			{Name: "database", Func: p.db.Ping},
+			{Name: "migrations", Func: func(ctx context.Context) error { return migrations.Ready(ctx, p.db) }},
+		}},
+		{Name: "query endpoint",
+			Start: func(ctx context.Context) error { return p.queries.start(ctx, cfg, p.db) },
+			Stop:  withTimeout(5*time.Second, p.queries.stop)},
+		{Name: "http", Start: p.server.Start, Stop: withTimeout(5*time.Second, p.server.Stop)},
+	}
+	if p.spool != nil {
+		cs = append(cs, lifecycle.Component{Name: "spool", Start: p.spool.Start, Stop: noContext(p.spool.Stop),
+			Checks: []lifecycle.Check{{Name: "spool", Func: p.spool.Ready}}})
+	}
+	cs = append(cs,
+		lifecycle.Component{Name: "batcher", Start: p.batcher.Start, Stop: func(context.Context) error {
+			if err := p.batcher.Stop(); err != nil {
+				return fmt.Errorf("flushing batches: %w", err)
+			}
+			return nil
+		}},
+		lifecycle.Component{Name: "retention", Start: p.retention.Start, Stop: noContext(p.retention.Stop)},
+		lifecycle.Component{Name: "exporter statistics", Start: p.stats.start, Stop: p.stats.stop},
+		lifecycle.Component{Name: "enrichment", Start: p.enricher.Start, Stop: noContext(p.enricher.Stop)},
+	)
+	if h.stopped != nil {
+		// Stopped right after the collector has drained.
+		cs = append(cs, lifecycle.Component{Name: "stopped hook", Stop: func(context.Context) error {
+			var decoded uint64
+			for _, e := range p.coll.Stats() {
+				decoded += e.Flows
+			}
+			h.stopped(decoded)
+			return nil
+		}})
+	}
+	return append(cs, lifecycle.Component{Name: "collector", Start: p.coll.Start, Stop: noError(p.coll.Stop)})
+}
+
+func withTimeout(d time.Duration, stop func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		return stop(ctx)
+	}
+}
+
+func noContext(stop func() error) func(context.Context) error {
+	return func(context.Context) error { return stop() }
+}
+
+func noError(stop func()) func(context.Context) error {
+	return func(context.Context) error { stop(); return nil }
+}
+
+// statsWriter writes the exporters' statistics to the exporters table
+// every exporterStatsInterval, and once more when it stops, after the
+// collector has drained.
+type statsWriter struct {
+	db   store.DB
+	coll *collector.Collector
+	log  *slog.Logger
+	quit chan struct{}
+	done chan struct{}
+}
+
+func (w *statsWriter) start(context.Context) error {
+	w.quit, w.done = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(w.done)
+		ticker := time.NewTicker(exporterStatsInterval)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-w.quit:
+				return
+			case <-ticker.C:
+				w.write()
 			}
 		}
-	}
-	ticker := time.NewTicker(exporterStatsInterval)
-	defer ticker.Stop()
-loop:
-	for {
-		select {
-		case <-ctx.Done():
-			break loop
-		case <-ticker.C:
-			writeStats()
-		}
-	}
+	}()
+	return nil
+}
 
-	log.Info("stopping: draining the collector and flushing batches")
-	coll.Stop()
-	if h.stopped != nil {
-		var decoded uint64
-		for _, e := range coll.Stats() {
-			decoded += e.Flows
+func (w *statsWriter) stop(context.Context) error {
+	close(w.quit)
+	<-w.done
+	w.write()
+	return nil
+}
+
+func (w *statsWriter) write() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if stats := w.coll.Stats(); len(stats) > 0 {
+		if err := w.db.InsertExporterStats(ctx, time.Now(), stats); err != nil {
+			w.log.Warn("writing exporter statistics failed", "error", err)
 		}
-		h.stopped(decoded)
 	}
-	enricher.Stop()
-	var errs []error
-	if err := stopStore(); err != nil {
-		errs = append(errs, fmt.Errorf("flushing batches: %w", err))
-	}
-	writeStats()
-	if err := retention.Stop(); err != nil {
-		errs = append(errs, err)
-	}
-	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer scancel()
-	if err := server.Stop(sctx); err != nil {
-		errs = append(errs, err)
-	}
-	log.Info("stopped")
-	return errors.Join(errs...)
 }
