@@ -146,50 +146,24 @@ func (s *Server) Stop(ctx context.Context) error {
 	return nil
 }
 
-// ClickHouse's exception codes that the endpoint raises or maps to an
-// HTTP status.
-const (
-	codeNumberOfArgumentsDoesntMatch = 42
-	codeIllegalTypeOfArgument        = 43
-	codeUnknownIdentifier            = 47
-	codeUnknownFunction              = 46
-	codeTypeMismatch                 = 53
-	codeUnknownTable                 = 60
-	codeSyntaxError                  = 62
-	codeUnknownFormat                = 73
-	codeUnknownDatabase              = 81
-	codeUnknownSetting               = 115
-	codeTooManyRows                  = 158
-	codeTimeout                      = 159
-	codeReadonly                     = 164
-	codeRequiredPassword             = 194
-	codeMemoryLimitExceeded          = 241
-	codeTooManyBytes                 = 307
-	codeQueryCancelled               = 394
-	codeTooManyRowsOrBytes           = 396
-	codeAccessDenied                 = 497
-	codeAuthFailed                   = 516
-	codeUnknownException             = 1002
-)
-
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(EngineHeader, "embedded")
 	switch r.URL.Path {
 	case "/ping":
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			writeException(w, http.StatusMethodNotAllowed, codeUnknownException, "", "method "+r.Method+" is not allowed on /ping")
+			writeException(w, http.StatusMethodNotAllowed, store.CodeUnknownException, "", "method "+r.Method+" is not allowed on /ping")
 			return
 		}
 		writeOk(w)
 		return
 	case "/":
 	default:
-		writeException(w, http.StatusNotFound, codeUnknownException, "", "There is no handle "+r.URL.Path+": use / for queries or /ping for health checks")
+		writeException(w, http.StatusNotFound, store.CodeUnknownException, "", "There is no handle "+r.URL.Path+": use / for queries or /ping for health checks")
 		return
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodPost && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, POST, HEAD")
-		writeException(w, http.StatusMethodNotAllowed, codeUnknownException, "", "method "+r.Method+" is not allowed: use GET or POST")
+		writeException(w, http.StatusMethodNotAllowed, store.CodeUnknownException, "", "method "+r.Method+" is not allowed: use GET or POST")
 		return
 	}
 	params := r.URL.Query()
@@ -236,17 +210,17 @@ func (s *Server) readQuery(w http.ResponseWriter, r *http.Request, params url.Va
 	if r.Method == http.MethodPost {
 		body, status, err := readBody(r)
 		if err != nil {
-			writeException(w, status, codeSyntaxError, "SYNTAX_ERROR", err.Error())
+			writeException(w, status, store.CodeSyntaxError, "SYNTAX_ERROR", err.Error())
 			return "", false
 		}
 		query += body
 	}
 	if len(query) > MaxQueryBytes {
-		writeException(w, http.StatusRequestEntityTooLarge, codeSyntaxError, "SYNTAX_ERROR", fmt.Sprintf("Max query size exceeded: the query has %d bytes, the limit is %d", len(query), MaxQueryBytes))
+		writeException(w, http.StatusRequestEntityTooLarge, store.CodeSyntaxError, "SYNTAX_ERROR", fmt.Sprintf("Max query size exceeded: the query has %d bytes, the limit is %d", len(query), MaxQueryBytes))
 		return "", false
 	}
 	if strings.TrimSpace(query) == "" {
-		writeException(w, http.StatusBadRequest, codeSyntaxError, "SYNTAX_ERROR", "Empty query: send the query in the query parameter or the POST body")
+		writeException(w, http.StatusBadRequest, store.CodeSyntaxError, "SYNTAX_ERROR", "Empty query: send the query in the query parameter or the POST body")
 		return "", false
 	}
 	return query, true
@@ -318,17 +292,17 @@ func exceptionOf(err error, timeout time.Duration) (status, code int, name, msg 
 	var ex *clickhouse.Exception
 	switch {
 	case errors.As(err, &refused):
-		return http.StatusForbidden, codeReadonly, "READONLY", "Cannot execute query in readonly mode: " + refused.Reason
+		return http.StatusForbidden, store.CodeReadonly, "READONLY", "Cannot execute query in readonly mode: " + refused.Reason
 	case errors.As(err, &invalid) && errors.As(err, &ex):
 		return http.StatusBadRequest, int(ex.Code), ex.CodeName, ex.Message
 	case errors.As(err, &ex):
 		return engineStatus(int(ex.Code)), int(ex.Code), ex.CodeName, ex.Message
 	case errors.Is(err, context.DeadlineExceeded):
-		return http.StatusServiceUnavailable, codeTimeout, "TIMEOUT_EXCEEDED", "the query did not finish, or found no free connection, within " + timeout.String() + " (clickhouse.embedded.query_timeout, query_concurrency)"
+		return http.StatusServiceUnavailable, store.CodeTimeoutExceeded, "TIMEOUT_EXCEEDED", "the query did not finish, or found no free connection, within " + timeout.String() + " (clickhouse.embedded.query_timeout, query_concurrency)"
 	case errors.Is(err, context.Canceled):
-		return http.StatusServiceUnavailable, codeQueryCancelled, "QUERY_WAS_CANCELLED", "the query was cancelled: the client went away"
+		return http.StatusServiceUnavailable, store.CodeQueryWasCancelled, "QUERY_WAS_CANCELLED", "the query was cancelled: the client went away"
 	}
-	return http.StatusInternalServerError, codeUnknownException, "", err.Error()
+	return http.StatusInternalServerError, store.CodeUnknownException, "", err.Error()
 }
 
 // engineStatus answers the engine's exceptions as ClickHouse's HTTP
@@ -336,13 +310,13 @@ func exceptionOf(err error, timeout time.Duration) (status, code int, name, msg 
 // limits it ran into are 4xx, the rest 500.
 func engineStatus(code int) int {
 	switch code {
-	case codeReadonly, codeAccessDenied:
+	case store.CodeReadonly, store.CodeAccessDenied:
 		return http.StatusForbidden
-	case codeUnknownTable, codeUnknownDatabase:
+	case store.CodeUnknownTable, store.CodeUnknownDatabase:
 		return http.StatusNotFound
-	case codeSyntaxError, codeUnknownIdentifier, codeUnknownFunction, codeUnknownFormat, codeTypeMismatch,
-		codeIllegalTypeOfArgument, codeNumberOfArgumentsDoesntMatch, codeUnknownSetting,
-		codeTooManyRows, codeTooManyBytes, codeTooManyRowsOrBytes, codeMemoryLimitExceeded, codeTimeout:
+	case store.CodeSyntaxError, store.CodeUnknownIdentifier, store.CodeUnknownFunction, store.CodeUnknownFormat, store.CodeTypeMismatch,
+		store.CodeIllegalTypeOfArgument, store.CodeNumberOfArgumentsDoesntMatch, store.CodeUnknownSetting,
+		store.CodeTooManyRows, store.CodeTooManyBytes, store.CodeTooManyRowsOrBytes, store.CodeMemoryLimitExceeded, store.CodeTimeoutExceeded:
 		return http.StatusBadRequest
 	}
 	return http.StatusInternalServerError
@@ -405,12 +379,12 @@ func (s *Server) authorized(w http.ResponseWriter, r *http.Request, params inter
 	}
 	if len(given) == 0 {
 		w.Header().Set("WWW-Authenticate", `Basic realm="flowhouse", charset="UTF-8"`)
-		writeException(w, http.StatusUnauthorized, codeRequiredPassword, "REQUIRED_PASSWORD", "Password required: send the token as Authorization: Bearer, X-ClickHouse-Key, Basic auth's password or the password parameter")
+		writeException(w, http.StatusUnauthorized, store.CodeRequiredPassword, "REQUIRED_PASSWORD", "Password required: send the token as Authorization: Bearer, X-ClickHouse-Key, Basic auth's password or the password parameter")
 		return false
 	}
 	for _, g := range given {
 		if subtle.ConstantTimeCompare([]byte(g), []byte(s.cfg.Token)) != 1 {
-			writeException(w, http.StatusForbidden, codeAuthFailed, "AUTHENTICATION_FAILED", "Authentication failed: wrong token")
+			writeException(w, http.StatusForbidden, store.CodeAuthenticationFailed, "AUTHENTICATION_FAILED", "Authentication failed: wrong token")
 			return false
 		}
 	}

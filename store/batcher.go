@@ -4,13 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -273,7 +269,7 @@ func (b *Batcher) insert(fb *FlowBatch) {
 		return
 	}
 	first := time.Now()
-	backoff := b.cfg.Retry.Initial
+	backoff := Backoff{Initial: b.cfg.Retry.Initial, Max: b.cfg.Retry.Max}
 	for attempt := 1; ; attempt++ {
 		if b.runCtx.Err() != nil {
 			b.dropOrSpill(fb, DropShutdown)
@@ -297,21 +293,17 @@ func (b *Batcher) insert(fb *FlowBatch) {
 			b.dropOrSpill(fb, DropShutdown)
 			return
 		}
-		b.m.insertErrors.WithLabelValues(classify(err)).Inc()
-		if b.cfg.Retry.MaxElapsed > 0 && time.Since(first)+backoff > b.cfg.Retry.MaxElapsed {
+		b.m.insertErrors.WithLabelValues(errorReason(err)).Inc()
+		if b.cfg.Retry.MaxElapsed > 0 && time.Since(first)+backoff.Delay() > b.cfg.Retry.MaxElapsed {
 			b.log.Error("giving up on a batch after failed inserts", "rows", n, "attempts", attempt, "err", err)
 			b.dropOrSpill(fb, DropRetriesExhausted)
 			return
 		}
-		b.log.Warn("insert failed, retrying", "rows", n, "attempt", attempt, "backoff", backoff, "err", err)
-		// Jitter keeps several writers (or flowhouse instances) from
-		// hitting a recovering server in lockstep.
-		sleep := backoff/2 + rand.N(backoff/2+1)
+		b.log.Warn("insert failed, retrying", "rows", n, "attempt", attempt, "backoff", backoff.Delay(), "err", err)
 		select {
-		case <-time.After(sleep):
+		case <-time.After(backoff.Next()):
 		case <-b.runCtx.Done():
 		}
-		backoff = min(2*backoff, b.cfg.Retry.Max)
 	}
 }
 
@@ -332,26 +324,4 @@ func (b *Batcher) dropOrSpill(fb *FlowBatch, reason string) {
 		b.log.Error("cannot spill a batch to disk, dropping it", "rows", n, "reason", reason, "err", err)
 	}
 	b.m.rowsDropped.WithLabelValues(reason).Add(float64(n))
-}
-
-// Insert error reasons, the insert_errors_total label.
-const (
-	errTimeout    = "timeout"
-	errConnection = "connection"
-	errServer     = "server"
-	errOther      = "other"
-)
-
-func classify(err error) string {
-	var netErr net.Error
-	switch {
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
-		return errTimeout
-	case exceptionCode(err) != 0:
-		return errServer
-	case errors.As(err, &netErr), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
-		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.EPIPE):
-		return errConnection
-	}
-	return errOther
 }

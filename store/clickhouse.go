@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -31,9 +30,6 @@ type Server struct {
 	logger *slog.Logger
 }
 
-// errUnknownDatabase is ClickHouse's UNKNOWN_DATABASE exception code.
-const errUnknownDatabase = 81
-
 // NewServer prepares a connection pool to a ClickHouse server without
 // connecting: connections are made on first use, so a server that is down
 // now only delays inserts (the batcher retries them). The database must
@@ -57,7 +53,7 @@ func OpenServer(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, 
 		return nil, err
 	}
 	err = s.conn.Ping(ctx)
-	if exceptionCode(err) == errUnknownDatabase {
+	if ExceptionCode(err) == CodeUnknownDatabase {
 		s.conn.Close()
 		if err := createDatabase(ctx, cfg); err != nil {
 			return nil, err
@@ -117,14 +113,6 @@ func createDatabase(ctx context.Context, cfg Config) error {
 }
 
 func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "\\`") + "`" }
-
-func exceptionCode(err error) int32 {
-	var exc *clickhouse.Exception
-	if errors.As(err, &exc) {
-		return exc.Code
-	}
-	return 0
-}
 
 func (s *Server) Exec(ctx context.Context, query string, args ...any) error {
 	return s.conn.Exec(ctx, query, args...)

@@ -214,7 +214,7 @@ func (r *ReadOnly) Run(ctx context.Context, query, format string, open func(Stat
 			return err
 		}
 		if written += int64(len(chunk)); written > r.opts.MaxResultBytes {
-			return &clickhouse.Exception{Code: 396, Name: "DB::Exception", CodeName: "TOO_MANY_ROWS_OR_BYTES",
+			return &clickhouse.Exception{Code: CodeTooManyRowsOrBytes, Name: "DB::Exception", CodeName: "TOO_MANY_ROWS_OR_BYTES",
 				Message: fmt.Sprintf("Limit for result exceeded: the output passed %d bytes (clickhouse.embedded.query_max_result_bytes); the query was stopped", r.opts.MaxResultBytes)}
 		}
 		if w == nil {
@@ -279,7 +279,7 @@ func (r *ReadOnly) check(c *chdbConn, query string) (Statement, error) {
 	dump, err := c.query("EXPLAIN AST "+text, "TabSeparatedRaw")
 	if err != nil {
 		var ex *clickhouse.Exception
-		if errors.As(err, &ex) && ex.Code == 164 {
+		if errors.As(err, &ex) && ex.Code == CodeReadonly {
 			return Statement{}, err // SETTINGS refused by readonly=1
 		}
 		return Statement{}, &InvalidQueryError{err}

@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -77,7 +76,7 @@ type Spool struct {
 	nextSeq         uint64
 	downSince       time.Time
 	lastErr         error
-	lastClass       Class
+	lastClass       store.ErrorClass
 	fullSince       time.Time // first spool_full drop of the current outage
 	rejected        int       // batches rejected since the last successful insert
 	rejectedRows    int
@@ -339,8 +338,8 @@ func (s *Spool) InsertFlows(ctx context.Context, b *store.FlowBatch) error {
 			s.noteSuccess()
 			return nil
 		}
-		class := Classify(err)
-		if class == Rejected && ctx.Err() == nil {
+		class := store.Classify(err)
+		if class == store.Rejected && ctx.Err() == nil {
 			return s.quarantineBatch(b, id, err)
 		}
 		s.markDown(err, class)
@@ -480,7 +479,7 @@ func (s *Spool) poke() {
 	}
 }
 
-func (s *Spool) markDown(err error, class Class) {
+func (s *Spool) markDown(err error, class store.ErrorClass) {
 	s.mu.Lock()
 	s.lastErr, s.lastClass = err, class
 	wasDown := s.down.Swap(true)
@@ -570,7 +569,7 @@ var errSkipped = errors.New("segment skipped")
 // backoff while it is down.
 func (s *Spool) run(ctx context.Context) {
 	defer close(s.done)
-	backoff := s.cfg.Probe.Initial
+	backoff := store.Backoff{Initial: s.cfg.Probe.Initial, Max: s.cfg.Probe.Max}
 	for {
 		seg, ok := s.oldest()
 		if !ok && !s.down.Load() {
@@ -592,20 +591,18 @@ func (s *Spool) run(ctx context.Context) {
 		}
 		if err == nil {
 			s.markUp()
-			backoff = s.cfg.Probe.Initial
+			backoff.Reset()
 			continue
 		}
 		if errors.Is(err, errSkipped) {
 			continue
 		}
-		s.markDown(err, Classify(err))
-		sleep := backoff/2 + rand.N(backoff/2+1)
+		s.markDown(err, store.Classify(err))
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(sleep):
+		case <-time.After(backoff.Next()):
 		}
-		backoff = min(2*backoff, s.cfg.Probe.Max)
 	}
 }
 
@@ -656,7 +653,7 @@ func (s *Spool) replay(ctx context.Context, seg segment) error {
 	cancel()
 	s.batch.Reset()
 	if err != nil {
-		if Classify(err) == Rejected && ctx.Err() == nil {
+		if store.Classify(err) == store.Rejected && ctx.Err() == nil {
 			s.noteRejected(h.rows, err)
 			s.quarantineSegment(seg, QuarantineRejected, h.rows, err)
 			return errSkipped
@@ -764,7 +761,7 @@ func (s *Spool) Ready(context.Context) error {
 			"`SHOW CREATE TABLE flows` with the schema in README; once inserts succeed, move the quarantined .seg files back "+
 			"into %s and restart flowhouse to replay them",
 			s.rejected, s.rejectedRows, s.lastRejected, s.qdir, s.cfg.Dir)
-	case down && s.lastClass == Unavailable:
+	case down && s.lastClass == store.Unavailable:
 		return fmt.Errorf("the database refuses inserts: %v; flows are spooled in %s (%d of max_bytes %d) and replayed once it "+
 			"takes them: check clickhouse.username, clickhouse.password and clickhouse.database, and run `flowhouse migrate`",
 			s.lastErr, s.cfg.Dir, s.pendingBytes, s.cfg.MaxBytes)

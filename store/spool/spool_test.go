@@ -494,37 +494,6 @@ func TestStoppedSpoolRefuses(t *testing.T) {
 	}
 }
 
-func TestClassify(t *testing.T) {
-	exc := func(code int32) error {
-		return fmt.Errorf("insert: %w", &clickhouse.Exception{Code: code})
-	}
-	for _, tc := range []struct {
-		err  error
-		want Class
-	}{
-		{errRefused, Transient},
-		{fmt.Errorf("read: %w", syscall.ECONNRESET), Transient},
-		{context.DeadlineExceeded, Transient},
-		{fmt.Errorf("x: %w", context.Canceled), Transient},
-		{exc(codeTooManyParts), Transient},
-		{exc(codeServerOverloaded), Transient},
-		{exc(codeTooManySimultaneousQueries), Transient},
-		{exc(codeMemoryLimitExceeded), Transient},
-		{exc(53), Rejected},  // TYPE_MISMATCH
-		{exc(16), Rejected},  // NO_SUCH_COLUMN_IN_TABLE
-		{exc(115), Rejected}, // UNKNOWN_SETTING
-		{exc(codeUnknownTable), Unavailable},
-		{exc(codeAuthenticationFailed), Unavailable},
-		{errors.New("insert into flows: server expects 40 columns, batch has 47"), Rejected},
-		{errors.New("write: broken pipe"), Transient},
-		{clickhouse.ErrAcquireConnTimeout, Transient},
-	} {
-		if got := Classify(tc.err); got != tc.want {
-			t.Errorf("Classify(%v) = %s, want %s", tc.err, got, tc.want)
-		}
-	}
-}
-
 func TestConfigValidate(t *testing.T) {
 	if err := DefaultConfig().Validate(); err != nil {
 		t.Fatal(err)
