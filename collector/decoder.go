@@ -58,6 +58,9 @@ type decodeContext struct {
 	flows []flow.Flow
 	nowMs int64
 	src   netip.AddrPort
+	// fields is scratch for the template record being parsed, kept so
+	// template sets cost no allocation beyond the templates they define.
+	fields []field
 }
 
 // next appends a zeroed flow with the common fields set and returns it.
