@@ -139,3 +139,34 @@ func (g *goflow2Path) decode(src netip.AddrPort, payload []byte) int {
 	}
 	return n
 }
+
+// BenchmarkDecodeCostPerByte compares what a byte of the worst datagrams we
+// can build costs to decode with what a byte of a real capture costs: the
+// ratio, not the absolute time, is what an attacker gains per byte sent.
+func BenchmarkDecodeCostPerByte(b *testing.B) {
+	src := netip.MustParseAddrPort("127.0.0.1:9999")
+	run := func(b *testing.B, prep, datagrams [][]byte) {
+		d := NewDecoder(DecoderConfig{}, nil)
+		out := make([]flow.Flow, 0, 64)
+		now := time.Now()
+		for _, dg := range append(prep, datagrams...) {
+			out = d.Decode(now, src, dg, out)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		bytes := 0
+		for i := 0; i < b.N; i++ {
+			dg := datagrams[i%len(datagrams)]
+			out = d.Decode(now, src, dg, out)
+			bytes += len(dg)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(bytes), "ns/byte")
+	}
+	for _, c := range benchCaptures {
+		datagrams := loadBench(b, c.file)
+		b.Run("capture/"+c.name, func(b *testing.B) { run(b, nil, datagrams) })
+	}
+	for _, c := range costlyCases() {
+		b.Run("hostile/"+c.name, func(b *testing.B) { run(b, c.prep, [][]byte{c.b}) })
+	}
+}

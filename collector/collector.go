@@ -50,6 +50,7 @@ type Collector struct {
 
 type packet struct {
 	src netip.AddrPort
+	e   *exporter // made by the worker's decoder when the datagram was read
 	at  time.Time
 	buf *[]byte
 	n   int
@@ -60,6 +61,7 @@ type worker struct {
 	queue chan packet
 	dec   *Decoder
 	depth prometheus.Gauge
+	share float64 // Config.ExporterQueueShare; 0: no bound per exporter
 }
 
 // New validates the configuration and builds the collector; it opens nothing.
@@ -93,6 +95,7 @@ func New(cfg Config, deps Deps) (*Collector, error) {
 			queue: make(chan packet, cfg.QueueLength),
 			dec:   NewDecoder(dcfg, c.metrics),
 			depth: c.metrics.queueDepth.WithLabelValues(strconv.Itoa(i)),
+			share: cfg.ExporterQueueShare,
 		})
 	}
 	return c, nil
@@ -207,6 +210,7 @@ func putBuffer(b *[]byte) {
 func (c *Collector) read(conn *net.UDPConn) {
 	defer c.readers.Done()
 	batch := newBatchReader(conn, 64)
+	routes := newRoutes(c)
 	var lastErrLog time.Time
 	for {
 		n, err := batch.read()
@@ -224,24 +228,47 @@ func (c *Collector) read(conn *net.UDPConn) {
 		now := time.Now()
 		for i := 0; i < n; i++ {
 			payload, src := batch.message(i)
-			w := c.workers[maphash.Comparable(c.seed, src.Addr())%uint64(len(c.workers))]
-			bp := getBuffer(len(payload))
-			copied := copy(*bp, payload)
-			select {
-			case w.queue <- packet{src: src, at: now, buf: bp, n: copied}:
-			default:
-				putBuffer(bp)
-				c.metrics.queueDrops.Inc()
-			}
+			c.enqueue(routes, payload, src, now)
 		}
 	}
+}
+
+// enqueue hands a datagram to its exporter's worker, or counts why not.
+func (c *Collector) enqueue(routes *routes, payload []byte, src netip.AddrPort, now time.Time) {
+	nowMs := now.UnixMilli()
+	rt := routes.get(src.Addr(), nowMs)
+	if rt.e == nil {
+		c.metrics.dropNoExporter(ReasonExporterLimit)
+		return
+	}
+	if !rt.w.admit(rt.e) {
+		c.queueFull(rt.e, nowMs)
+		return
+	}
+	bp := getBuffer(len(payload))
+	copied := copy(*bp, payload)
+	select {
+	case rt.w.queue <- packet{src: src, e: rt.e, at: now, buf: bp, n: copied}:
+	default:
+		// Full although e had room: the other exporters' shares fill it.
+		release(rt.e)
+		putBuffer(bp)
+		c.queueFull(rt.e, nowMs)
+	}
+}
+
+// queueFull counts a refused datagram under its exporter, and globally.
+func (c *Collector) queueFull(e *exporter, nowMs int64) {
+	e.queueDrop(nowMs)
+	c.metrics.queueDrops.Inc()
 }
 
 func (c *Collector) runWorker(w *worker) {
 	defer c.decoded.Done()
 	flows := make([]flow.Flow, 0, 64)
 	for p := range w.queue {
-		flows = w.dec.Decode(p.at, p.src, (*p.buf)[:p.n], flows)
+		release(p.e)
+		flows = w.dec.decodeFrom(p.e, p.at, p.src, (*p.buf)[:p.n], flows)
 		putBuffer(p.buf)
 		if len(flows) > 0 {
 			c.deps.Sink.Write(flows)

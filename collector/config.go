@@ -3,6 +3,7 @@ package collector
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"time"
 )
@@ -19,6 +20,11 @@ type Config struct {
 	Workers int `mapstructure:"workers" yaml:"workers"`
 	// QueueLength bounds the datagrams waiting for each worker.
 	QueueLength int `mapstructure:"queue_length" yaml:"queue_length"`
+	// ExporterQueueShare bounds each exporter's part of its worker's queue:
+	// an exporter may have this many times the queue's free slots waiting
+	// (a lone exporter can fill share/(1+share) of the queue). 0 turns the
+	// bound off, letting one exporter fill the whole queue.
+	ExporterQueueShare float64 `mapstructure:"exporter_queue_share" yaml:"exporter_queue_share"`
 	// TemplateTimeout expires NetFlow v9/IPFIX templates not refreshed in time.
 	TemplateTimeout time.Duration `mapstructure:"template_timeout" yaml:"template_timeout"`
 	// MaxTemplatesPerExporter bounds template memory against template floods.
@@ -46,6 +52,7 @@ func DefaultConfig() Config {
 		ReceiveBufferBytes:      32 << 20,
 		Workers:                 2,
 		QueueLength:             4096,
+		ExporterQueueShare:      1,
 		TemplateTimeout:         30 * time.Minute,
 		MaxTemplatesPerExporter: 1024,
 		MaxExporters:            10000,
@@ -74,6 +81,10 @@ func (c Config) Validate() error {
 	}
 	if c.QueueLength < 1 {
 		errs = append(errs, fmt.Errorf("queue_length: %d must be at least 1", c.QueueLength))
+	}
+	// NaN passes every comparison, so it is named on its own.
+	if !(c.ExporterQueueShare >= 0) || math.IsInf(c.ExporterQueueShare, 1) {
+		errs = append(errs, fmt.Errorf("exporter_queue_share: %v must be a number from 0 (no bound) up", c.ExporterQueueShare))
 	}
 	if c.TemplateTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("template_timeout: %s is shorter than 1s", c.TemplateTimeout))

@@ -22,6 +22,8 @@ type DecoderConfig struct {
 // (templates, sampling rates, sequence numbers, statistics), so all
 // datagrams of one exporter must go to the same Decoder, in order. One
 // Decoder is used by one goroutine at a time; Stats may be called from any.
+// (Inside the collector, reading goroutines also add exporters to it, and
+// its worker decodes through decodeFrom, never Decode.)
 type Decoder struct {
 	cfg     DecoderConfig
 	rules   []samplingRule
@@ -58,6 +60,9 @@ type decodeContext struct {
 	flows []flow.Flow
 	nowMs int64
 	src   netip.AddrPort
+	// fields is scratch for the template record being parsed, kept so
+	// template sets cost no allocation beyond the templates they define.
+	fields []field
 }
 
 // next appends a zeroed flow with the common fields set and returns it.
@@ -84,16 +89,23 @@ func (d *decodeContext) unwind(n int) { d.flows = d.flows[:len(d.flows)-n] }
 // never fails as a whole: what could not be decoded is counted per reason
 // in the exporter's statistics and the rest is returned.
 func (dec *Decoder) Decode(now time.Time, src netip.AddrPort, payload []byte, out []flow.Flow) []flow.Flow {
+	e := dec.exporterFor(src.Addr(), now.UnixMilli())
+	if e == nil {
+		dec.metrics.dropNoExporter(ReasonExporterLimit)
+		return out[:0]
+	}
+	return dec.decodeFrom(e, now, src, payload, out)
+}
+
+// decodeFrom decodes a datagram of e, which this Decoder made: what Decode
+// does once the exporter is known. The collector finds exporters as it
+// reads (sharedExporter) and decodes through this.
+func (dec *Decoder) decodeFrom(e *exporter, now time.Time, src netip.AddrPort, payload []byte, out []flow.Flow) []flow.Flow {
 	d := &dec.ctx
 	d.flows = out[:0]
 	d.nowMs = now.UnixMilli()
 	d.src = src
 
-	e := dec.exporterFor(src.Addr(), d.nowMs)
-	if e == nil {
-		dec.metrics.dropNoExporter(ReasonExporterLimit)
-		return d.flows
-	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.lastSeenMs = d.nowMs
@@ -127,17 +139,38 @@ func (dec *Decoder) Decode(now time.Time, src netip.AddrPort, payload []byte, ou
 	return d.flows
 }
 
+// exporterFor returns addr's exporter, made on first sight, or nil beyond
+// MaxExporters. Its lookup takes no lock: it is for Decode, whose caller
+// is the only goroutine that adds exporters.
 func (dec *Decoder) exporterFor(addr netip.Addr, nowMs int64) *exporter {
 	if e, ok := dec.exporters[addr]; ok {
 		return e
 	}
+	dec.mu.Lock()
+	defer dec.mu.Unlock()
+	return dec.addExporter(addr, nowMs)
+}
+
+// sharedExporter is exporterFor for the collector's reading goroutines,
+// several of which may add exporters to one Decoder. They cache what it
+// returns, so the lock is taken once per exporter and reader, not per
+// datagram.
+func (dec *Decoder) sharedExporter(addr netip.Addr, nowMs int64) *exporter {
+	dec.mu.Lock()
+	defer dec.mu.Unlock()
+	if e, ok := dec.exporters[addr]; ok {
+		return e
+	}
+	return dec.addExporter(addr, nowMs)
+}
+
+// addExporter is called with dec.mu held.
+func (dec *Decoder) addExporter(addr netip.Addr, nowMs int64) *exporter {
 	if len(dec.exporters) >= dec.cfg.MaxExporters {
 		return nil
 	}
 	e := newExporter(addr, nowMs, dec)
-	dec.mu.Lock()
 	dec.exporters[addr] = e
-	dec.mu.Unlock()
 	return e
 }
 

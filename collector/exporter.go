@@ -3,6 +3,7 @@ package collector
 import (
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"github.com/flowhouse/flowhouse/flow"
 )
@@ -35,6 +36,13 @@ type exporter struct {
 
 	// optionsRecords counts the options records of the message being decoded.
 	optionsRecords int
+
+	// Queue accounting is done by the reading goroutines, outside mu: the
+	// datagrams of this exporter waiting in its worker's queue, those
+	// refused there (queue_full), and when the last was refused.
+	queued          atomic.Int64
+	queueDrops      atomic.Uint64
+	lastQueueDropMs atomic.Int64
 }
 
 func newExporter(addr netip.Addr, nowMs int64, dec *Decoder) *exporter {
@@ -59,6 +67,14 @@ func (e *exporter) drop(reason string) {
 	e.m.drop(reason)
 }
 
+// queueDrop counts a datagram refused at the worker's queue. It is called
+// by reading goroutines, concurrently with decoding and with each other.
+func (e *exporter) queueDrop(nowMs int64) {
+	e.queueDrops.Add(1)
+	e.lastQueueDropMs.Store(nowMs)
+	e.m.queueDrop()
+}
+
 func (e *exporter) observe(p flow.Protocol, flows int) {
 	e.m.observe(p, flows)
 }
@@ -69,7 +85,7 @@ func (e *exporter) stats() flow.ExporterStats {
 	s := flow.ExporterStats{
 		Addr:        flow.AddrFromNetip(e.addr),
 		FirstSeenMs: e.firstSeenMs,
-		LastSeenMs:  e.lastSeenMs,
+		LastSeenMs:  max(e.lastSeenMs, e.lastQueueDropMs.Load()),
 		Datagrams:   e.datagrams,
 		Flows:       e.flows,
 		Bytes:       e.bytes,
@@ -83,6 +99,9 @@ func (e *exporter) stats() flow.ExporterStats {
 	}
 	for k, v := range e.drops {
 		s.Drops[k] = v
+	}
+	if n := e.queueDrops.Load(); n > 0 {
+		s.Drops[ReasonQueueFull] += n
 	}
 	for k, st := range e.streams {
 		s.SequenceExpected += st.expected

@@ -36,6 +36,11 @@ func FuzzDecodeAfterTemplates(f *testing.F) {
 		optionsTemplate(258, []tf{{302, 4, 0}}, []tf{{305, 4, 0}, {306, 4, 0}}).bytes()
 	f.Add(newIPFIX(0, 1, 1).data(256, basicV4Record(1, 2, 3, 4)).bytes())
 	f.Add(newIPFIX(0, 1, 1).data(258, rec(uint32(1), uint32(0), uint32(0))).bytes())
+	// The costliest datagrams we can build, so mutations start from them
+	// (the worst template ones are also in testdata/fuzz).
+	for _, c := range costlyCases() {
+		f.Add(c.b)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d := NewDecoder(DecoderConfig{MaxTemplatesPerExporter: 64}, nil)
 		d.Decode(t0, exporterA, tmpl, nil)

@@ -1,8 +1,10 @@
 package collector
 
 import (
+	"bytes"
 	"encoding/binary"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -21,6 +23,8 @@ type hostileCase struct {
 	b      []byte
 	reason string
 	count  uint64
+	flows  int  // decoded from the valid sets that follow the hostile ones
+	fuzz   bool // also a seed in testdata/fuzz: among the costliest we know
 }
 
 func hostileCases() []hostileCase {
@@ -58,7 +62,7 @@ func hostileCases() []hostileCase {
 			uint32(0), uint32(1), uint32(0), uint32(2), records)
 		return append(sflowHeader(1), rec(uint32(3), uint32(len(sample)), sample)...)
 	}
-	return []hostileCase{
+	return append(templateHostileCases(), []hostileCase{
 		{name: "empty", b: []byte{}, reason: ReasonTruncated, count: 1},
 		{name: "unknown_version", b: rec(uint16(7), uint16(1), uint32(0)), reason: ReasonUnknownVersion, count: 1},
 		{name: "v5_truncated_header", b: v5(1, 0)[:10], reason: ReasonTruncated, count: 1},
@@ -83,56 +87,205 @@ func hostileCases() []hostileCase {
 		{name: "sflow_expanded_sample_absurd_records", b: expandedFlowSample(0xffffffff), reason: ReasonMalformedSample, count: 1},
 		{name: "sflow_bad_agent_address_type", b: rec(uint32(5), uint32(7), uint32(0)), reason: ReasonMalformedSample, count: 1},
 		{name: "sflow_unknown_sample_format", b: append(sflowHeader(1), rec(uint32(77), uint32(4), uint32(0))...), reason: ReasonUnsupportedSample, count: 1},
+	}...)
+}
+
+// withValid fills m with copies of a hostile set up to the size of the
+// reported attack, leaving room for a valid template and a data record
+// after them, and returns the datagram and the number of hostile sets.
+// The valid sets are laid out alike in v9 and IPFIX.
+func withValid(m *msg, id uint16, body []byte) ([]byte, uint64) {
+	valid := newIPFIX(0, 0, 1).template(300, basicV4...).data(300, basicV4Record(1, 2, 3, 4)).bytes()
+	room := attackBytes - (len(valid) - ipfixHeaderLen)
+	n := uint64(0)
+	for ; len(m.b)+setHeaderLen+len(body) <= room; n++ {
+		m.set(id, body)
 	}
+	return m.template(300, basicV4...).data(300, basicV4Record(1, 2, 3, 4)).bytes(), n
+}
+
+// templateHostileCases declare more fields than their sets hold, which
+// goflow2 v2.2.6 allocates before reading. Each is followed by a valid
+// template and data set that must still decode.
+func templateHostileCases() []hostileCase {
+	field := rec(uint16(8), uint16(4))
+	enterprise := rec(uint16(0x8000|9999), uint16(4), uint32(12345))
+	cases := []struct {
+		name    string
+		m       *msg
+		set     uint16
+		body    []byte
+		perSet  uint64 // records counted per hostile set
+		fuzzing bool
+	}{
+		{"ipfix_template_count_65535", newIPFIX(0, 0, 1), 2, rec(uint16(256), uint16(65535), field), 1, true},
+		{"v9_template_count_65535", newNFv9(0, 0, 0, 1), 0, rec(uint16(256), uint16(65535), field), 1, true},
+		{"ipfix_options_scope_count_65535", newIPFIX(0, 0, 1), 3, rec(uint16(256), uint16(65535), uint16(65535)), 1, true},
+		{"ipfix_options_field_count_65535", newIPFIX(0, 0, 1), 3, rec(uint16(256), uint16(65535), uint16(1), field), 1, false},
+		{"v9_options_scope_length_65532", newNFv9(0, 0, 0, 1), 1, rec(uint16(256), uint16(65532), uint16(65532)), 1, true},
+		{"v9_options_option_length_65532", newNFv9(0, 0, 0, 1), 1, rec(uint16(256), uint16(4), uint16(65532), field), 1, false},
+		// Counts that pass the 4-bytes-per-field check but not the 8 bytes
+		// an enterprise field takes.
+		{"ipfix_template_enterprise_beyond_set", newIPFIX(0, 0, 1), 2, rec(uint16(256), uint16(4), enterprise, enterprise), 1, true},
+		{"ipfix_options_enterprise_beyond_set", newIPFIX(0, 0, 1), 3, rec(uint16(256), uint16(4), uint16(1), enterprise, enterprise), 1, false},
+		// A good record first: it is kept, the rest of its set is not.
+		{"ipfix_template_good_then_count_65535", newIPFIX(0, 0, 1), 2, rec(uint16(257), uint16(1), field, uint16(258), uint16(65535), field), 1, false},
+		{"v9_options_good_then_length_65532", newNFv9(0, 0, 0, 1), 1, rec(uint16(257), uint16(4), uint16(4), field, field, uint16(258), uint16(4), uint16(65532)), 1, false},
+	}
+	var out []hostileCase
+	for _, c := range cases {
+		b, sets := withValid(c.m, c.set, c.body)
+		out = append(out, hostileCase{name: c.name, b: b, reason: ReasonMalformedSet, count: sets * c.perSet, flows: 1, fuzz: c.fuzzing})
+	}
+	return out
 }
 
 func TestHostileInputIsCountedAndBounded(t *testing.T) {
-	dir := filepath.Join("testdata", "hostile")
 	valid := newIPFIX(0, 0, 1).template(256, basicV4...).data(256, basicV4Record(1, 2, 3, 4)).bytes()
 	for _, tc := range hostileCases() {
 		t.Run(tc.name, func(t *testing.T) {
-			file := filepath.Join(dir, tc.name+".bin")
-			if *updateHostile {
-				if err := os.MkdirAll(dir, 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(file, tc.b, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			b, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatalf("%v (run go test ./collector -run Hostile -update-hostile)", err)
-			}
+			b := hostileFile(t, tc)
 			d := NewDecoder(DecoderConfig{MaxTemplatesPerExporter: 64}, nil)
 			if tc.prep != nil {
 				d.Decode(t0, exporterA, tc.prep, nil)
 			}
-			done := make(chan struct{})
-			go func() { d.Decode(t0, exporterA, b, nil); close(done) }()
+			done := make(chan int)
+			go func() { done <- len(d.Decode(t0, exporterA, b, nil)) }()
 			select {
-			case <-done:
+			case n := <-done:
+				if n != tc.flows {
+					t.Errorf("%d flows from the datagram's valid sets, want %d", n, tc.flows)
+				}
 			case <-time.After(5 * time.Second):
 				t.Fatal("decoding hung")
 			}
 			if got := dropsOf(t, d)[tc.reason]; got != tc.count {
 				t.Errorf("%s = %d, want %d (all drops: %v)", tc.reason, got, tc.count, dropsOf(t, d))
 			}
-			// Repeating it keeps memory flat and the stream usable.
-			var before, after runtime.MemStats
-			runtime.GC()
-			runtime.ReadMemStats(&before)
-			for i := 0; i < 300; i++ {
-				d.Decode(t0, exporterA, b, nil)
-			}
-			runtime.GC()
-			runtime.ReadMemStats(&after)
-			if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 8<<20 {
-				t.Errorf("heap grew by %d bytes over 300 repetitions", grown)
-			}
+			assertBoundedRepeats(t, d, b)
 			if n := len(d.Decode(t0, netipAddrPort("127.0.0.99:1"), valid, nil)); n != 1 {
 				t.Errorf("a valid datagram afterwards gave %d flows", n)
 			}
 		})
+	}
+}
+
+// hostileFile returns the case's datagram as testdata/hostile holds it,
+// writing it there (and, for the costliest, into the fuzz corpus) first
+// with -update-hostile.
+func hostileFile(t *testing.T, tc hostileCase) []byte {
+	t.Helper()
+	file := filepath.Join("testdata", "hostile", tc.name+".bin")
+	if *updateHostile {
+		writeFile(t, file, tc.b)
+		if tc.fuzz {
+			seed := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", tc.b)
+			for _, target := range []string{"FuzzDecode", "FuzzDecodeAfterTemplates"} {
+				writeFile(t, filepath.Join("testdata", "fuzz", target, "hostile_"+tc.name), []byte(seed))
+			}
+		}
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatalf("%v (run go test ./collector -run Hostile -update-hostile)", err)
+	}
+	return b
+}
+
+func writeFile(t *testing.T, file string, b []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// maxAllocPerByte bounds what decoding may allocate per byte of a hostile
+// datagram, once its exporter is known; goflow2 v2.2.6's template decoders
+// allocated 65,000 bytes per byte of a set declaring 65,535 fields.
+const maxAllocPerByte = 4
+
+// assertBoundedRepeats decodes b 300 more times: memory stays flat, and
+// what each decode allocates stays within maxAllocPerByte of b's size.
+func assertBoundedRepeats(t *testing.T, d *Decoder, b []byte) {
+	t.Helper()
+	const repeats = 300
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := 0; i < repeats; i++ {
+		d.Decode(t0, exporterA, b, nil)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 8<<20 {
+		t.Errorf("heap grew by %d bytes over %d repetitions", grown, repeats)
+	}
+	perDecode := (after.TotalAlloc - before.TotalAlloc) / repeats
+	if limit := uint64(maxAllocPerByte*len(b) + 1024); perDecode > limit {
+		t.Errorf("each decode of %d bytes allocated %d bytes, want at most %d", len(b), perDecode, limit)
+	}
+	t.Logf("%d bytes: %d allocated per decode", len(b), perDecode)
+}
+
+// attackBytes is the size of the reported template attack: 115 IPFIX
+// template sets of 12 bytes after the 16-byte header, a datagram that
+// crosses a 1500-byte path unfragmented.
+const attackBytes = 1396
+
+// fillSets appends copies of one set to m until the next would pass n bytes.
+func fillSets(m *msg, id uint16, body []byte, n int) []byte {
+	for len(m.b)+setHeaderLen+len(body) <= n {
+		m.set(id, body)
+	}
+	return m.bytes()
+}
+
+// costlyCase is a datagram built to cost the most decoding per byte.
+type costlyCase struct {
+	name string
+	prep [][]byte // decoded first, not measured
+	b    []byte
+}
+
+// costlyCases are the worst datagrams we know how to build, each of
+// attackBytes: what goflow2 v2.2.6 allocates before reading (declared field
+// counts), what scans whole template stores (floods against a full store,
+// alternating definitions and withdrawals), and the cheapest records a
+// legitimate template allows.
+func costlyCases() []costlyCase {
+	oneField := rec(uint16(8), uint16(4))
+	// fill defines n templates in another domain of the same exporter.
+	fill := func(n int) [][]byte {
+		var out [][]byte
+		m := newIPFIX(0, 0, 2)
+		for id := 256; id < 256+n; id++ {
+			if len(m.b) > 60000 {
+				out = append(out, m.bytes())
+				m = newIPFIX(0, 0, 2)
+			}
+			m.template(uint16(id), tf{8, 4, 0})
+		}
+		return append(out, m.bytes())
+	}
+	var flood, alternate []byte
+	for id := 2000; len(flood)+8 <= 1200; id++ {
+		flood = append(flood, rec(uint16(id), uint16(1), oneField)...)
+	}
+	for len(alternate)+12 <= 1200 {
+		alternate = append(alternate, rec(uint16(256), uint16(1), oneField, uint16(2), uint16(0))...)
+	}
+	oneByte := newIPFIX(0, 0, 1).template(256, tf{4, 1, 0}).bytes()
+	return []costlyCase{
+		{name: "ipfix_template_count_65535", b: fillSets(newIPFIX(0, 0, 1), 2, rec(uint16(256), uint16(65535), oneField), attackBytes)},
+		{name: "v9_template_count_65535", b: fillSets(newNFv9(0, 0, 0, 1), 0, rec(uint16(256), uint16(65535), oneField), attackBytes)},
+		{name: "ipfix_options_scope_count_65535", b: fillSets(newIPFIX(0, 0, 1), 3, rec(uint16(256), uint16(65535), uint16(65535)), attackBytes)},
+		{name: "v9_options_scope_length_65532", b: fillSets(newNFv9(0, 0, 0, 1), 1, rec(uint16(256), uint16(65532), uint16(65532)), attackBytes)},
+		{name: "ipfix_templates_into_full_store", prep: fill(1024), b: fillSets(newIPFIX(0, 0, 1), 2, flood, attackBytes)},
+		{name: "ipfix_define_withdraw_alternating", prep: fill(1023), b: fillSets(newIPFIX(0, 0, 1), 2, alternate, attackBytes)},
+		{name: "ipfix_options_withdraw_all_repeated", prep: fill(1023), b: fillSets(newIPFIX(0, 0, 1), 3, bytes.Repeat(rec(uint16(3), uint16(0)), 300), attackBytes)},
+		{name: "ipfix_one_byte_records", prep: [][]byte{oneByte}, b: fillSets(newIPFIX(0, 1, 1), 256, make([]byte, 1200), attackBytes)},
 	}
 }

@@ -2,6 +2,7 @@ package collector
 
 import (
 	"net/netip"
+	"sync/atomic"
 
 	"github.com/flowhouse/flowhouse/flow"
 	"github.com/prometheus/client_golang/prometheus"
@@ -62,6 +63,9 @@ type exporterMetrics struct {
 	flows     [flow.ProtoSFlowV5 + 1]prometheus.Counter
 	drops     map[string]prometheus.Counter
 	seqLost   prometheus.Counter
+	// queueFull is made on the first drop, by whichever reading goroutine
+	// has it, so exporters that never lose a datagram show no such series.
+	queueFull atomic.Pointer[prometheus.Counter]
 }
 
 func (m *metrics) forExporter(addr netip.Addr) *exporterMetrics {
@@ -97,6 +101,21 @@ func (em *exporterMetrics) drop(reason string) {
 		em.drops[reason] = c
 	}
 	c.Inc()
+}
+
+// queueDrop is drop(ReasonQueueFull) for the reading goroutines: drop's
+// cache of series belongs to the decoding one.
+func (em *exporterMetrics) queueDrop() {
+	if em == nil {
+		return
+	}
+	c := em.queueFull.Load()
+	if c == nil {
+		fresh := em.m.drops.WithLabelValues(em.addr, ReasonQueueFull)
+		em.queueFull.CompareAndSwap(nil, &fresh)
+		c = em.queueFull.Load()
+	}
+	(*c).Inc()
 }
 
 func (em *exporterMetrics) sequenceLost(n uint64) {

@@ -1,11 +1,9 @@
 package collector
 
 import (
-	"bytes"
 	"encoding/binary"
 
 	"github.com/flowhouse/flowhouse/flow"
-	"github.com/netsampler/goflow2/v2/decoders/netflow"
 )
 
 const (
@@ -115,84 +113,32 @@ func (e *exporter) tkey(d *decodeContext, h *messageHeader, id uint16) templateK
 	return templateKey{version: h.version, port: d.src.Port(), domain: h.domain, id: id}
 }
 
-func (e *exporter) storeTemplate(d *decodeContext, h *messageHeader, id uint16, fields []netflow.Field, scopes int, options bool) {
-	t, ok := compileTemplate(fields, scopes, options, d.nowMs)
-	if !ok {
+func (e *exporter) storeTemplate(d *decodeContext, h *messageHeader, id uint16, fields []field, scopes int, options bool) {
+	k := e.tkey(d, h, id)
+	// Checked before compiling, so a flood against a full store allocates
+	// nothing; an empty template is reported as such even then.
+	if minLen, _ := recordLength(fields); len(fields) == 0 || minLen == 0 {
 		e.drop(ReasonEmptyTemplate)
 		return
 	}
-	if !e.templates.add(e.tkey(d, h, id), t, d.nowMs) {
-		e.drop(ReasonTemplateLimit)
+	if e.templates.refresh(k, fields, scopes, options, d.nowMs) {
+		return
 	}
+	if !e.templates.room(k, d.nowMs) {
+		e.drop(ReasonTemplateLimit)
+		return
+	}
+	t, _ := compileTemplate(fields, scopes, options, d.nowMs)
+	e.templates.add(k, t, d.nowMs)
 }
 
 // storeOptionsTemplate stores an options template: its scope fields first,
 // then its option fields, as records carry them.
-func (e *exporter) storeOptionsTemplate(d *decodeContext, h *messageHeader, id uint16, scopes, options []netflow.Field) {
+func (e *exporter) storeOptionsTemplate(d *decodeContext, h *messageHeader, id uint16, fields []field, scopes int) {
 	if id < 256 {
 		return // padding at the end of the set
 	}
-	fields := make([]netflow.Field, 0, len(scopes)+len(options))
-	fields = append(fields, scopes...)
-	fields = append(fields, options...)
-	e.storeTemplate(d, h, id, fields, len(scopes), true)
-}
-
-func (e *exporter) addTemplates(d *decodeContext, h *messageHeader, body []byte) {
-	recs, err := netflow.DecodeTemplateSet(h.version, bytes.NewBuffer(body))
-	if err != nil {
-		e.drop(ReasonMalformedSet)
-	}
-	for _, r := range recs {
-		switch {
-		case r.TemplateId < 256 && r.FieldCount == 0:
-			if h.version == 10 && r.TemplateId == 2 {
-				e.templates.withdrawAll(h.version, d.src.Port(), h.domain, false)
-			}
-			// Otherwise padding at the end of the set.
-		case r.TemplateId < 256:
-			e.drop(ReasonMalformedSet)
-		case r.FieldCount == 0 && h.version == 10:
-			// RFC 7011 section 8.1: a template withdrawal.
-			e.templates.withdraw(e.tkey(d, h, r.TemplateId))
-		default:
-			e.storeTemplate(d, h, r.TemplateId, r.Fields, 0, false)
-		}
-	}
-}
-
-func (e *exporter) addNFv9OptionsTemplates(d *decodeContext, h *messageHeader, body []byte) {
-	recs, err := netflow.DecodeNFv9OptionsTemplateSet(bytes.NewBuffer(body))
-	if err != nil && len(recs) == 0 {
-		e.drop(ReasonMalformedSet)
-	}
-	for _, r := range recs {
-		e.storeOptionsTemplate(d, h, r.TemplateId, r.Scopes, r.Options)
-	}
-}
-
-func (e *exporter) addIPFIXOptionsTemplates(d *decodeContext, h *messageHeader, body []byte) {
-	// Withdrawal records are 4 bytes (ID and a zero field count), which
-	// goflow2's options template decoder would misread as a header.
-	if len(body) >= 4 && binary.BigEndian.Uint16(body[2:]) == 0 {
-		for ; len(body) >= 4; body = body[4:] {
-			id := binary.BigEndian.Uint16(body)
-			switch {
-			case id == 3:
-				e.templates.withdrawAll(h.version, d.src.Port(), h.domain, true)
-			case id >= 256:
-				e.templates.withdraw(e.tkey(d, h, id))
-			}
-		}
-		return
-	}
-	recs, err := netflow.DecodeIPFIXOptionsTemplateSet(bytes.NewBuffer(body))
-	if err != nil && len(recs) == 0 {
-		e.drop(ReasonMalformedSet)
-	}
-	for _, r := range recs {
-		e.storeOptionsTemplate(d, h, r.TemplateId, r.Scopes, r.Options)
-	}
+	e.storeTemplate(d, h, id, fields, scopes, true)
 }
 
 // decodeDataSet decodes the records of one data set. A set whose template

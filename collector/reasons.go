@@ -14,6 +14,6 @@ const (
 	ReasonMalformedSample   = "malformed_sample"   // sFlow sample or record that cannot be parsed
 	ReasonTooManySamples    = "too_many_samples"   // sFlow counts beyond what the datagram can hold
 	ReasonExporterLimit     = "exporter_limit"     // too many distinct exporters tracked
-	ReasonQueueFull         = "queue_full"         // a decode worker was too far behind
+	ReasonQueueFull         = "queue_full"         // refused at the worker queue: worker behind and the exporter has its share waiting
 	ReasonUnsupportedSample = "unsupported_sample" // sFlow sample format we do not decode
 )
