@@ -3,7 +3,6 @@ package queryapi_test
 import (
 	"context"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 
@@ -86,4 +85,33 @@ func skippedSeparators(t *testing.T, ro *store.ReadOnly) map[string]bool {
 	return out
 }
 
-var _ = url.Values{}
+
+// TestDefaultFormatIsOnlyAFormat: the default_format parameter reaches the
+// engine as the output format, never as query text.
+func TestDefaultFormatIsOnlyAFormat(t *testing.T) {
+	ep := newEndpoint(t, "", defaultOpts)
+	targets, err := bypass.NewTargets(t.TempDir(), canaryContent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch, err := bypass.NewWatch(targets.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Close()
+	for _, f := range []string{
+		"TSV INTO OUTFILE '" + targets.Written + "'",
+		"TSV; SELECT * FROM file('" + targets.Canary + "', 'LineAsString')",
+		"TSV SETTINGS readonly = 0",
+		"Template",
+		"TSV\nINTO OUTFILE '" + targets.Written + "'",
+	} {
+		a := get(t, ep.url, "SELECT 1", "default_format", f)
+		if a.status == 200 || strings.Contains(a.body, canaryContent) {
+			t.Errorf("default_format %q: %d %q", f, a.status, a.body)
+		}
+		if events, err := watch.Events(); err != nil || len(events) > 0 {
+			t.Fatalf("default_format %q: files touched: %v %v", f, events, err)
+		}
+	}
+}
