@@ -85,7 +85,6 @@ func skippedSeparators(t *testing.T, ro *store.ReadOnly) map[string]bool {
 	return out
 }
 
-
 // TestDefaultFormatIsOnlyAFormat: the default_format parameter reaches the
 // engine as the output format, never as query text.
 func TestDefaultFormatIsOnlyAFormat(t *testing.T) {
