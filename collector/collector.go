@@ -25,7 +25,7 @@ import (
 
 // Deps are what the collector needs from the rest of flowhouse.
 type Deps struct {
-	Sink       Sink
+	Sink       flow.Sink
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }

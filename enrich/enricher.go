@@ -4,7 +4,7 @@
 // the exporters' ARP tables, MAC vendors (IEEE OUI registry) and network
 // attributes (configured CIDR prefixes).
 //
-// The Enricher is a collector.Sink in front of the store's batcher. Its
+// The Enricher is a flow.Sink in front of the store's batcher. Its
 // Write path reads immutable caches only: it never waits for SNMP or the
 // database, and what it cannot answer is counted as a cache miss. SNMP
 // pollers run on their own goroutines, swap the caches whole, and keep
@@ -26,7 +26,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/flowhouse/flowhouse/collector"
 	"github.com/flowhouse/flowhouse/enrich/oui"
 	"github.com/flowhouse/flowhouse/flow"
 	"github.com/flowhouse/flowhouse/store"
@@ -36,7 +35,7 @@ import (
 // Deps of the Enricher.
 type Deps struct {
 	// Next receives the enriched flows: the store's batcher.
-	Next collector.Sink
+	Next flow.Sink
 	// DB keeps poll results and reloads them at start; nil keeps nothing.
 	DB         store.DB
 	Logger     *slog.Logger

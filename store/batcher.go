@@ -25,7 +25,7 @@ type Deps struct {
 
 // Batcher collects flows from the collector's workers into columnar
 // batches and hands each full (or old enough) batch to writer goroutines
-// through a bounded queue. It implements collector.Sink.
+// through a bounded queue. It implements flow.Sink.
 //
 // Write never waits for the database: when the queue is full the batch is
 // dropped and counted, because a collector blocked on its sink stops
