@@ -28,7 +28,7 @@ import (
 
 	"github.com/flowhouse/flowhouse/enrich/oui"
 	"github.com/flowhouse/flowhouse/flow"
-	"github.com/flowhouse/flowhouse/store"
+	"github.com/flowhouse/flowhouse/internal/dbapi"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -37,7 +37,7 @@ type Deps struct {
 	// Next receives the enriched flows: the store's batcher.
 	Next flow.Sink
 	// DB keeps poll results and reloads them at start; nil keeps nothing.
-	DB         store.DB
+	DB         dbapi.DB
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	// OUI replaces loading the registry from Config.OUIDir (tests).
@@ -124,7 +124,7 @@ func (e *Enricher) Start(ctx context.Context) error {
 		}
 	}
 	if e.deps.DB != nil {
-		caps, err := store.DetectCapabilities(ctx, e.deps.DB)
+		caps, err := dbapi.DetectCapabilities(ctx, e.deps.DB)
 		if err != nil {
 			return fmt.Errorf("enrich: %w", err)
 		}
