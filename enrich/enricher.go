@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +30,7 @@ import (
 	"github.com/flowhouse/flowhouse/enrich/oui"
 	"github.com/flowhouse/flowhouse/flow"
 	"github.com/flowhouse/flowhouse/internal/dbapi"
+	"github.com/flowhouse/flowhouse/tenant"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -42,6 +44,10 @@ type Deps struct {
 	Registerer prometheus.Registerer
 	// OUI replaces loading the registry from Config.OUIDir (tests).
 	OUI *oui.Registry
+	// Tenants matches exporters to tenants: the one cmd/flowhouse shares
+	// with what reads the store, built from Config.Tenants(). Nil builds
+	// it from the configuration.
+	Tenants *tenant.Tenants
 }
 
 // Enricher fills the enrichment fields of flows and passes them on.
@@ -51,7 +57,7 @@ type Enricher struct {
 	log  *slog.Logger
 	m    *metrics
 
-	matcher     *exporterMatcher
+	tenantMatch *tenant.Tenants
 	nets        *networks
 	globalRules []rule
 	rules       map[*ExporterConfig][]rule
@@ -85,12 +91,22 @@ func New(cfg Config, deps Deps) (*Enricher, error) {
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
+	if deps.Tenants == nil {
+		t, err := tenant.New(cfg.Tenants())
+		if err != nil {
+			return nil, fmt.Errorf("enrich: %w", err)
+		}
+		deps.Tenants = t
+	} else if !reflect.DeepEqual(deps.Tenants.Config(), cfg.Tenants()) {
+		// Entries are told apart by their index in cfg.Exporters.
+		return nil, errors.New("enrich: Deps.Tenants is not built from this configuration's default_tenant and exporters")
+	}
 	e := &Enricher{
 		cfg:         cfg,
 		deps:        deps,
 		log:         deps.Logger.With("component", "enrich"),
 		m:           newMetrics(deps.Registerer),
-		matcher:     newExporterMatcher(cfg.Exporters),
+		tenantMatch: deps.Tenants,
 		nets:        newNetworks(cfg.Networks),
 		globalRules: compileRules(cfg.InterfaceRules),
 		rules:       map[*ExporterConfig][]rule{},
@@ -98,8 +114,6 @@ func New(cfg Config, deps Deps) (*Enricher, error) {
 		sem:         make(chan struct{}, cfg.Polling.MaxConcurrent),
 		inv:         newInventory(cfg.Polling.MaxIPHistory),
 	}
-	// The matcher points into e.cfg.Exporters' own copy.
-	e.matcher = newExporterMatcher(e.cfg.Exporters)
 	for i := range e.cfg.Exporters {
 		ec := &e.cfg.Exporters[i]
 		e.rules[ec] = append(compileRules(ec.InterfaceRules), e.globalRules...)
@@ -135,11 +149,8 @@ func (e *Enricher) Start(ctx context.Context) error {
 		}
 	}
 	// Exporters configured by address are known before their first flow.
-	for i := range e.cfg.Exporters {
-		ec := &e.cfg.Exporters[i]
-		if p, err := parseMatch(ec.Match); err == nil && p.IsSingleIP() {
-			e.exporterFor(flow.Addr(p.Addr().As16()))
-		}
+	for _, a := range e.tenantMatch.Addresses() {
+		e.exporterFor(flow.AddrFromNetip(a))
 	}
 	pctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
@@ -165,19 +176,18 @@ func (e *Enricher) exporterFor(a flow.Addr) *exporter {
 		return v.(*exporter)
 	}
 	x := &exporter{addr: a, ip: netip.AddrFrom16(a).Unmap()}
-	if ec := e.matcher.match(a); ec != nil {
-		x.cfg = ec
-		x.tenant = ec.Tenant
-		x.cfgName, x.site, x.role = ec.Name, ec.Site, ec.Role
-		x.snmpEnabled = ec.SNMP.Enabled
-		x.rules = e.rules[ec]
-	} else {
+	m := e.tenantMatch.Match(x.ip)
+	x.tenant = m.Tenant
+	if m.Discovered() {
 		x.discovered = true
 		x.snmpEnabled = e.cfg.DiscoveredSNMP.Enabled
 		x.rules = e.globalRules
-	}
-	if x.tenant == "" {
-		x.tenant = e.cfg.DefaultTenant
+	} else {
+		ec := &e.cfg.Exporters[m.Entry]
+		x.cfg = ec
+		x.cfgName, x.site, x.role = ec.Name, ec.Site, ec.Role
+		x.snmpEnabled = ec.SNMP.Enabled
+		x.rules = e.rules[ec]
 	}
 	v, loaded := e.exporters.LoadOrStore(a, x)
 	if loaded {

@@ -57,7 +57,8 @@ func TestOUIRegistry(t *testing.T) {
 	t.Logf("%d prefixes", reg.Len())
 }
 
-func TestNetworksAndExporterMatch(t *testing.T) {
+// TestNetworks; the exporter match is package tenant's (TestMatch).
+func TestNetworks(t *testing.T) {
 	n := newNetworks([]NetworkConfig{
 		{Prefix: "10.0.0.0/8", Name: "private"},
 		{Prefix: "10.1.0.0/16", Tenant: "a", Name: "a-site"},
@@ -75,16 +76,6 @@ func TestNetworksAndExporterMatch(t *testing.T) {
 		if got != c.want {
 			t.Errorf("%s %s: %q, want %q", c.tenant, c.ip, got, c.want)
 		}
-	}
-	m := newExporterMatcher([]ExporterConfig{{Match: "192.0.2.0/24", Tenant: "wide"}, {Match: "192.0.2.7", Tenant: "one"}})
-	if c := m.match(a("192.0.2.7")); c == nil || c.Tenant != "one" {
-		t.Errorf("exact: %+v", c)
-	}
-	if c := m.match(a("192.0.2.8")); c == nil || c.Tenant != "wide" {
-		t.Errorf("prefix: %+v", c)
-	}
-	if c := m.match(a("198.51.100.1")); c != nil {
-		t.Errorf("unmatched: %+v", c)
 	}
 }
 
