@@ -21,6 +21,7 @@ import (
 
 	"github.com/flowhouse/flowhouse/flow"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 )
 
 // Deps are what the collector needs from the rest of flowhouse.
@@ -211,17 +212,14 @@ func (c *Collector) read(conn *net.UDPConn) {
 	defer c.readers.Done()
 	batch := newBatchReader(conn, 64)
 	routes := newRoutes(c)
-	var lastErrLog time.Time
+	errLog := rate.Sometimes{Interval: 10 * time.Second}
 	for {
 		n, err := batch.read()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			if now := time.Now(); now.Sub(lastErrLog) > 10*time.Second {
-				lastErrLog = now
-				c.log.Warn("socket read failed; retrying (logged at most every 10s)", "error", err)
-			}
+			errLog.Do(func() { c.log.Warn("socket read failed; retrying (logged at most every 10s)", "error", err) })
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}

@@ -32,6 +32,7 @@ import (
 	"github.com/flowhouse/flowhouse/internal/dbapi"
 	"github.com/flowhouse/flowhouse/tenant"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 )
 
 // Deps of the Enricher.
@@ -78,6 +79,8 @@ type Enricher struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	started atomic.Bool
+
+	dbErrLog rate.Sometimes // failed writes of poll results
 }
 
 // New checks cfg and prepares the Enricher without I/O.
@@ -113,6 +116,7 @@ func New(cfg Config, deps Deps) (*Enricher, error) {
 		discovered:  make(chan *exporter, 256),
 		sem:         make(chan struct{}, cfg.Polling.MaxConcurrent),
 		inv:         newInventory(cfg.Polling.MaxIPHistory),
+		dbErrLog:    rate.Sometimes{Interval: 10 * time.Second},
 	}
 	for i := range e.cfg.Exporters {
 		ec := &e.cfg.Exporters[i]
