@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flowhouse/flowhouse/flow"
+	"github.com/flowhouse/flowhouse/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -136,7 +137,7 @@ func sendCaptures(t *testing.T, c *Collector) []victim {
 		v := victim{name: name, addr: netip.AddrFrom4([4]byte{127, 0, 1, byte(i + 1)}), flows: len(flows), lost: d.Stats()[0].SequenceLost}
 		victims = append(victims, v)
 		conn := dialFrom(t, netip.AddrPortFrom(v.addr, 0).String(), c.Addrs()[1])
-		datagrams := readCapture(t, filepath.Join("testdata", "captures", name+".pcap"))
+		datagrams := testkit.ReadCapture(t, filepath.Join("testdata", "captures", name+".pcap"))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
