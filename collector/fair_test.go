@@ -27,17 +27,6 @@ func (s *memSink) flowsFrom() map[netip.Addr]int {
 	return out
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, within time.Duration, cond func() bool) bool {
-	t.Helper()
-	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		if cond() {
-			return true
-		}
-	}
-	return cond()
-}
-
 func dialFrom(t *testing.T, from string, to netip.AddrPort) *net.UDPConn {
 	t.Helper()
 	conn, err := net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(from)), net.UDPAddrFromAddrPort(to))
@@ -104,7 +93,7 @@ func TestFloodingExporterCannotStarveOthers(t *testing.T) {
 	stopFlood := func() { once.Do(func() { close(stop); wg.Wait() }) }
 	defer stopFlood()
 	// The victims start once the flood has had the queue to itself.
-	if !waitFor(t, 5*time.Second, func() bool { return testutil.ToFloat64(c.metrics.queueDrops) > 0 }) {
+	if !testkit.Within(5*time.Second, func() bool { return testutil.ToFloat64(c.metrics.queueDrops) > 0 }) {
 		t.Fatalf("%d flood datagrams sent and none refused: the flood does not load the worker", sent.Load())
 	}
 
@@ -151,7 +140,7 @@ func sendCaptures(t *testing.T, c *Collector) []victim {
 					s := statsOf(c, v.addr)
 					return s.Datagrams+s.Drops[ReasonQueueFull] > uint64(i)
 				}
-				if !waitFor(t, 5*time.Second, handled) {
+				if !testkit.Within(5*time.Second, handled) {
 					t.Errorf("%s: datagram %d neither decoded nor refused", name, i)
 					return
 				}
