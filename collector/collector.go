@@ -173,15 +173,6 @@ func (c *Collector) Stats() []flow.ExporterStats {
 	return out
 }
 
-// InterfaceCounters returns the latest sFlow interface counters seen.
-func (c *Collector) InterfaceCounters() []InterfaceCounters {
-	var out []InterfaceCounters
-	for _, w := range c.workers {
-		out = append(out, w.dec.InterfaceCounters()...)
-	}
-	return out
-}
-
 const (
 	maxDatagram = 65535
 	// smallDatagram covers every datagram sent over a 1500-byte MTU path,

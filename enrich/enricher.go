@@ -358,16 +358,6 @@ func (e *Enricher) Interfaces(exporterAddr netip.Addr) map[uint32]Interface {
 	return out
 }
 
-// Exporters lists what is known of every exporter seen or configured.
-func (e *Enricher) Exporters() []ExporterStatus {
-	var out []ExporterStatus
-	e.exporters.Range(func(_, v any) bool {
-		out = append(out, v.(*exporter).statusOf())
-		return true
-	})
-	return out
-}
-
 // Exporter returns the status of one exporter.
 func (e *Enricher) Exporter(addr netip.Addr) (ExporterStatus, bool) {
 	v, ok := e.exporters.Load(flow.AddrFromNetip(addr))
