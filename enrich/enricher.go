@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -100,7 +99,7 @@ func New(cfg Config, deps Deps) (*Enricher, error) {
 			return nil, fmt.Errorf("enrich: %w", err)
 		}
 		deps.Tenants = t
-	} else if !reflect.DeepEqual(deps.Tenants.Config(), cfg.Tenants()) {
+	} else if !deps.Tenants.Config().Equal(cfg.Tenants()) {
 		// Entries are told apart by their index in cfg.Exporters.
 		return nil, errors.New("enrich: Deps.Tenants is not built from this configuration's default_tenant and exporters")
 	}

@@ -41,6 +41,12 @@ type Exporter struct {
 	Tenant string
 }
 
+// Equal reports whether c and o match the same exporters to the same
+// tenants through the same entries.
+func (c Config) Equal(o Config) bool {
+	return c.Default == o.Default && slices.Equal(c.Exporters, o.Exporters)
+}
+
 // Validate names the wrong keys: default_tenant, exporters[i].match.
 func (c Config) Validate() error {
 	dflt, entries := c.Problems()
