@@ -143,7 +143,6 @@ var longFunctions = map[string]string{
 	// Command-line programs that run steps in order, read top to bottom.
 	"cmd/flowbench/main.go:step": "one benchmark step from start to report",
 	"cmd/flowgen/main.go:run":    "flag parsing and one run",
-	"flowgen/generator.go:Run":   "the generator's main loop",
 }
 
 // maxFuncLines is the longest a production function may be, from its
