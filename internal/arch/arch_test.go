@@ -142,7 +142,6 @@ var longFunctions = map[string]string{
 	"store/embedded_rows.go:assignSpecial": "scan of special types, being rewritten by the schema work",
 	// Command-line programs that run steps in order, read top to bottom.
 	"cmd/flowbench/main.go:step": "one benchmark step from start to report",
-	"cmd/flowgen/main.go:run":    "flag parsing and one run",
 }
 
 // maxFuncLines is the longest a production function may be, from its
