@@ -286,11 +286,7 @@ func step(ctx context.Context, o options, target storeTarget, database string, r
 
 	cfg := flowgen.DefaultConfig()
 	cfg.Target = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(udpPort))
-	cfg.Exporters = o.exporters
-	cfg.Protocols = protocols
-	cfg.Rate = rate
-	cfg.Duration = o.duration
-	cfg.Send = true
+	cfg.Exporters, cfg.Protocols, cfg.Rate, cfg.Duration, cfg.Send = o.exporters, protocols, rate, o.duration, true
 	gen, err := flowgen.New(cfg)
 	if err != nil {
 		return st, err
@@ -302,26 +298,9 @@ func step(ctx context.Context, o options, target storeTarget, database string, r
 	st.Sent = genReport.Total.Flows
 	st.AchievedRate = genReport.FlowsPerSecond
 
-	// Wait for the collector and the batcher to drain: the inserted row
-	// count stops moving (or reaches what was sent).
 	sendEnd := time.Now()
-	var last float64
-	for stable := 0; stable < 6 && time.Since(sendEnd) < 60*time.Second; {
-		time.Sleep(500 * time.Millisecond)
-		m, err := scrape(httpAddr)
-		if err != nil {
-			return st, err
-		}
-		n := m["flowhouse_store_rows_inserted_total"]
-		if n == last {
-			stable++
-		} else {
-			stable = 0
-		}
-		last = n
-		if n >= float64(st.Sent) {
-			break
-		}
+	if err := waitDrained(httpAddr, st.Sent); err != nil {
+		return st, err
 	}
 	st.DrainSeconds = time.Since(sendEnd).Seconds()
 	wall := time.Since(start).Seconds()
@@ -329,18 +308,8 @@ func step(ctx context.Context, o options, target storeTarget, database string, r
 	st.CPUCores = (cpu1 - cpu0) / wall
 	st.PeakRSSMiB = peakRSSMiB(cmd.Process.Pid)
 	st.KernelDrops = udpReceiveErrors() - kernel0
-	m, err := scrape(httpAddr)
-	if err == nil {
-		st.QueueDrops = m["flowhouse_collector_queue_drops_total"]
-		st.DecodeDrops = m["flowhouse_collector_drops_total"]
-		st.StoreDrops = m["flowhouse_store_rows_dropped_total"]
-		st.Batches = m["flowhouse_store_batch_rows_count"]
-		if st.Batches > 0 {
-			st.MeanBatchRows = m["flowhouse_store_batch_rows_sum"] / st.Batches
-		}
-		if c := m["flowhouse_store_insert_duration_seconds_count"]; c > 0 {
-			st.MeanInsertMs = m["flowhouse_store_insert_duration_seconds_sum"] / c * 1000
-		}
+	if m, err := scrape(httpAddr); err == nil {
+		st.addMetrics(m)
 	}
 	stop()
 	if st.Stored, err = target.countRows(ctx, database); err != nil {
@@ -351,6 +320,46 @@ func step(ctx context.Context, o options, target storeTarget, database string, r
 		st.LossRatio = float64(st.Lost) / float64(st.Sent)
 	}
 	return st, nil
+}
+
+// addMetrics takes the drops and batch figures of flowhouse's metrics.
+func (st *Step) addMetrics(m map[string]float64) {
+	st.QueueDrops = m["flowhouse_collector_queue_drops_total"]
+	st.DecodeDrops = m["flowhouse_collector_drops_total"]
+	st.StoreDrops = m["flowhouse_store_rows_dropped_total"]
+	st.Batches = m["flowhouse_store_batch_rows_count"]
+	if st.Batches > 0 {
+		st.MeanBatchRows = m["flowhouse_store_batch_rows_sum"] / st.Batches
+	}
+	if c := m["flowhouse_store_insert_duration_seconds_count"]; c > 0 {
+		st.MeanInsertMs = m["flowhouse_store_insert_duration_seconds_sum"] / c * 1000
+	}
+}
+
+// waitDrained waits for the collector and the batcher to drain: the
+// inserted row count stops moving (or reaches what was sent), for at
+// most a minute.
+func waitDrained(httpAddr string, sent uint64) error {
+	start := time.Now()
+	var last float64
+	for stable := 0; stable < 6 && time.Since(start) < 60*time.Second; {
+		time.Sleep(500 * time.Millisecond)
+		m, err := scrape(httpAddr)
+		if err != nil {
+			return err
+		}
+		n := m["flowhouse_store_rows_inserted_total"]
+		if n == last {
+			stable++
+		} else {
+			stable = 0
+		}
+		last = n
+		if n >= float64(sent) {
+			break
+		}
+	}
+	return nil
 }
 
 func freePort(network string) (int, error) {

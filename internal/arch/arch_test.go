@@ -140,8 +140,6 @@ var longFunctions = map[string]string{
 	// Scanning of the embedded engine's special column types; the schema
 	// work rewrites this file.
 	"store/embedded_rows.go:assignSpecial": "scan of special types, being rewritten by the schema work",
-	// Command-line programs that run steps in order, read top to bottom.
-	"cmd/flowbench/main.go:step": "one benchmark step from start to report",
 }
 
 // maxFuncLines is the longest a production function may be, from its
