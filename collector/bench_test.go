@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/flowhouse/flowhouse/flow"
+	"github.com/flowhouse/flowhouse/internal/testkit"
 	"github.com/netsampler/goflow2/v2/decoders/netflow"
 	"github.com/netsampler/goflow2/v2/decoders/netflowlegacy"
 	"github.com/netsampler/goflow2/v2/decoders/sflow"
@@ -30,7 +31,7 @@ var benchCaptures = []struct{ name, file string }{
 func loadBench(b *testing.B, file string) [][]byte {
 	b.Helper()
 	var out [][]byte
-	for _, dg := range readCapture(b, filepath.Join("testdata", "captures", file)) {
+	for _, dg := range testkit.ReadCapture(b, filepath.Join("testdata", "captures", file)) {
 		out = append(out, dg.Payload)
 	}
 	if len(out) == 0 {

@@ -9,22 +9,13 @@ import (
 	"testing"
 
 	"github.com/flowhouse/flowhouse/flow"
-	"github.com/flowhouse/flowhouse/internal/pcapread"
+	"github.com/flowhouse/flowhouse/internal/testkit"
 )
 
 // The captures in testdata/captures are what real exporters (softflowd,
 // pmacct) sent for testdata/traffic.pcap; the .expected.json beside each
 // is tshark's reading of the same capture (testdata/gen explains how both
 // were made). Our decoder must agree with tshark record for record.
-
-func readCapture(tb testing.TB, file string) []pcapread.Datagram {
-	tb.Helper()
-	ds, err := pcapread.ReadFile(file)
-	if err != nil {
-		tb.Fatalf("read %s: %v", file, err)
-	}
-	return ds
-}
 
 type expectedRecord struct {
 	Src        string `json:"src"`
@@ -85,7 +76,7 @@ func decodeCapture(t *testing.T, name string) ([]flow.Flow, *Decoder) {
 	d := NewDecoder(DecoderConfig{}, nil)
 	var all []flow.Flow
 	var out []flow.Flow
-	for _, dg := range readCapture(t, filepath.Join("testdata", "captures", name+".pcap")) {
+	for _, dg := range testkit.ReadCapture(t, filepath.Join("testdata", "captures", name+".pcap")) {
 		out = d.Decode(dg.Time, dg.Src, dg.Payload, out)
 		all = append(all, out...)
 	}

@@ -21,11 +21,12 @@ import (
 
 	"github.com/flowhouse/flowhouse/flow"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 )
 
 // Deps are what the collector needs from the rest of flowhouse.
 type Deps struct {
-	Sink       Sink
+	Sink       flow.Sink
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -172,15 +173,6 @@ func (c *Collector) Stats() []flow.ExporterStats {
 	return out
 }
 
-// InterfaceCounters returns the latest sFlow interface counters seen.
-func (c *Collector) InterfaceCounters() []InterfaceCounters {
-	var out []InterfaceCounters
-	for _, w := range c.workers {
-		out = append(out, w.dec.InterfaceCounters()...)
-	}
-	return out
-}
-
 const (
 	maxDatagram = 65535
 	// smallDatagram covers every datagram sent over a 1500-byte MTU path,
@@ -211,17 +203,14 @@ func (c *Collector) read(conn *net.UDPConn) {
 	defer c.readers.Done()
 	batch := newBatchReader(conn, 64)
 	routes := newRoutes(c)
-	var lastErrLog time.Time
+	errLog := rate.Sometimes{Interval: 10 * time.Second}
 	for {
 		n, err := batch.read()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			if now := time.Now(); now.Sub(lastErrLog) > 10*time.Second {
-				lastErrLog = now
-				c.log.Warn("socket read failed; retrying (logged at most every 10s)", "error", err)
-			}
+			errLog.Do(func() { c.log.Warn("socket read failed; retrying (logged at most every 10s)", "error", err) })
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/flowhouse/flowhouse/flow"
+	"github.com/flowhouse/flowhouse/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -68,10 +69,7 @@ func TestCollectorReceivesOverUDP(t *testing.T) {
 			send([]byte{0xde, 0xad, 0xbe, 0xef})
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for sink.count() < 100 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.Within(5*time.Second, func() bool { return sink.count() >= 100 })
 	c.Stop()
 	if n := sink.count(); n != 100 {
 		t.Fatalf("sink got %d flows, want 100", n)
@@ -153,9 +151,7 @@ func TestCollectorLargeDatagram(t *testing.T) {
 	if _, err := conn.Write(b); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(5 * time.Second); sink.count() < 300 && time.Now().Before(deadline); {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.Within(5*time.Second, func() bool { return sink.count() >= 300 })
 	c.Stop()
 	if n := sink.count(); n != 300 {
 		t.Fatalf("got %d flows from a %d-byte datagram, want 300", n, len(b))

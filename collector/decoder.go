@@ -189,22 +189,3 @@ func (dec *Decoder) Stats() []flow.ExporterStats {
 	sort.Slice(out, func(i, j int) bool { return string(out[i].Addr[:]) < string(out[j].Addr[:]) })
 	return out
 }
-
-// InterfaceCounters returns the latest sFlow interface counters per exporter.
-func (dec *Decoder) InterfaceCounters() []InterfaceCounters {
-	dec.mu.Lock()
-	list := make([]*exporter, 0, len(dec.exporters))
-	for _, e := range dec.exporters {
-		list = append(list, e)
-	}
-	dec.mu.Unlock()
-	var out []InterfaceCounters
-	for _, e := range list {
-		e.mu.Lock()
-		for _, c := range e.counters {
-			out = append(out, c)
-		}
-		e.mu.Unlock()
-	}
-	return out
-}

@@ -24,7 +24,8 @@ type exporter struct {
 	templates *templateStore
 	sampling  *samplingTable
 	streams   map[streamKey]*sequenceStream
-	counters  map[uint64]InterfaceCounters
+	// counterRecords counts the sFlow interface counter records decoded.
+	counterRecords uint64
 
 	// systemInitMs per observation domain, from IPFIX options records,
 	// anchors flowStart/EndSysUpTime.
@@ -53,7 +54,6 @@ func newExporter(addr netip.Addr, nowMs int64, dec *Decoder) *exporter {
 		drops:        make(map[string]uint64),
 		templates:    newTemplateStore(dec.cfg.MaxTemplatesPerExporter, dec.cfg.TemplateTimeout.Milliseconds()),
 		streams:      make(map[streamKey]*sequenceStream),
-		counters:     make(map[uint64]InterfaceCounters),
 		systemInitMs: make(map[uint32]int64),
 		ifNames:      make(map[uint32]InterfaceName),
 		m:            dec.metrics.forExporter(addr),
@@ -91,6 +91,8 @@ func (e *exporter) stats() flow.ExporterStats {
 		Bytes:       e.bytes,
 		Drops:       make(map[string]uint64, len(e.drops)),
 		Templates:   e.templates.len(),
+
+		CounterRecords: e.counterRecords,
 	}
 	for p := flow.ProtoNetFlowV5; p <= flow.ProtoSFlowV5; p++ {
 		if e.protocols&(1<<p) != 0 {

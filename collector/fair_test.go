@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flowhouse/flowhouse/flow"
+	"github.com/flowhouse/flowhouse/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -24,17 +25,6 @@ func (s *memSink) flowsFrom() map[netip.Addr]int {
 		out[s.flows[i].ExporterAddr.Netip().Unmap()]++
 	}
 	return out
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, within time.Duration, cond func() bool) bool {
-	t.Helper()
-	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		if cond() {
-			return true
-		}
-	}
-	return cond()
 }
 
 func dialFrom(t *testing.T, from string, to netip.AddrPort) *net.UDPConn {
@@ -103,7 +93,7 @@ func TestFloodingExporterCannotStarveOthers(t *testing.T) {
 	stopFlood := func() { once.Do(func() { close(stop); wg.Wait() }) }
 	defer stopFlood()
 	// The victims start once the flood has had the queue to itself.
-	if !waitFor(t, 5*time.Second, func() bool { return testutil.ToFloat64(c.metrics.queueDrops) > 0 }) {
+	if !testkit.Within(5*time.Second, func() bool { return testutil.ToFloat64(c.metrics.queueDrops) > 0 }) {
 		t.Fatalf("%d flood datagrams sent and none refused: the flood does not load the worker", sent.Load())
 	}
 
@@ -136,7 +126,7 @@ func sendCaptures(t *testing.T, c *Collector) []victim {
 		v := victim{name: name, addr: netip.AddrFrom4([4]byte{127, 0, 1, byte(i + 1)}), flows: len(flows), lost: d.Stats()[0].SequenceLost}
 		victims = append(victims, v)
 		conn := dialFrom(t, netip.AddrPortFrom(v.addr, 0).String(), c.Addrs()[1])
-		datagrams := readCapture(t, filepath.Join("testdata", "captures", name+".pcap"))
+		datagrams := testkit.ReadCapture(t, filepath.Join("testdata", "captures", name+".pcap"))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -150,7 +140,7 @@ func sendCaptures(t *testing.T, c *Collector) []victim {
 					s := statsOf(c, v.addr)
 					return s.Datagrams+s.Drops[ReasonQueueFull] > uint64(i)
 				}
-				if !waitFor(t, 5*time.Second, handled) {
+				if !testkit.Within(5*time.Second, handled) {
 					t.Errorf("%s: datagram %d neither decoded nor refused", name, i)
 					return
 				}

@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"github.com/flowhouse/flowhouse/internal/testkit"
 	"os"
 	"path/filepath"
 	"testing"
@@ -76,7 +77,7 @@ func captureSeeds(tb testing.TB) [][]byte {
 		if _, err := os.Stat(file); err != nil {
 			continue
 		}
-		for _, dg := range readCapture(tb, file) {
+		for _, dg := range testkit.ReadCapture(tb, file) {
 			out = append(out, dg.Payload)
 		}
 	}

@@ -9,27 +9,6 @@ import (
 	"github.com/netsampler/goflow2/v2/decoders/sflow"
 )
 
-// InterfaceCounters are the interface counters of an sFlow counter sample;
-// they can stand in for SNMP polling of octet counters.
-type InterfaceCounters struct {
-	Exporter    netip.Addr
-	SubAgent    uint32
-	IfIndex     uint32
-	IfType      uint32
-	SpeedBps    uint64
-	Direction   uint32
-	Status      uint32
-	InOctets    uint64
-	OutOctets   uint64
-	InPackets   uint64
-	OutPackets  uint64
-	InErrors    uint32
-	OutErrors   uint32
-	InDiscards  uint32
-	OutDiscards uint32
-	TimeMs      int64
-}
-
 // InterfaceName is an interface name an exporter announced in an options record.
 type InterfaceName struct {
 	Exporter    netip.Addr
@@ -96,7 +75,7 @@ func (e *exporter) decodeSFlow(d *decodeContext, b []byte) {
 				e.drop(ReasonMalformedSample)
 			}
 		case sflow.SAMPLE_FORMAT_COUNTER, sflow.SAMPLE_FORMAT_EXPANDED_COUNTER:
-			if !e.decodeSFlowCounterSample(d, subAgent, format == sflow.SAMPLE_FORMAT_EXPANDED_COUNTER, body) {
+			if !e.decodeSFlowCounterSample(format == sflow.SAMPLE_FORMAT_EXPANDED_COUNTER, body) {
 				e.drop(ReasonMalformedSample)
 			}
 		default:
@@ -234,7 +213,7 @@ func fillSampledIP(f *flow.Flow, v *sflow.SampledIPBase, version uint8) {
 	f.Bytes = uint64(v.Length)
 }
 
-func (e *exporter) decodeSFlowCounterSample(d *decodeContext, subAgent uint32, expanded bool, b []byte) bool {
+func (e *exporter) decodeSFlowCounterSample(expanded bool, b []byte) bool {
 	r := reader{b: b}
 	r.u32() // sequence
 	r.u32() // source ID (type and index)
@@ -258,23 +237,13 @@ func (e *exporter) decodeSFlowCounterSample(d *decodeContext, subAgent uint32, e
 		if err != nil {
 			return false
 		}
-		c, ok := rec.Data.(sflow.IfCounters)
-		if !ok {
-			continue
-		}
-		key := uint64(subAgent)<<32 | uint64(c.IfIndex)
-		if _, exists := e.counters[key]; !exists && len(e.counters) >= 65536 {
-			continue
-		}
-		e.counters[key] = InterfaceCounters{
-			Exporter: e.addr, SubAgent: subAgent, IfIndex: c.IfIndex, IfType: c.IfType,
-			SpeedBps: c.IfSpeed, Direction: c.IfDirection, Status: c.IfStatus,
-			InOctets: c.IfInOctets, OutOctets: c.IfOutOctets,
-			InPackets:  uint64(c.IfInUcastPkts) + uint64(c.IfInMulticastPkts) + uint64(c.IfInBroadcastPkts),
-			OutPackets: uint64(c.IfOutUcastPkts) + uint64(c.IfOutMulticastPkts) + uint64(c.IfOutBroadcastPkts),
-			InErrors:   c.IfInErrors, OutErrors: c.IfOutErrors,
-			InDiscards: c.IfInDiscards, OutDiscards: c.IfOutDiscards,
-			TimeMs: d.nowMs,
+		// The generic interface counters (sflow.IfCounters: octets,
+		// packets, errors, discards, speed, status per ifIndex) are decoded,
+		// which checks the record, and counted, but not kept: a later
+		// issue stores them, where they can stand in for SNMP polling of
+		// interface counters.
+		if _, ok := rec.Data.(sflow.IfCounters); ok {
+			e.counterRecords++
 		}
 	}
 	return true

@@ -20,6 +20,8 @@ import (
 
 	"github.com/gosnmp/gosnmp"
 	"golang.org/x/sys/unix"
+
+	"github.com/flowhouse/flowhouse/internal/testkit"
 )
 
 // Real net-snmp agents for the tests: on the host's loopback, or inside a
@@ -126,25 +128,23 @@ func startSnmpd(t *testing.T, ns, sysName string) *agent {
 		a.addr = startRelay(t, ns, port)
 	}
 	// Ready when it answers.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	answers := func() bool {
 		host, p, _ := net.SplitHostPort(a.addr)
 		pn, _ := strconv.Atoi(p)
 		g := &gosnmp.GoSNMP{Target: host, Port: uint16(pn), Community: "public", Version: gosnmp.Version2c, Timeout: 200 * time.Millisecond, Retries: 0}
-		if err := g.Connect(); err == nil {
-			_, err = g.Get([]string{"1.3.6.1.2.1.1.5.0"})
-			g.Conn.Close()
-			if err == nil {
-				a.noCache(t)
-				return a
-			}
+		if err := g.Connect(); err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(dir, "snmpd.log"))
-			t.Fatalf("snmpd did not answer on %s within 10s; log:\n%s", a.addr, log)
-		}
-		time.Sleep(100 * time.Millisecond)
+		_, err := g.Get([]string{"1.3.6.1.2.1.1.5.0"})
+		g.Conn.Close()
+		return err == nil
 	}
+	if !testkit.Within(10*time.Second, answers) {
+		log, _ := os.ReadFile(filepath.Join(dir, "snmpd.log"))
+		t.Fatalf("snmpd did not answer on %s within 10s; log:\n%s", a.addr, log)
+	}
+	a.noCache(t)
+	return a
 }
 
 // snmpset sets ifAlias of ifIndex with the agent's write community.

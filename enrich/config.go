@@ -5,17 +5,18 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
-	"strings"
 	"time"
 
 	"github.com/flowhouse/flowhouse/enrich/snmp"
 	"github.com/flowhouse/flowhouse/secret"
+	"github.com/flowhouse/flowhouse/tenant"
 )
 
 // Config of enrichment: tenants and exporters, networks, interface
 // classification, SNMP polling and the OUI registry.
 type Config struct {
-	// DefaultTenant is the tenant of exporters no entry of Exporters matches.
+	// DefaultTenant is the tenant of exporters no entry of Exporters
+	// matches (package tenant matches them; see Tenants).
 	DefaultTenant string `mapstructure:"default_tenant" yaml:"default_tenant"`
 	// Exporters are matched by the flow's exporter address: an address
 	// (one exporter) or a prefix (many), the longest prefix wins.
@@ -131,23 +132,23 @@ func DefaultConfig() Config {
 
 var validBoundary = map[string]bool{"": true, "external": true, "internal": true}
 
+// Tenants is the tenant part of the configuration: the default tenant
+// and the match and tenant of each exporter entry, in order.
+func (c Config) Tenants() tenant.Config {
+	t := tenant.Config{Default: c.DefaultTenant, Exporters: make([]tenant.Exporter, len(c.Exporters))}
+	for i, e := range c.Exporters {
+		t.Exporters[i] = tenant.Exporter{Match: e.Match, Tenant: e.Tenant}
+	}
+	return t
+}
+
 // Validate names every wrong key and says what is wrong with it.
 func (c Config) Validate() error {
-	var errs []error
-	if strings.TrimSpace(c.DefaultTenant) == "" {
-		errs = append(errs, errors.New("default_tenant: must not be empty"))
-	}
-	seen := map[netip.Prefix]int{}
+	dflt, matches := c.Tenants().Problems()
+	errs := []error{dflt}
 	for i, e := range c.Exporters {
 		key := fmt.Sprintf("exporters[%d]", i)
-		p, err := parseMatch(e.Match)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s.match: %v", key, err))
-		} else if j, dup := seen[p]; dup {
-			errs = append(errs, fmt.Errorf("%s.match: %s is also exporters[%d].match", key, p, j))
-		} else {
-			seen[p] = i
-		}
+		errs = append(errs, matches[i])
 		if err := e.SNMP.Validate(); err != nil {
 			errs = append(errs, prefixErr(key+".snmp.", err))
 		}
@@ -224,29 +225,4 @@ func prefixErr(prefix string, err error) error {
 		return errors.Join(out...)
 	}
 	return errors.New(prefix + err.Error())
-}
-
-// parseMatch reads an address as a single-address prefix, or a prefix.
-func parseMatch(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("%q is not an address or a CIDR prefix", s)
-		}
-		return normalize(p), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is not an address or a CIDR prefix", s)
-	}
-	return normalize(netip.PrefixFrom(a, a.BitLen())), nil
-}
-
-// normalize maps IPv4 prefixes into IPv6 (::ffff:0:0/96) so one table
-// holds both families, as flows carry them.
-func normalize(p netip.Prefix) netip.Prefix {
-	if p.Addr().Is4() {
-		return netip.PrefixFrom(netip.AddrFrom16(p.Addr().As16()), p.Bits()+96).Masked()
-	}
-	return p.Masked()
 }

@@ -6,8 +6,8 @@ type counterSample struct {
 	in, out uint64
 }
 
-// rate is what two samples give.
-type rate struct {
+// counterRate is what two samples give.
+type counterRate struct {
 	valid          bool    // a delta was computed
 	reset          bool    // the counters restarted (agent restart or discontinuity)
 	seconds        float64 // between the samples
@@ -19,7 +19,7 @@ type counterRow struct {
 	ifIndex   uint32
 	cur       counterSample
 	speedMbps uint64
-	rate      rate
+	rate      counterRate
 }
 
 // counterDelta is cur - prev for a counter of the given width in bits.
@@ -48,10 +48,10 @@ func counterDelta(prev, cur uint64, bits uint, maxDelta uint64) (delta uint64, o
 
 // rateOf computes bits per second and utilisation between two samples of
 // 64-bit (HC) counters on an interface of speedMbps.
-func rateOf(prev, cur counterSample, speedMbps uint64) rate {
+func rateOf(prev, cur counterSample, speedMbps uint64) counterRate {
 	dt := float64(cur.at-prev.at) / 1000
 	if dt <= 0 {
-		return rate{}
+		return counterRate{}
 	}
 	var maxDelta uint64
 	if speedMbps > 0 {
@@ -61,9 +61,9 @@ func rateOf(prev, cur counterSample, speedMbps uint64) rate {
 	din, ok1 := counterDelta(prev.in, cur.in, 64, maxDelta)
 	dout, ok2 := counterDelta(prev.out, cur.out, 64, maxDelta)
 	if !ok1 || !ok2 {
-		return rate{reset: true, seconds: dt}
+		return counterRate{reset: true, seconds: dt}
 	}
-	r := rate{valid: true, seconds: dt, inBps: uint64(float64(din) * 8 / dt), outBps: uint64(float64(dout) * 8 / dt)}
+	r := counterRate{valid: true, seconds: dt, inBps: uint64(float64(din) * 8 / dt), outBps: uint64(float64(dout) * 8 / dt)}
 	if speedMbps > 0 {
 		r.inUtil = float32(float64(r.inBps) / (float64(speedMbps) * 1e6) * 100)
 		r.outUtl = float32(float64(r.outBps) / (float64(speedMbps) * 1e6) * 100)

@@ -4,7 +4,7 @@
 // the exporters' ARP tables, MAC vendors (IEEE OUI registry) and network
 // attributes (configured CIDR prefixes).
 //
-// The Enricher is a collector.Sink in front of the store's batcher. Its
+// The Enricher is a flow.Sink in front of the store's batcher. Its
 // Write path reads immutable caches only: it never waits for SNMP or the
 // database, and what it cannot answer is counted as a cache miss. SNMP
 // pollers run on their own goroutines, swap the caches whole, and keep
@@ -26,23 +26,28 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/flowhouse/flowhouse/collector"
 	"github.com/flowhouse/flowhouse/enrich/oui"
 	"github.com/flowhouse/flowhouse/flow"
-	"github.com/flowhouse/flowhouse/store"
+	"github.com/flowhouse/flowhouse/internal/dbapi"
+	"github.com/flowhouse/flowhouse/tenant"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 )
 
 // Deps of the Enricher.
 type Deps struct {
 	// Next receives the enriched flows: the store's batcher.
-	Next collector.Sink
+	Next flow.Sink
 	// DB keeps poll results and reloads them at start; nil keeps nothing.
-	DB         store.DB
+	DB         dbapi.DB
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	// OUI replaces loading the registry from Config.OUIDir (tests).
 	OUI *oui.Registry
+	// Tenants matches exporters to tenants: the one cmd/flowhouse shares
+	// with what reads the store, built from Config.Tenants(). Nil builds
+	// it from the configuration.
+	Tenants *tenant.Tenants
 }
 
 // Enricher fills the enrichment fields of flows and passes them on.
@@ -52,7 +57,7 @@ type Enricher struct {
 	log  *slog.Logger
 	m    *metrics
 
-	matcher     *exporterMatcher
+	tenantMatch *tenant.Tenants
 	nets        *networks
 	globalRules []rule
 	rules       map[*ExporterConfig][]rule
@@ -73,6 +78,8 @@ type Enricher struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	started atomic.Bool
+
+	dbErrLog rate.Sometimes // failed writes of poll results
 }
 
 // New checks cfg and prepares the Enricher without I/O.
@@ -86,21 +93,30 @@ func New(cfg Config, deps Deps) (*Enricher, error) {
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
+	if deps.Tenants == nil {
+		t, err := tenant.New(cfg.Tenants())
+		if err != nil {
+			return nil, fmt.Errorf("enrich: %w", err)
+		}
+		deps.Tenants = t
+	} else if !deps.Tenants.Config().Equal(cfg.Tenants()) {
+		// Entries are told apart by their index in cfg.Exporters.
+		return nil, errors.New("enrich: Deps.Tenants is not built from this configuration's default_tenant and exporters")
+	}
 	e := &Enricher{
 		cfg:         cfg,
 		deps:        deps,
 		log:         deps.Logger.With("component", "enrich"),
 		m:           newMetrics(deps.Registerer),
-		matcher:     newExporterMatcher(cfg.Exporters),
+		tenantMatch: deps.Tenants,
 		nets:        newNetworks(cfg.Networks),
 		globalRules: compileRules(cfg.InterfaceRules),
 		rules:       map[*ExporterConfig][]rule{},
 		discovered:  make(chan *exporter, 256),
 		sem:         make(chan struct{}, cfg.Polling.MaxConcurrent),
 		inv:         newInventory(cfg.Polling.MaxIPHistory),
+		dbErrLog:    rate.Sometimes{Interval: 10 * time.Second},
 	}
-	// The matcher points into e.cfg.Exporters' own copy.
-	e.matcher = newExporterMatcher(e.cfg.Exporters)
 	for i := range e.cfg.Exporters {
 		ec := &e.cfg.Exporters[i]
 		e.rules[ec] = append(compileRules(ec.InterfaceRules), e.globalRules...)
@@ -125,7 +141,7 @@ func (e *Enricher) Start(ctx context.Context) error {
 		}
 	}
 	if e.deps.DB != nil {
-		caps, err := store.DetectCapabilities(ctx, e.deps.DB)
+		caps, err := dbapi.DetectCapabilities(ctx, e.deps.DB)
 		if err != nil {
 			return fmt.Errorf("enrich: %w", err)
 		}
@@ -136,11 +152,8 @@ func (e *Enricher) Start(ctx context.Context) error {
 		}
 	}
 	// Exporters configured by address are known before their first flow.
-	for i := range e.cfg.Exporters {
-		ec := &e.cfg.Exporters[i]
-		if p, err := parseMatch(ec.Match); err == nil && p.IsSingleIP() {
-			e.exporterFor(flow.Addr(p.Addr().As16()))
-		}
+	for _, a := range e.tenantMatch.Addresses() {
+		e.exporterFor(flow.AddrFromNetip(a))
 	}
 	pctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
@@ -166,19 +179,18 @@ func (e *Enricher) exporterFor(a flow.Addr) *exporter {
 		return v.(*exporter)
 	}
 	x := &exporter{addr: a, ip: netip.AddrFrom16(a).Unmap()}
-	if ec := e.matcher.match(a); ec != nil {
-		x.cfg = ec
-		x.tenant = ec.Tenant
-		x.cfgName, x.site, x.role = ec.Name, ec.Site, ec.Role
-		x.snmpEnabled = ec.SNMP.Enabled
-		x.rules = e.rules[ec]
-	} else {
+	m := e.tenantMatch.Match(x.ip)
+	x.tenant = m.Tenant
+	if m.Discovered() {
 		x.discovered = true
 		x.snmpEnabled = e.cfg.DiscoveredSNMP.Enabled
 		x.rules = e.globalRules
-	}
-	if x.tenant == "" {
-		x.tenant = e.cfg.DefaultTenant
+	} else {
+		ec := &e.cfg.Exporters[m.Entry]
+		x.cfg = ec
+		x.cfgName, x.site, x.role = ec.Name, ec.Site, ec.Role
+		x.snmpEnabled = ec.SNMP.Enabled
+		x.rules = e.rules[ec]
 	}
 	v, loaded := e.exporters.LoadOrStore(a, x)
 	if loaded {
@@ -342,16 +354,6 @@ func (e *Enricher) Interfaces(exporterAddr netip.Addr) map[uint32]Interface {
 			out[k] = *i
 		}
 	}
-	return out
-}
-
-// Exporters lists what is known of every exporter seen or configured.
-func (e *Enricher) Exporters() []ExporterStatus {
-	var out []ExporterStatus
-	e.exporters.Range(func(_, v any) bool {
-		out = append(out, v.(*exporter).statusOf())
-		return true
-	})
 	return out
 }
 

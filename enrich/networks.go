@@ -36,7 +36,7 @@ func newNetworks(cfg []NetworkConfig) *networks {
 		if err != nil {
 			continue // validated
 		}
-		np := normalize(p)
+		np := flow.MappedPrefix(p)
 		n.byKey[netKey{c.Tenant, np}] = &Network{Prefix: p.Masked(), Tenant: c.Tenant, Name: c.Name, Role: c.Role, Site: c.Site}
 		if !slices.Contains(n.lengths, np.Bits()) {
 			n.lengths = append(n.lengths, np.Bits())
@@ -61,41 +61,6 @@ func (n *networks) lookup(tenant string, a flow.Addr) *Network {
 			if nw := n.byKey[netKey{"", p}]; nw != nil {
 				return nw
 			}
-		}
-	}
-	return nil
-}
-
-// exporterMatcher finds the configured exporter entry of an address: the
-// longest matching prefix.
-type exporterMatcher struct {
-	byPrefix map[netip.Prefix]*ExporterConfig
-	lengths  []int
-}
-
-func newExporterMatcher(cfg []ExporterConfig) *exporterMatcher {
-	m := &exporterMatcher{byPrefix: map[netip.Prefix]*ExporterConfig{}}
-	for i := range cfg {
-		p, err := parseMatch(cfg[i].Match)
-		if err != nil {
-			continue
-		}
-		m.byPrefix[p] = &cfg[i]
-		if !slices.Contains(m.lengths, p.Bits()) {
-			m.lengths = append(m.lengths, p.Bits())
-		}
-	}
-	slices.Sort(m.lengths)
-	slices.Reverse(m.lengths)
-	return m
-}
-
-func (m *exporterMatcher) match(a flow.Addr) *ExporterConfig {
-	ip := netip.AddrFrom16(a)
-	for _, l := range m.lengths {
-		p, _ := ip.Prefix(l)
-		if c := m.byPrefix[p]; c != nil {
-			return c
 		}
 	}
 	return nil

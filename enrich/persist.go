@@ -10,7 +10,7 @@ import (
 
 	"github.com/flowhouse/flowhouse/enrich/oui"
 	"github.com/flowhouse/flowhouse/flow"
-	"github.com/flowhouse/flowhouse/store"
+	"github.com/flowhouse/flowhouse/internal/dbapi"
 )
 
 // ARP observation events, the arp_observations.event column.
@@ -32,7 +32,7 @@ type arpObservation struct {
 // chunk of rows, through Exec, which both engines run (ClickHouse 18.16
 // waits forever for data after INSERT ... VALUES sent as a query).
 type writer struct {
-	db       store.DB
+	db       dbapi.DB
 	modernIP bool // IPv6 columns (else FixedString(16))
 }
 
@@ -257,7 +257,7 @@ func (e *Enricher) reload(ctx context.Context) error {
 
 // eachRow runs query and hands every row to scan. The first error of the
 // query, of a scan or of the iteration itself ends it.
-func eachRow(ctx context.Context, db store.DB, query string, args []any, scan func(store.Rows) error) error {
+func eachRow(ctx context.Context, db dbapi.DB, query string, args []any, scan func(dbapi.Rows) error) error {
 	rows, err := db.Query(ctx, query, args...)
 	if err != nil {
 		return err
@@ -287,7 +287,7 @@ func (e *Enricher) knownExporter(tenant, addr string) *exporter {
 
 func (e *Enricher) reloadSysNames(ctx context.Context) (int, error) {
 	n := 0
-	err := eachRow(ctx, e.deps.DB, "SELECT tenant, IPv6NumToString(exporter_address), sys_name, toUInt32(updated_at) FROM exporter_attributes FINAL", nil, func(rows store.Rows) error {
+	err := eachRow(ctx, e.deps.DB, "SELECT tenant, IPv6NumToString(exporter_address), sys_name, toUInt32(updated_at) FROM exporter_attributes FINAL", nil, func(rows dbapi.Rows) error {
 		var tenant, addr, sys string
 		var at uint32
 		if err := rows.Scan(&tenant, &addr, &sys, &at); err != nil {
@@ -306,7 +306,7 @@ func (e *Enricher) reloadSysNames(ctx context.Context) (int, error) {
 func (e *Enricher) reloadInterfaces(ctx context.Context) (int, error) {
 	ifs := map[*exporter]map[uint32]*Interface{}
 	n := 0
-	err := eachRow(ctx, e.deps.DB, "SELECT tenant, IPv6NumToString(exporter_address), if_index, if_name, if_descr, if_alias, speed_mbps, oper_status, toUInt32(updated_at) FROM interfaces FINAL", nil, func(rows store.Rows) error {
+	err := eachRow(ctx, e.deps.DB, "SELECT tenant, IPv6NumToString(exporter_address), if_index, if_name, if_descr, if_alias, speed_mbps, oper_status, toUInt32(updated_at) FROM interfaces FINAL", nil, func(rows dbapi.Rows) error {
 		var tenant, addr string
 		it := &Interface{}
 		var at uint32
@@ -346,7 +346,7 @@ func (e *Enricher) reloadARP(ctx context.Context) (int, error) {
 	n := 0
 	err := eachRow(ctx, e.deps.DB, `SELECT tenant, IPv6NumToString(exporter_address), IPv6NumToString(ip_address),
 		argMax(mac, time_ms), argMax(if_index, time_ms), argMax(event, time_ms), max(time_ms)
-		FROM arp_observations WHERE time >= now() - ? GROUP BY tenant, exporter_address, ip_address`, []any{window}, func(rows store.Rows) error {
+		FROM arp_observations WHERE time >= now() - ? GROUP BY tenant, exporter_address, ip_address`, []any{window}, func(rows dbapi.Rows) error {
 		var tenant, addr, ip, event string
 		var mac uint64
 		var idx uint32
@@ -391,7 +391,7 @@ func (e *Enricher) reloadCounters(ctx context.Context) (int, error) {
 	n := 0
 	err := eachRow(ctx, e.deps.DB, `SELECT tenant, IPv6NumToString(exporter_address), if_index,
 		argMax(in_octets, time_ms), argMax(out_octets, time_ms), max(time_ms)
-		FROM interface_counters WHERE time >= now() - 86400 GROUP BY tenant, exporter_address, if_index`, nil, func(rows store.Rows) error {
+		FROM interface_counters WHERE time >= now() - 86400 GROUP BY tenant, exporter_address, if_index`, nil, func(rows dbapi.Rows) error {
 		var tenant, addr string
 		var idx uint32
 		var in, out, at uint64
@@ -416,7 +416,7 @@ func (e *Enricher) reloadDevices(ctx context.Context) (int, error) {
 		IPv6NumToString(last_exporter_address), last_if_index,
 		arrayMap(x -> IPv6NumToString(x), ip_history.address),
 		arrayMap(x -> toUInt32(x), ip_history.first_seen), arrayMap(x -> toUInt32(x), ip_history.last_seen)
-		FROM devices FINAL`, nil, func(rows store.Rows) error {
+		FROM devices FINAL`, nil, func(rows dbapi.Rows) error {
 		var d Device
 		var first, last uint32
 		var exp string

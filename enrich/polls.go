@@ -208,7 +208,11 @@ func (e *Enricher) pollCounters(ctx context.Context, x *exporter, c *snmp.Client
 	return nil
 }
 
+// dbError counts a failed write of poll results, and logs it at most
+// every 10s: with the database away, every poll of every exporter fails.
 func (e *Enricher) dbError(table string, err error) {
 	e.m.dbErrors.WithLabelValues(table).Inc()
-	e.log.Warn("writing poll results failed", "table", table, "error", err)
+	e.dbErrLog.Do(func() {
+		e.log.Warn("writing poll results failed (logged at most every 10s)", "table", table, "error", err)
+	})
 }

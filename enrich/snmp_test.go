@@ -13,6 +13,7 @@ import (
 	"github.com/flowhouse/flowhouse/enrich"
 	"github.com/flowhouse/flowhouse/enrich/snmp"
 	"github.com/flowhouse/flowhouse/flow"
+	"github.com/flowhouse/flowhouse/internal/testkit"
 	"github.com/flowhouse/flowhouse/secret"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -91,11 +92,10 @@ func TestWrongCredentials(t *testing.T) {
 	// The pollers start on their own: wait for each breaker to open.
 	for a, want := range map[string]string{"192.0.2.10": snmp.ReasonTimeout, "192.0.2.11": snmp.ReasonAuth, "192.0.2.12": snmp.ReasonAuth} {
 		var st enrich.ExporterStatus
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			if st, _ = e.Exporter(netip.MustParseAddr(a)); st.CircuitOpen {
-				break
-			}
-		}
+		testkit.Within(10*time.Second, func() bool {
+			st, _ = e.Exporter(netip.MustParseAddr(a))
+			return st.CircuitOpen
+		})
 		if st.Failures != 2 || st.LastReason != want || !st.CircuitOpen {
 			t.Errorf("%s: status %+v, want 2 failures (%s) and the circuit open", a, st, want)
 		}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/flowhouse/flowhouse/enrich/oui"
 	"github.com/flowhouse/flowhouse/flow"
+	"github.com/flowhouse/flowhouse/tenant"
 )
 
 func TestCounterDelta(t *testing.T) {
@@ -57,7 +58,8 @@ func TestOUIRegistry(t *testing.T) {
 	t.Logf("%d prefixes", reg.Len())
 }
 
-func TestNetworksAndExporterMatch(t *testing.T) {
+// TestNetworks; the exporter match is package tenant's (TestMatch).
+func TestNetworks(t *testing.T) {
 	n := newNetworks([]NetworkConfig{
 		{Prefix: "10.0.0.0/8", Name: "private"},
 		{Prefix: "10.1.0.0/16", Tenant: "a", Name: "a-site"},
@@ -75,16 +77,6 @@ func TestNetworksAndExporterMatch(t *testing.T) {
 		if got != c.want {
 			t.Errorf("%s %s: %q, want %q", c.tenant, c.ip, got, c.want)
 		}
-	}
-	m := newExporterMatcher([]ExporterConfig{{Match: "192.0.2.0/24", Tenant: "wide"}, {Match: "192.0.2.7", Tenant: "one"}})
-	if c := m.match(a("192.0.2.7")); c == nil || c.Tenant != "one" {
-		t.Errorf("exact: %+v", c)
-	}
-	if c := m.match(a("192.0.2.8")); c == nil || c.Tenant != "wide" {
-		t.Errorf("prefix: %+v", c)
-	}
-	if c := m.match(a("198.51.100.1")); c != nil {
-		t.Errorf("unmatched: %+v", c)
 	}
 }
 
@@ -132,3 +124,37 @@ func TestValidateNamesKeys(t *testing.T) {
 		t.Errorf("defaults: %v", err)
 	}
 }
+
+// TestSharedTenants: the Enricher stamps flows with the tenants it is
+// given, and refuses tenants built from another configuration (it tells
+// the entries apart by their index).
+func TestSharedTenants(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.OUIDir = ""
+	cfg.Exporters = []ExporterConfig{{Match: "192.0.2.0/24", Tenant: "acme", Name: "edge"}}
+	ts, err := tenant.New(cfg.Tenants())
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := &sinkFunc{}
+	e, err := New(cfg, Deps{Next: next, Tenants: ts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Write([]flow.Flow{{ExporterAddr: flow.AddrFromNetip(mustAddr("192.0.2.9"))}, {ExporterAddr: flow.AddrFromNetip(mustAddr("198.51.100.1"))}})
+	if len(next.got) != 2 || next.got[0].Tenant != "acme" || next.got[0].ExporterName != "edge" || next.got[1].Tenant != "default" {
+		t.Fatalf("flows %+v", next.got)
+	}
+	if st, ok := e.Exporter(mustAddr("198.51.100.1")); !ok || !st.Discovered || st.Tenant != "default" {
+		t.Errorf("unmatched exporter: %+v", st)
+	}
+	other := cfg
+	other.Exporters = []ExporterConfig{{Match: "192.0.2.0/24", Tenant: "globex"}}
+	if _, err := New(other, Deps{Next: next, Tenants: ts}); err == nil || !strings.Contains(err.Error(), "Deps.Tenants") {
+		t.Fatalf("tenants of another configuration: error %v", err)
+	}
+}
+
+type sinkFunc struct{ got []flow.Flow }
+
+func (s *sinkFunc) Write(flows []flow.Flow) { s.got = append(s.got, flows...) }

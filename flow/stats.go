@@ -21,6 +21,9 @@ type ExporterStats struct {
 	SequenceLost     uint64
 	// Streams has one entry per sequence stream (observation domain, agent).
 	Streams []StreamStats
+	// CounterRecords counts the sFlow interface counter records decoded;
+	// the counters themselves are not kept yet.
+	CounterRecords uint64
 }
 
 // StreamStats is the sequence accounting of one stream.

@@ -304,21 +304,7 @@ func (g *Generator) Run(ctx context.Context) (*Report, error) {
 		}
 		return time.Duration(unit) * time.Microsecond // virtual clock only
 	}
-	limit := uint64(math.MaxUint64)
-	if cfg.Count > 0 {
-		limit = cfg.Count
-	}
-	var wallDeadline time.Duration
-	if cfg.Duration > 0 {
-		switch {
-		case rate > 0:
-			limit = min(limit, uint64(cfg.Duration.Seconds()*rate))
-		case g.virtual:
-			limit = min(limit, uint64(cfg.Duration/time.Microsecond))
-		default:
-			wallDeadline = cfg.Duration
-		}
-	}
+	limit, wallDeadline := g.limits()
 
 	const burstMax = 1024
 	var (
@@ -326,8 +312,12 @@ func (g *Generator) Run(ctx context.Context) (*Report, error) {
 		at          time.Duration
 		nowMs       = startMs
 		interrupted bool
-		timer       *time.Timer
 	)
+	// Stopped until a paced run has nothing due (Go 1.23 timers: Reset
+	// after Stop sees no stale tick).
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
 	for unit < limit && g.fatal == nil {
 		if ctx.Err() != nil {
 			interrupted = true
@@ -345,11 +335,7 @@ func (g *Generator) Run(ctx context.Context) (*Report, error) {
 				}
 				g.flushStale(el, now)
 				wait := max(sched(unit)-el, time.Millisecond)
-				if timer == nil {
-					timer = time.NewTimer(wait)
-				} else {
-					timer.Reset(wait)
-				}
+				timer.Reset(wait)
 				select {
 				case <-ctx.Done():
 				case <-timer.C:
@@ -380,9 +366,6 @@ func (g *Generator) Run(ctx context.Context) (*Report, error) {
 		}
 		g.flushStale(at, nowMs)
 	}
-	if timer != nil {
-		timer.Stop()
-	}
 	if !g.virtual {
 		nowMs = time.Now().UnixMilli()
 	}
@@ -391,11 +374,29 @@ func (g *Generator) Run(ctx context.Context) (*Report, error) {
 			g.flush(x, nowMs)
 		}
 	}
-	elapsed := time.Since(wallStart)
-	if g.fatal != nil {
-		return g.report(base, elapsed, at, interrupted), g.fatal
+	return g.report(base, time.Since(wallStart), at, interrupted), g.fatal
+}
+
+// limits are the units to send at most, and the wall-clock time to stop
+// at when neither a rate nor the virtual clock turns the duration into
+// units.
+func (g *Generator) limits() (limit uint64, wallDeadline time.Duration) {
+	cfg := &g.cfg
+	limit = math.MaxUint64
+	if cfg.Count > 0 {
+		limit = cfg.Count
 	}
-	return g.report(base, elapsed, at, interrupted), nil
+	if cfg.Duration > 0 {
+		switch {
+		case cfg.Rate > 0:
+			limit = min(limit, uint64(cfg.Duration.Seconds()*cfg.Rate))
+		case g.virtual:
+			limit = min(limit, uint64(cfg.Duration/time.Microsecond))
+		default:
+			wallDeadline = cfg.Duration
+		}
+	}
+	return limit, wallDeadline
 }
 
 // step generates one flow and hands it to the next exporter; it returns

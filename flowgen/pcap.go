@@ -1,34 +1,38 @@
 package flowgen
 
 import (
-	"encoding/binary"
 	"fmt"
 	"io"
 	"net/netip"
 	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
 )
 
 // PcapWriter writes datagrams as Ethernet/IPv4/UDP frames to a classic
-// pcap file (microsecond timestamps), which tshark and tcpdump read.
+// pcap file (microsecond timestamps), which tshark and tcpdump read:
+// gopacket's layers build the frames and pcapgo writes the file.
 type PcapWriter struct {
-	w   io.Writer
-	buf []byte
+	w   *pcapgo.Writer
+	buf gopacket.SerializeBuffer
 	id  uint16
+	// Ethernet: zero MACs, as a capture on the loopback interface shows.
+	eth layers.Ethernet
 }
 
 // NewPcapWriter writes the file header and returns the writer.
 func NewPcapWriter(w io.Writer) (*PcapWriter, error) {
-	h := make([]byte, 24)
-	le := binary.LittleEndian
-	le.PutUint32(h[0:], 0xa1b2c3d4)
-	le.PutUint16(h[4:], 2)
-	le.PutUint16(h[6:], 4)
-	le.PutUint32(h[16:], 65535) // snaplen
-	le.PutUint32(h[20:], 1)     // LINKTYPE_ETHERNET
-	if _, err := w.Write(h); err != nil {
+	pw := pcapgo.NewWriter(w)
+	if err := pw.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
 		return nil, err
 	}
-	return &PcapWriter{w: w, buf: make([]byte, 0, 2048)}, nil
+	return &PcapWriter{
+		w:   pw,
+		buf: gopacket.NewSerializeBuffer(),
+		eth: layers.Ethernet{SrcMAC: make([]byte, 6), DstMAC: make([]byte, 6), EthernetType: layers.EthernetTypeIPv4},
+	}, nil
 }
 
 // WriteDatagram writes one UDP datagram from src to dst (IPv4 only).
@@ -39,34 +43,19 @@ func (p *PcapWriter) WriteDatagram(src, dst netip.AddrPort, payload []byte, ts t
 	if len(payload) > 65507 {
 		return fmt.Errorf("pcap: datagram of %d bytes too large", len(payload))
 	}
-	frame := 14 + 20 + 8 + len(payload)
-	b := p.buf[:0]
-	le := binary.LittleEndian
-	us := ts.UnixMicro()
-	b = le.AppendUint32(b, uint32(us/1_000_000))
-	b = le.AppendUint32(b, uint32(us%1_000_000))
-	b = le.AppendUint32(b, uint32(frame))
-	b = le.AppendUint32(b, uint32(frame))
-	// Ethernet: zero MACs, as a capture on the loopback interface shows.
-	b = append(b, make([]byte, 12)...)
-	b = be.AppendUint16(b, 0x0800)
-	ip := len(b)
-	p.id++
-	b = append(b, 0x45, 0)
-	b = be.AppendUint16(b, uint16(20+8+len(payload)))
-	b = be.AppendUint16(b, p.id)
-	b = be.AppendUint16(b, 0x4000)
-	b = append(b, 64, 17, 0, 0)
 	s, d := src.Addr().As4(), dst.Addr().As4()
-	b = append(b, s[:]...)
-	b = append(b, d[:]...)
-	be.PutUint16(b[ip+10:], ipChecksum(b[ip:ip+20]))
-	b = be.AppendUint16(b, src.Port())
-	b = be.AppendUint16(b, dst.Port())
-	b = be.AppendUint16(b, uint16(8+len(payload)))
-	b = be.AppendUint16(b, 0) // no checksum (allowed for IPv4)
-	b = append(b, payload...)
-	p.buf = b
-	_, err := p.w.Write(b)
-	return err
+	p.id++
+	ip := layers.IPv4{Version: 4, IHL: 5, Id: p.id, Flags: layers.IPv4DontFragment, TTL: 64,
+		Protocol: layers.IPProtocolUDP, SrcIP: s[:], DstIP: d[:]}
+	udp := layers.UDP{SrcPort: layers.UDPPort(src.Port()), DstPort: layers.UDPPort(dst.Port())}
+	if err := udp.SetNetworkLayerForChecksum(&ip); err != nil {
+		return err
+	}
+	if err := gopacket.SerializeLayers(p.buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+		&p.eth, &ip, &udp, gopacket.Payload(payload)); err != nil {
+		return fmt.Errorf("pcap: %w", err)
+	}
+	frame := p.buf.Bytes()
+	ci := gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(frame), Length: len(frame)}
+	return p.w.WritePacket(ci, frame)
 }

@@ -183,8 +183,15 @@ func TestCollectorAgrees(t *testing.T) {
 			}
 		}
 	}
-	if n := len(dec.InterfaceCounters()); n == 0 {
-		t.Error("no sFlow interface counters decoded")
+	var counters, sent uint64
+	for _, s := range stats {
+		counters += s.CounterRecords
+	}
+	for _, e := range rep.Exporters {
+		sent += e.CounterSamples // one interface counter record each
+	}
+	if counters == 0 || counters != sent {
+		t.Errorf("%d sFlow interface counter records decoded, flowgen sent %d", counters, sent)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/flowhouse/flowhouse/flow"
 	"github.com/flowhouse/flowhouse/internal/chtest"
+	"github.com/flowhouse/flowhouse/internal/testkit"
 	"github.com/flowhouse/flowhouse/migrations"
 	"github.com/flowhouse/flowhouse/store"
 )
@@ -212,18 +213,17 @@ func TestApplyRefusesModifiedMigration(t *testing.T) {
 
 func waitMutations(t *testing.T, db store.DB) {
 	t.Helper()
-	for range 100 {
+	done := testkit.Within(2*time.Second, func() bool {
 		var pending uint64
 		if err := store.QueryRow(context.Background(), db, []any{&pending},
 			"SELECT count() FROM system.mutations WHERE database = currentDatabase() AND is_done = 0"); err != nil {
 			t.Fatal(err)
 		}
-		if pending == 0 {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+		return pending == 0
+	})
+	if !done {
+		t.Fatal("mutation not done after 2s")
 	}
-	t.Fatal("mutation not done after 2s")
 }
 
 func TestRenderVariants(t *testing.T) {

@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"github.com/flowhouse/flowhouse/flow"
 )
@@ -25,7 +25,7 @@ type Deps struct {
 
 // Batcher collects flows from the collector's workers into columnar
 // batches and hands each full (or old enough) batch to writer goroutines
-// through a bounded queue. It implements collector.Sink.
+// through a bounded queue. It implements flow.Sink.
 //
 // Write never waits for the database: when the queue is full the batch is
 // dropped and counted, because a collector blocked on its sink stops
@@ -54,10 +54,14 @@ type Batcher struct {
 	started   bool
 	wg        sync.WaitGroup
 
-	lastDropLog atomic.Int64 // unix nanos, to log drops at most every dropLogEvery
+	// What fails batch after batch is logged at most every logInterval
+	// (the metrics count every batch): drops, retries, batches given up
+	// and batches that could not be spilled.
+	dropLog, retryLog, giveUpLog, spillLog rate.Sometimes
 }
 
-const dropLogEvery = 10 * time.Second
+// logInterval spaces the log lines of failures that repeat per batch.
+const logInterval = 10 * time.Second
 
 // New builds a batcher; it does no I/O.
 func New(cfg Config, deps Deps) (*Batcher, error) {
@@ -77,6 +81,11 @@ func New(cfg Config, deps Deps) (*Batcher, error) {
 		log:   logger,
 		queue: make(chan *FlowBatch, cfg.MaxQueueBatches),
 		free:  make(chan *FlowBatch, cfg.MaxQueueBatches+cfg.Writers+1),
+
+		dropLog:   rate.Sometimes{Interval: logInterval},
+		retryLog:  rate.Sometimes{Interval: logInterval},
+		giveUpLog: rate.Sometimes{Interval: logInterval},
+		spillLog:  rate.Sometimes{Interval: logInterval},
 	}
 	b.m = newMetrics(deps.Registerer, func() float64 { return float64(len(b.queue)) })
 	b.cur = b.newBatch()
@@ -180,12 +189,9 @@ func (b *Batcher) flushLocked() {
 }
 
 func (b *Batcher) logDrop(reason string, rows int) {
-	now := time.Now().UnixNano()
-	last := b.lastDropLog.Load()
-	if now-last < int64(dropLogEvery) || !b.lastDropLog.CompareAndSwap(last, now) {
-		return
-	}
-	b.log.Warn("dropping flows", "reason", reason, "rows", rows, "queue_batches", len(b.queue))
+	b.dropLog.Do(func() {
+		b.log.Warn("dropping flows (logged at most every 10s)", "reason", reason, "rows", rows, "queue_batches", len(b.queue))
+	})
 }
 
 // Stop flushes the current batch and waits for the queued ones to be
@@ -295,11 +301,15 @@ func (b *Batcher) insert(fb *FlowBatch) {
 		}
 		b.m.insertErrors.WithLabelValues(errorReason(err)).Inc()
 		if b.cfg.Retry.MaxElapsed > 0 && time.Since(first)+backoff.Delay() > b.cfg.Retry.MaxElapsed {
-			b.log.Error("giving up on a batch after failed inserts", "rows", n, "attempts", attempt, "err", err)
+			b.giveUpLog.Do(func() {
+				b.log.Error("giving up on a batch after failed inserts (logged at most every 10s)", "rows", n, "attempts", attempt, "err", err)
+			})
 			b.dropOrSpill(fb, DropRetriesExhausted)
 			return
 		}
-		b.log.Warn("insert failed, retrying", "rows", n, "attempt", attempt, "backoff", backoff.Delay(), "err", err)
+		b.retryLog.Do(func() {
+			b.log.Warn("insert failed, retrying (logged at most every 10s)", "rows", n, "attempt", attempt, "backoff", backoff.Delay(), "err", err)
+		})
 		select {
 		case <-time.After(backoff.Next()):
 		case <-b.runCtx.Done():
@@ -321,7 +331,9 @@ func (b *Batcher) dropOrSpill(fb *FlowBatch, reason string) {
 		if err == nil {
 			return
 		}
-		b.log.Error("cannot spill a batch to disk, dropping it", "rows", n, "reason", reason, "err", err)
+		b.spillLog.Do(func() {
+			b.log.Error("cannot spill a batch to disk, dropping it (logged at most every 10s)", "rows", n, "reason", reason, "err", err)
+		})
 	}
 	b.m.rowsDropped.WithLabelValues(reason).Add(float64(n))
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/flowhouse/flowhouse/flow"
+	"github.com/flowhouse/flowhouse/internal/testkit"
 )
 
 // fakeWriter records the batches it gets; fail decides per attempt.
@@ -86,17 +87,6 @@ func newTestBatcher(t *testing.T, cfg Config, w Writer) (*Batcher, *prometheus.R
 	return b, reg
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 func TestBatcherConcurrentWritesAreAllInsertedInFullBatches(t *testing.T) {
 	w := &fakeWriter{}
 	cfg := testConfig()
@@ -166,7 +156,7 @@ func TestBatcherFlushesOnInterval(t *testing.T) {
 
 	start := time.Now()
 	b.Write(flows(3))
-	waitFor(t, "interval flush", func() bool { return w.total() == 3 })
+	testkit.Eventually(t, "interval flush", 5*time.Second, func() bool { return w.total() == 3 })
 	if el := time.Since(start); el < cfg.BatchInterval {
 		t.Errorf("flushed after %s, before batch_interval %s", el, cfg.BatchInterval)
 	}
@@ -176,7 +166,7 @@ func TestBatcherFlushesOnInterval(t *testing.T) {
 	if w.total() != 3 {
 		t.Fatalf("second batch flushed early: %d rows", w.total())
 	}
-	waitFor(t, "second interval flush", func() bool { return w.total() == 5 })
+	testkit.Eventually(t, "second interval flush", 5*time.Second, func() bool { return w.total() == 5 })
 }
 
 func TestBatcherRetriesUntilInsertSucceeds(t *testing.T) {
@@ -189,7 +179,7 @@ func TestBatcherRetriesUntilInsertSucceeds(t *testing.T) {
 	b, _ := newTestBatcher(t, testConfig(), w)
 	b.Start(context.Background())
 	b.Write(flows(100))
-	waitFor(t, "insert after retries", func() bool { return w.total() == 100 })
+	testkit.Eventually(t, "insert after retries", 5*time.Second, func() bool { return w.total() == 100 })
 	b.Stop()
 	if got := testutil.ToFloat64(b.m.insertErrors.WithLabelValues(errTimeout)); got != 3 {
 		t.Errorf("insert_errors_total{reason=timeout} = %v, want 3", got)
@@ -206,7 +196,7 @@ func TestBatcherDropsAfterMaxElapsed(t *testing.T) {
 	b, _ := newTestBatcher(t, cfg, w)
 	b.Start(context.Background())
 	b.Write(flows(100))
-	waitFor(t, "drop", func() bool { return testutil.ToFloat64(b.m.rowsDropped.WithLabelValues(DropRetriesExhausted)) == 100 })
+	testkit.Eventually(t, "drop", 5*time.Second, func() bool { return testutil.ToFloat64(b.m.rowsDropped.WithLabelValues(DropRetriesExhausted)) == 100 })
 	b.Stop()
 	if got := testutil.ToFloat64(b.m.insertErrors.WithLabelValues(errOther)); got < 2 {
 		t.Errorf("insert_errors_total{reason=other} = %v, want at least 2 attempts", got)
@@ -225,7 +215,7 @@ func TestBatcherWriteNeverBlocksWhenQueueIsFull(t *testing.T) {
 	const total = 10_000
 	fs := flows(50)
 	b.Write(flows(cfg.BatchRows))
-	waitFor(t, "the writer to take the first batch", func() bool { return w.attempts.Load() == 1 })
+	testkit.Eventually(t, "the writer to take the first batch", 5*time.Second, func() bool { return w.attempts.Load() == 1 })
 	start := time.Now()
 	for range (total - cfg.BatchRows) / len(fs) {
 		b.Write(fs)

@@ -6,12 +6,10 @@ package store
 
 import (
 	"context"
-	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/flowhouse/flowhouse/flow"
+	"github.com/flowhouse/flowhouse/internal/dbapi"
 )
 
 // DB is the one way flowhouse talks to its database. There are (or will
@@ -22,10 +20,9 @@ import (
 // types; bulk inserts are methods because each engine has its own fast
 // path for them.
 type DB interface {
-	// Exec runs a statement that returns no rows (DDL, ALTER, INSERT ... SELECT).
-	Exec(ctx context.Context, query string, args ...any) error
-	// Query runs a SELECT. Rows must be closed.
-	Query(ctx context.Context, query string, args ...any) (Rows, error)
+	// Exec runs a statement that returns no rows (DDL, ALTER, INSERT ...
+	// SELECT); Query runs a SELECT, whose Rows must be closed.
+	dbapi.DB
 	// InsertFlows inserts a whole batch into the flows table in one insert.
 	InsertFlows(ctx context.Context, b *FlowBatch) error
 	// InsertExporterStats writes one snapshot row per exporter, stamped at.
@@ -35,16 +32,9 @@ type DB interface {
 	Close() error
 }
 
-// Rows is a result being read. Scan accepts pointers to string, integer
-// and float types of the column's width, bool, time.Time, []byte and
-// slices of those for arrays.
-type Rows interface {
-	Next() bool
-	Scan(dest ...any) error
-	Columns() []string
-	Err() error
-	Close() error
-}
+// Rows is a result being read (package dbapi, which enrichment queries
+// through without importing store).
+type Rows = dbapi.Rows
 
 // Writer is what the batcher hands full batches to: a DB, or a disk
 // spool in front of one.
@@ -54,68 +44,16 @@ type Writer interface {
 
 // QueryRow runs a query expected to return one row and scans it.
 func QueryRow(ctx context.Context, db DB, dest []any, query string, args ...any) error {
-	rows, err := db.Query(ctx, query, args...)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		return fmt.Errorf("no rows from %q", query)
-	}
-	if err := rows.Scan(dest...); err != nil {
-		return err
-	}
-	return rows.Close()
+	return dbapi.QueryRow(ctx, db, dest, query, args...)
 }
 
 // Capabilities of a database engine that change the SQL flowhouse renders.
-type Capabilities struct {
-	Version string
-	// IPv6 column type (else FixedString(16) holding the same 16 bytes).
-	IPv6 bool
-	// TTL clauses on tables (else the retention job drops partitions).
-	TTL bool
-	// Codecs: per-column CODEC(...) clauses.
-	Codecs bool
-	// LowCardinality(String) without experimental settings.
-	LowCardinality bool
-}
-
-// modernVersion is the oldest release whose features the modern schema
-// uses (20.3 LTS has IPv6, TTL, codecs and stable LowCardinality). Older
-// servers, 18.16 being the one we can test, get the legacy schema, which
-// is valid on every release in between too.
-var modernVersion = [2]int{20, 3}
+type Capabilities = dbapi.Capabilities
 
 // CapabilitiesOf maps a version() string to capabilities.
-func CapabilitiesOf(version string) (Capabilities, error) {
-	parts := strings.SplitN(strings.TrimSpace(version), ".", 3)
-	if len(parts) < 2 {
-		return Capabilities{}, fmt.Errorf("version %q: want major.minor", version)
-	}
-	major, err1 := strconv.Atoi(parts[0])
-	minor, err2 := strconv.Atoi(parts[1])
-	if err1 != nil || err2 != nil {
-		return Capabilities{}, fmt.Errorf("version %q: want numeric major.minor", version)
-	}
-	modern := major > modernVersion[0] || (major == modernVersion[0] && minor >= modernVersion[1])
-	return Capabilities{
-		Version:        version,
-		IPv6:           modern,
-		TTL:            modern,
-		Codecs:         modern,
-		LowCardinality: modern,
-	}, nil
-}
+func CapabilitiesOf(version string) (Capabilities, error) { return dbapi.CapabilitiesOf(version) }
 
 // DetectCapabilities asks the database for its version.
 func DetectCapabilities(ctx context.Context, db DB) (Capabilities, error) {
-	var version string
-	if err := QueryRow(ctx, db, []any{&version}, "SELECT version()"); err != nil {
-		return Capabilities{}, fmt.Errorf("detect capabilities: %w", err)
-	}
-	return CapabilitiesOf(version)
+	return dbapi.DetectCapabilities(ctx, db)
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/flowhouse/flowhouse/flow"
 	"github.com/flowhouse/flowhouse/internal/chtest"
+	"github.com/flowhouse/flowhouse/internal/testkit"
 	"github.com/flowhouse/flowhouse/migrations"
 	"github.com/flowhouse/flowhouse/store"
 )
@@ -398,12 +399,8 @@ func TestBatcherWritesToServer(t *testing.T) {
 	}
 	waitCount := func(want uint64) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for count() != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("flows has %d rows, want %d", count(), want)
-			}
-			time.Sleep(10 * time.Millisecond)
+		if !testkit.Within(5*time.Second, func() bool { return count() == want }) {
+			t.Fatalf("flows has %d rows, want %d", count(), want)
 		}
 	}
 	fs := make([]flow.Flow, 25)
@@ -576,12 +573,8 @@ func TestRetentionDropsExpiredPartitions(t *testing.T) {
 	if err := r.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for len(partitions("flows_1h")) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("Start did not run the retention job")
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testkit.Within(5*time.Second, func() bool { return len(partitions("flows_1h")) == 0 }) {
+		t.Fatal("Start did not run the retention job")
 	}
 	r.Stop()
 }

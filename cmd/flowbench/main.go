@@ -223,22 +223,70 @@ func (t storeTarget) countRows(ctx context.Context, database string) (uint64, er
 
 func step(ctx context.Context, o options, target storeTarget, database string, rate float64, protocols []flowgen.Protocol) (Step, error) {
 	st := Step{OfferedRate: rate}
-	srv, err := startServe(ctx, o, target, database)
+	udpPort, err := freePort("udp")
 	if err != nil {
 		return st, err
 	}
-	defer srv.stop()
-	cpu0, _ := processCPU(srv.cmd.Process.Pid)
+	httpPort, err := freePort("tcp")
+	if err != nil {
+		return st, err
+	}
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", httpPort)
+	spoolDir, err := os.MkdirTemp("", "flowbench-spool-")
+	if err != nil {
+		return st, err
+	}
+	defer os.RemoveAll(spoolDir)
+	cmd := exec.CommandContext(ctx, o.flowhouse, "serve")
+	cmd.Env = append(os.Environ(),
+		"FLOWHOUSE_CLICKHOUSE_ADDR="+target.addr,
+		"FLOWHOUSE_CLICKHOUSE_EMBEDDED_LIBRARY="+target.library,
+		"FLOWHOUSE_CLICKHOUSE_EMBEDDED_PATH="+target.path,
+		"FLOWHOUSE_SPOOL_DIR="+spoolDir,
+		"FLOWHOUSE_CLICKHOUSE_DATABASE="+database,
+		fmt.Sprintf("FLOWHOUSE_COLLECTOR_LISTENERS=127.0.0.1:%d", udpPort),
+		"FLOWHOUSE_HTTP_LISTEN="+httpAddr,
+		"FLOWHOUSE_LOG_LEVEL=warn",
+	)
+	logFile, err := os.CreateTemp("", "flowbench-flowhouse-*.log")
+	if err != nil {
+		return st, err
+	}
+	defer os.Remove(logFile.Name())
+	defer logFile.Close()
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return st, err
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			done := make(chan struct{})
+			go func() { _ = cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+			}
+		}
+	}
+	defer stop()
+	if err := waitReady(ctx, httpAddr, 60*time.Second); err != nil {
+		logFile.Seek(0, io.SeekStart)
+		tail, _ := io.ReadAll(logFile)
+		return st, fmt.Errorf("%w\n%s", err, tail)
+	}
+	cpu0, _ := processCPU(cmd.Process.Pid)
 	kernel0 := udpReceiveErrors()
 	start := time.Now()
 
 	cfg := flowgen.DefaultConfig()
-	cfg.Target = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(srv.udpPort))
-	cfg.Exporters = o.exporters
-	cfg.Protocols = protocols
-	cfg.Rate = rate
-	cfg.Duration = o.duration
-	cfg.Send = true
+	cfg.Target = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(udpPort))
+	cfg.Exporters, cfg.Protocols, cfg.Rate, cfg.Duration, cfg.Send = o.exporters, protocols, rate, o.duration, true
 	gen, err := flowgen.New(cfg)
 	if err != nil {
 		return st, err
@@ -251,19 +299,19 @@ func step(ctx context.Context, o options, target storeTarget, database string, r
 	st.AchievedRate = genReport.FlowsPerSecond
 
 	sendEnd := time.Now()
-	if err := waitDrained(srv.httpAddr, st.Sent); err != nil {
+	if err := waitDrained(httpAddr, st.Sent); err != nil {
 		return st, err
 	}
 	st.DrainSeconds = time.Since(sendEnd).Seconds()
 	wall := time.Since(start).Seconds()
-	cpu1, _ := processCPU(srv.cmd.Process.Pid)
+	cpu1, _ := processCPU(cmd.Process.Pid)
 	st.CPUCores = (cpu1 - cpu0) / wall
-	st.PeakRSSMiB = peakRSSMiB(srv.cmd.Process.Pid)
+	st.PeakRSSMiB = peakRSSMiB(cmd.Process.Pid)
 	st.KernelDrops = udpReceiveErrors() - kernel0
-	if m, err := scrape(srv.httpAddr); err == nil {
-		st.fillFromMetrics(m)
+	if m, err := scrape(httpAddr); err == nil {
+		st.addMetrics(m)
 	}
-	srv.stop()
+	stop()
 	if st.Stored, err = target.countRows(ctx, database); err != nil {
 		return st, err
 	}
@@ -274,9 +322,8 @@ func step(ctx context.Context, o options, target storeTarget, database string, r
 	return st, nil
 }
 
-// fillFromMetrics takes the drop counters and batch figures of a step
-// from flowhouse's /metrics.
-func (st *Step) fillFromMetrics(m map[string]float64) {
+// addMetrics takes the drops and batch figures of flowhouse's metrics.
+func (st *Step) addMetrics(m map[string]float64) {
 	st.QueueDrops = m["flowhouse_collector_queue_drops_total"]
 	st.DecodeDrops = m["flowhouse_collector_drops_total"]
 	st.StoreDrops = m["flowhouse_store_rows_dropped_total"]
@@ -290,11 +337,12 @@ func (st *Step) fillFromMetrics(m map[string]float64) {
 }
 
 // waitDrained waits for the collector and the batcher to drain: the
-// inserted row count stops moving, or reaches what was sent.
+// inserted row count stops moving (or reaches what was sent), for at
+// most a minute.
 func waitDrained(httpAddr string, sent uint64) error {
-	sendEnd := time.Now()
+	start := time.Now()
 	var last float64
-	for stable := 0; stable < 6 && time.Since(sendEnd) < 60*time.Second; {
+	for stable := 0; stable < 6 && time.Since(start) < 60*time.Second; {
 		time.Sleep(500 * time.Millisecond)
 		m, err := scrape(httpAddr)
 		if err != nil {
@@ -312,89 +360,6 @@ func waitDrained(httpAddr string, sent uint64) error {
 		}
 	}
 	return nil
-}
-
-// serveProc is a flowhouse serve started for one step.
-type serveProc struct {
-	cmd      *exec.Cmd
-	udpPort  int
-	httpAddr string
-	cleanup  []func()
-	stopped  bool
-}
-
-// startServe starts flowhouse serve on free ports against target and
-// waits until it is ready.
-func startServe(ctx context.Context, o options, target storeTarget, database string) (*serveProc, error) {
-	p := &serveProc{}
-	udpPort, err := freePort("udp")
-	if err != nil {
-		return nil, err
-	}
-	httpPort, err := freePort("tcp")
-	if err != nil {
-		return nil, err
-	}
-	p.udpPort, p.httpAddr = udpPort, fmt.Sprintf("127.0.0.1:%d", httpPort)
-	spoolDir, err := os.MkdirTemp("", "flowbench-spool-")
-	if err != nil {
-		return nil, err
-	}
-	p.cleanup = append(p.cleanup, func() { os.RemoveAll(spoolDir) })
-	p.cmd = exec.CommandContext(ctx, o.flowhouse, "serve")
-	p.cmd.Env = append(os.Environ(),
-		"FLOWHOUSE_CLICKHOUSE_ADDR="+target.addr,
-		"FLOWHOUSE_CLICKHOUSE_EMBEDDED_LIBRARY="+target.library,
-		"FLOWHOUSE_CLICKHOUSE_EMBEDDED_PATH="+target.path,
-		"FLOWHOUSE_SPOOL_DIR="+spoolDir,
-		"FLOWHOUSE_CLICKHOUSE_DATABASE="+database,
-		fmt.Sprintf("FLOWHOUSE_COLLECTOR_LISTENERS=127.0.0.1:%d", udpPort),
-		"FLOWHOUSE_HTTP_LISTEN="+p.httpAddr,
-		"FLOWHOUSE_LOG_LEVEL=warn",
-	)
-	logFile, err := os.CreateTemp("", "flowbench-flowhouse-*.log")
-	if err != nil {
-		p.stop()
-		return nil, err
-	}
-	p.cleanup = append(p.cleanup, func() { logFile.Close(); os.Remove(logFile.Name()) })
-	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		p.cmd = nil
-		p.stop()
-		return nil, err
-	}
-	if err := waitReady(ctx, p.httpAddr, 60*time.Second); err != nil {
-		logFile.Seek(0, io.SeekStart)
-		tail, _ := io.ReadAll(logFile)
-		p.stop()
-		return nil, fmt.Errorf("%w\n%s", err, tail)
-	}
-	return p, nil
-}
-
-// stop ends serve with SIGTERM (SIGKILL after 30 s) and removes its
-// files; a second call does nothing.
-func (p *serveProc) stop() {
-	if p.stopped {
-		return
-	}
-	p.stopped = true
-	if p.cmd != nil {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = p.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-done
-		}
-	}
-	for i := len(p.cleanup) - 1; i >= 0; i-- {
-		p.cleanup[i]()
-	}
 }
 
 func freePort(network string) (int, error) {

@@ -154,10 +154,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errors.New("-send=false needs -pcap or -report, or there is nothing to do")
 	}
 
+	return generate(ctx, cfg, *pcapPath, *reportPath, *quiet, stdout, stderr)
+}
+
+// generate runs the generator with cfg, writing every datagram to the
+// pcap file at pcapPath (if set) and the report where reportPath says
+// (- for stdout; empty: a text summary unless quiet).
+func generate(ctx context.Context, cfg flowgen.Config, pcapPath, reportPath string, quiet bool, stdout, stderr io.Writer) error {
+	var err error
 	var pcapFile *os.File
 	var pcapBuf *bufio.Writer
-	if *pcapPath != "" {
-		if pcapFile, err = os.Create(*pcapPath); err != nil {
+	if pcapPath != "" {
+		if pcapFile, err = os.Create(pcapPath); err != nil {
 			return err
 		}
 		defer pcapFile.Close()
@@ -179,11 +187,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if rep != nil {
 		switch {
-		case *reportPath == "-":
+		case reportPath == "-":
 			err = rep.WriteJSON(stdout)
-		case *reportPath != "":
-			err = writeReport(*reportPath, rep)
-		case !*quiet:
+		case reportPath != "":
+			err = writeReport(reportPath, rep)
+		case !quiet:
 			err = rep.WriteText(stdout)
 		}
 		if err != nil && runErr == nil {
@@ -191,7 +199,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if runErr == nil && rep != nil && rep.Interrupted {
-		if !*quiet {
+		if !quiet {
 			fmt.Fprintln(stderr, "flowgen: interrupted; the report covers what was sent")
 		}
 		return errInterrupted

@@ -20,6 +20,7 @@ import (
 	"github.com/flowhouse/flowhouse/config"
 	"github.com/flowhouse/flowhouse/flowgen"
 	"github.com/flowhouse/flowhouse/internal/chtest"
+	"github.com/flowhouse/flowhouse/internal/testkit"
 	"github.com/flowhouse/flowhouse/store"
 )
 
@@ -110,7 +111,7 @@ enrich:
 	}()
 
 	// Wait for the first interface poll, so the flows meet a warm cache.
-	waitUntil(t, "first SNMP interface poll", 30*time.Second, func() bool {
+	testkit.Eventually(t, "first SNMP interface poll", 30*time.Second, func() bool {
 		return scrapeMetric(t, r.httpAddr, `flowhouse_enrich_snmp_polls_total{kind="interfaces"}`) >= 1
 	})
 
@@ -134,7 +135,7 @@ enrich:
 		t.Fatal(err)
 	}
 	defer db.Close()
-	waitUntil(t, "all flows stored", 30*time.Second, func() bool {
+	testkit.Eventually(t, "all flows stored", 30*time.Second, func() bool {
 		var n uint64
 		_ = store.QueryRow(context.Background(), db, []any{&n}, "SELECT count() FROM flows")
 		return n >= report.Total.Flows

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/flowhouse/flowhouse/flowgen"
+	"github.com/flowhouse/flowhouse/internal/testkit"
 	"github.com/flowhouse/flowhouse/store"
 )
 
@@ -92,13 +93,13 @@ func TestQueryOverMemoryLimitIsRefusedAndGivesMemoryBack(t *testing.T) {
 		t.FailNow()
 	}
 	want := report.Total.Flows
-	waitUntil(t, "every flow sent meanwhile stored", 30*time.Second, func() bool {
+	testkit.Eventually(t, "every flow sent meanwhile stored", 30*time.Second, func() bool {
 		var n uint64
 		_ = store.QueryRow(context.Background(), s.db, []any{&n}, "SELECT count() FROM flows")
 		return n == want
 	})
 	var after int64
-	waitUntil(t, "RSS back within 100 MB", 30*time.Second, func() bool {
+	testkit.Eventually(t, "RSS back within 100 MB", 30*time.Second, func() bool {
 		after = rssBytes(t)
 		return after < before+100<<20
 	})

@@ -25,6 +25,7 @@ import (
 	"github.com/flowhouse/flowhouse/collector"
 	"github.com/flowhouse/flowhouse/config"
 	"github.com/flowhouse/flowhouse/internal/chtest"
+	"github.com/flowhouse/flowhouse/internal/testkit"
 	"github.com/flowhouse/flowhouse/store"
 	"github.com/flowhouse/flowhouse/store/spool"
 )
@@ -303,28 +304,14 @@ func (c *chProcess) restart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	answers := func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := conn.Ping(ctx)
-		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("restarted clickhouse does not answer: %v", err)
-		}
+		defer cancel()
+		err = conn.Ping(ctx)
+		return err == nil
 	}
-}
-
-func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(timeout); ; time.Sleep(50 * time.Millisecond) {
-		if cond() {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
+	if !testkit.Within(30*time.Second, answers) {
+		t.Fatalf("restarted clickhouse does not answer: %v", err)
 	}
 }
 
@@ -384,7 +371,7 @@ func TestOutageNoFlowLost(t *testing.T) {
 
 	// drained waits until the spool is empty and the database up.
 	drained := func(what string) {
-		waitUntil(t, what, 30*time.Second, func() bool {
+		testkit.Eventually(t, what, 30*time.Second, func() bool {
 			st := fh.sp.Stats()
 			return st.PendingSegments == 0 && st.DatabaseUp
 		})
@@ -394,7 +381,7 @@ func TestOutageNoFlowLost(t *testing.T) {
 	restartFlowhouse := func(check func()) {
 		sender.pause()
 		sent := sender.sent.Load()
-		waitUntil(t, "flowhouse to decode what was sent", 10*time.Second, func() bool { return decoded+fh.decodedNow() == sent })
+		testkit.Eventually(t, "flowhouse to decode what was sent", 10*time.Second, func() bool { return decoded+fh.decodedNow() == sent })
 		decoded += fh.stop(t)
 		spooled += fh.metric("flowhouse_spool_rows_spooled_total")
 		replayed += fh.metric("flowhouse_spool_rows_replayed_total")
@@ -445,7 +432,7 @@ func TestOutageNoFlowLost(t *testing.T) {
 
 	sender.pause()
 	sent := sender.sent.Load()
-	waitUntil(t, "flowhouse to decode what was sent", 10*time.Second, func() bool { return decoded+fh.decodedNow() == sent })
+	testkit.Eventually(t, "flowhouse to decode what was sent", 10*time.Second, func() bool { return decoded+fh.decodedNow() == sent })
 	drained("final replay")
 	decoded += fh.stop(t)
 	spooled += fh.metric("flowhouse_spool_rows_spooled_total")

@@ -20,6 +20,7 @@ import (
 	"github.com/flowhouse/flowhouse/migrations"
 	"github.com/flowhouse/flowhouse/store"
 	"github.com/flowhouse/flowhouse/store/spool"
+	"github.com/flowhouse/flowhouse/tenant"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -158,6 +159,7 @@ type parts struct {
 	spool     *spool.Spool // nil when the spool is disabled
 	batcher   *store.Batcher
 	retention *store.Retention
+	tenants   *tenant.Tenants
 	enricher  *enrich.Enricher
 	coll      *collector.Collector
 	server    *api.Server
@@ -188,9 +190,16 @@ func newParts(ctx context.Context, cfg *config.Config, db store.DB, log *slog.Lo
 	if p.retention, err = store.NewRetention(cfg.ClickHouse, store.RetentionDeps{DB: db, Logger: log, Registerer: reg}); err != nil {
 		return nil, err
 	}
+	// Who owns which exporter: enrichment stamps flows with it, and what
+	// reads the store will get the same.
+	if p.tenants, err = tenant.New(cfg.Enrich.Tenants()); err != nil {
+		return nil, err
+	}
 	// Enrichment sits between the collector and the store: it reads its
-	// caches only, so it never slows decoding down.
-	if p.enricher, err = enrich.New(cfg.Enrich, enrich.Deps{Next: p.batcher, DB: db, Logger: log, Registerer: reg}); err != nil {
+	// caches only, so it never slows decoding down. It keeps its poll
+	// results through the database's query interface (a store.DB is a
+	// dbapi.DB).
+	if p.enricher, err = enrich.New(cfg.Enrich, enrich.Deps{Next: p.batcher, DB: db, Tenants: p.tenants, Logger: log, Registerer: reg}); err != nil {
 		return nil, err
 	}
 	if p.coll, err = collector.New(cfg.Collector, collector.Deps{Sink: p.enricher, Logger: log, Registerer: reg}); err != nil {

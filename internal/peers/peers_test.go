@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/flowhouse/flowhouse/internal/testkit"
 )
 
 const trafficPcap = "../../testdata/traffic.pcap"
@@ -268,7 +270,7 @@ func noLeftovers(t *testing.T) {
 	t.Helper()
 	root := filepath.Dir(t.TempDir())
 	var left []string
-	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+	gone := testkit.Within(3*time.Second, func() bool {
 		left = left[:0]
 		procs, _ := filepath.Glob("/proc/[0-9]*/cwd")
 		for _, p := range procs {
@@ -276,9 +278,9 @@ func noLeftovers(t *testing.T) {
 				left = append(left, filepath.Base(filepath.Dir(p)))
 			}
 		}
-		if len(left) == 0 {
-			return
-		}
+		return len(left) == 0
+	})
+	if !gone {
+		t.Errorf("processes left running in %s: pids %v", root, left)
 	}
-	t.Errorf("processes left running in %s: pids %v", root, left)
 }

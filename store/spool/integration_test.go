@@ -9,6 +9,7 @@ import (
 
 	"github.com/flowhouse/flowhouse/flow"
 	"github.com/flowhouse/flowhouse/internal/chtest"
+	"github.com/flowhouse/flowhouse/internal/testkit"
 	"github.com/flowhouse/flowhouse/migrations"
 	"github.com/flowhouse/flowhouse/store"
 )
@@ -145,10 +146,8 @@ func TestReplayRate(t *testing.T) {
 	spoolTime := time.Since(t0)
 	t0 = time.Now()
 	g.open.Store(true)
-	for deadline := time.Now().Add(2 * time.Minute); s.Stats().PendingSegments > 0; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("replay not done in 2 minutes: %+v", s.Stats())
-		}
+	if !testkit.Within(2*time.Minute, func() bool { return s.Stats().PendingSegments == 0 }) {
+		t.Fatalf("replay not done in 2 minutes: %+v", s.Stats())
 	}
 	replayTime := time.Since(t0)
 	var n uint64

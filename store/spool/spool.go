@@ -31,6 +31,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"github.com/flowhouse/flowhouse/store"
 )
@@ -86,7 +87,11 @@ type Spool struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	lastDropLog atomic.Int64
+	// What fails batch after batch, or segment after segment, is logged
+	// at most every logInterval (the metrics count each): drops when
+	// full, segment writes, rejected batches, quarantined segments,
+	// removals after replay.
+	dropLog, writeLog, rejectLog, quarantineLog, removeLog rate.Sometimes
 
 	// Owned by the replay loop.
 	readBuf []byte
@@ -108,6 +113,9 @@ type Stats struct {
 	// DatabaseUp is false while new batches go to disk.
 	DatabaseUp bool
 }
+
+// logInterval spaces the log lines of failures that repeat per batch.
+const logInterval = 10 * time.Second
 
 // New builds a spool; it does no I/O.
 func New(cfg Config, deps Deps) (*Spool, error) {
@@ -140,6 +148,12 @@ func New(cfg Config, deps Deps) (*Spool, error) {
 		wake:  make(chan struct{}, 1),
 		done:  make(chan struct{}),
 		batch: store.NewFlowBatch(0),
+
+		dropLog:       rate.Sometimes{Interval: logInterval},
+		writeLog:      rate.Sometimes{Interval: logInterval},
+		rejectLog:     rate.Sometimes{Interval: logInterval},
+		quarantineLog: rate.Sometimes{Interval: logInterval},
+		removeLog:     rate.Sometimes{Interval: logInterval},
 	}
 	s.m = newMetrics(deps.Registerer, s)
 	return s, nil
@@ -404,7 +418,7 @@ func (s *Spool) spill(b *store.FlowBatch, id [16]byte) error {
 		s.pendingBytes -= size
 		s.mu.Unlock()
 		s.m.writeErrors.Inc()
-		s.log.Error("cannot write a segment", "rows", n, "err", err)
+		s.writeLog.Do(func() { s.log.Error("cannot write a segment (logged at most every 10s)", "rows", n, "err", err) })
 		return fmt.Errorf("spool: %w", err)
 	}
 	s.mu.Lock()
@@ -424,12 +438,10 @@ func (s *Spool) dropFull(rows int) {
 	}
 	pending, segs := s.pendingBytes, len(s.segs)
 	s.mu.Unlock()
-	now := time.Now().UnixNano()
-	last := s.lastDropLog.Load()
-	if now-last >= int64(10*time.Second) && s.lastDropLog.CompareAndSwap(last, now) {
-		s.log.Error("spool full, dropping flows", "reason", DropSpoolFull, "rows", rows,
+	s.dropLog.Do(func() {
+		s.log.Error("spool full, dropping flows (logged at most every 10s)", "reason", DropSpoolFull, "rows", rows,
 			"pending_bytes", pending, "segments", segs, "max_bytes", s.cfg.MaxBytes)
-	}
+	})
 }
 
 // writeAtomic writes name in dir so that it exists whole or not at all:
@@ -533,7 +545,9 @@ func (s *Spool) quarantineBatch(b *store.FlowBatch, id [16]byte, cause error) er
 	if s.quarantineBytes+size > s.cfg.MaxQuarantineBytes {
 		s.mu.Unlock()
 		s.m.rowsDropped.WithLabelValues(DropQuarantineFull).Add(float64(n))
-		s.log.Error("database rejected a batch and the quarantine is full: dropping it", "rows", n, "err", cause, "reason", DropQuarantineFull)
+		s.rejectLog.Do(func() {
+			s.log.Error("database rejected a batch and the quarantine is full: dropping it (logged at most every 10s)", "rows", n, "err", cause, "reason", DropQuarantineFull)
+		})
 		return nil
 	}
 	s.quarantineBytes += size
@@ -548,7 +562,9 @@ func (s *Spool) quarantineBatch(b *store.FlowBatch, id [16]byte, cause error) er
 		s.mu.Unlock()
 		s.m.writeErrors.Inc()
 		s.m.rowsDropped.WithLabelValues(DropQuarantineFull).Add(float64(n))
-		s.log.Error("database rejected a batch and it cannot be quarantined: dropping it", "rows", n, "err", cause, "write_err", err)
+		s.rejectLog.Do(func() {
+			s.log.Error("database rejected a batch and it cannot be quarantined: dropping it (logged at most every 10s)", "rows", n, "err", cause, "write_err", err)
+		})
 		return nil
 	}
 	writeAtomic(s.qdir, name+errSuffix, []byte(cause.Error()+"\n"), false)
@@ -557,7 +573,9 @@ func (s *Spool) quarantineBatch(b *store.FlowBatch, id [16]byte, cause error) er
 	s.mu.Unlock()
 	s.m.segmentsQuarantined.WithLabelValues(QuarantineRejected).Inc()
 	s.m.rowsQuarantined.WithLabelValues(QuarantineRejected).Add(float64(n))
-	s.log.Error("database rejected a batch: quarantined", "rows", n, "file", filepath.Join(s.qdir, name), "err", cause)
+	s.rejectLog.Do(func() {
+		s.log.Error("database rejected a batch: quarantined (logged at most every 10s)", "rows", n, "file", filepath.Join(s.qdir, name), "err", cause)
+	})
 	return nil
 }
 
@@ -663,7 +681,9 @@ func (s *Spool) replay(ctx context.Context, seg segment) error {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		// Left on disk it would be replayed again: stop replaying rather
 		// than duplicate.
-		s.log.Error("cannot remove a replayed segment", "file", path, "err", err)
+		s.removeLog.Do(func() {
+			s.log.Error("cannot remove a replayed segment (logged at most every 10s)", "file", path, "err", err)
+		})
 		return err
 	}
 	s.forget(seg)
@@ -735,14 +755,18 @@ func (s *Spool) quarantineSegment(seg segment, reason string, rows int, cause er
 	if !room || err != nil {
 		os.Remove(path)
 		s.m.rowsDropped.WithLabelValues(DropQuarantineFull).Add(float64(rows))
-		s.log.Error("segment to quarantine dropped: the quarantine is full", "file", path, "rows", rows, "reason", reason, "err", cause, "move_err", err)
+		s.quarantineLog.Do(func() {
+			s.log.Error("segment to quarantine dropped: the quarantine is full (logged at most every 10s)", "file", path, "rows", rows, "reason", reason, "err", cause, "move_err", err)
+		})
 	} else {
 		s.mu.Lock()
 		s.quarantineSegs++
 		s.mu.Unlock()
 		s.m.segmentsQuarantined.WithLabelValues(reason).Inc()
 		s.m.rowsQuarantined.WithLabelValues(reason).Add(float64(rows))
-		s.log.Error("segment quarantined", "reason", reason, "file", filepath.Join(s.qdir, name), "rows", rows, "err", cause)
+		s.quarantineLog.Do(func() {
+			s.log.Error("segment quarantined (logged at most every 10s)", "reason", reason, "file", filepath.Join(s.qdir, name), "rows", rows, "err", cause)
+		})
 	}
 	s.forget(seg)
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/flowhouse/flowhouse/flow"
+	"github.com/flowhouse/flowhouse/internal/testkit"
 	"github.com/flowhouse/flowhouse/store"
 )
 
@@ -196,16 +197,6 @@ func numbered(batch, rows int) *store.FlowBatch {
 	return batchOf(flows)
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
-
 func TestOutageSpoolsAndReplaysInOrder(t *testing.T) {
 	db := &fakeDB{}
 	reg := prometheus.NewRegistry()
@@ -226,7 +217,7 @@ func TestOutageSpoolsAndReplaysInOrder(t *testing.T) {
 		t.Fatalf("after failures: %+v", st)
 	}
 	db.set(nil)
-	waitFor(t, "replay", func() bool { return s.Stats().PendingSegments == 0 && db.rows() == 210 })
+	testkit.Eventually(t, "replay", 10*time.Second, func() bool { return s.Stats().PendingSegments == 0 && db.rows() == 210 })
 	// Batches spooled are replayed in the order they were spooled.
 	db.mu.Lock()
 	var order []uint64
@@ -270,7 +261,7 @@ func TestRestartReplays(t *testing.T) {
 
 	db2 := &fakeDB{}
 	s2 := startSpool(t, testConfig(t, dir), db2, nil)
-	waitFor(t, "replay after restart", func() bool { return db2.rows() == 500 && s2.Stats().PendingSegments == 0 })
+	testkit.Eventually(t, "replay after restart", 10*time.Second, func() bool { return db2.rows() == 500 && s2.Stats().PendingSegments == 0 })
 	for i, b := range db2.batches {
 		if len(b) != 100 || b[0].Packets != uint64(i) {
 			t.Fatalf("batch %d: %d rows, first %+v", i, len(b), b[0])
@@ -319,7 +310,7 @@ func TestCorruptSegmentsAreQuarantined(t *testing.T) {
 	db2 := &fakeDB{}
 	reg := prometheus.NewRegistry()
 	s2 := startSpool(t, testConfig(t, dir), db2, reg)
-	waitFor(t, "replay", func() bool { return s2.Stats().PendingSegments == 0 })
+	testkit.Eventually(t, "replay", 10*time.Second, func() bool { return s2.Stats().PendingSegments == 0 })
 	if db2.rows() != 50 || db2.batches[0][0].Packets != 3 {
 		t.Errorf("replayed %d rows, want only the good segment's 50", db2.rows())
 	}
@@ -377,7 +368,7 @@ func TestSpoolFullDropsAndStaysFlat(t *testing.T) {
 	}
 	// The database comes back: everything kept is replayed, readiness recovers.
 	db.set(nil)
-	waitFor(t, "replay", func() bool { return s.Stats().PendingSegments == 0 })
+	testkit.Eventually(t, "replay", 10*time.Second, func() bool { return s.Stats().PendingSegments == 0 })
 	if got := db.rows(); float64(got) != spooled {
 		t.Errorf("replayed %d rows, spooled %v", got, spooled)
 	}
@@ -437,7 +428,7 @@ func TestRejectedDuringReplayIsQuarantined(t *testing.T) {
 		return nil
 	}
 	db.mu.Unlock()
-	waitFor(t, "replay", func() bool { return s.Stats().PendingSegments == 0 })
+	testkit.Eventually(t, "replay", 10*time.Second, func() bool { return s.Stats().PendingSegments == 0 })
 	if db.rows() != 20 || s.Stats().QuarantinedSegments != 1 {
 		t.Errorf("%d rows replayed, %d quarantined", db.rows(), s.Stats().QuarantinedSegments)
 	}
@@ -454,7 +445,7 @@ func TestUnavailableIsSpooledWithReadiness(t *testing.T) {
 		t.Errorf("Ready = %v", err)
 	}
 	db.set(nil)
-	waitFor(t, "replay", func() bool { return db.rows() == 10 })
+	testkit.Eventually(t, "replay", 10*time.Second, func() bool { return db.rows() == 10 })
 }
 
 func TestTimeoutAtShutdownIsSpooled(t *testing.T) {
@@ -480,7 +471,7 @@ func TestSpill(t *testing.T) {
 	if err := s.Spill(numbered(1, 7)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "replay", func() bool { return db.rows() == 7 })
+	testkit.Eventually(t, "replay", 10*time.Second, func() bool { return db.rows() == 7 })
 	if db.calls != 1 {
 		t.Errorf("%d inserts", db.calls)
 	}
