@@ -56,12 +56,14 @@ type Deps struct {
 // Spool is a store.Writer that spools to disk what the database cannot
 // take. Its methods are safe for concurrent use.
 type Spool struct {
-	cfg   Config
-	next  store.Writer
-	ping  func(ctx context.Context) error
-	log   *slog.Logger
-	m     *metrics
-	dedup bool
+	cfg  Config
+	next store.Writer
+	ping func(ctx context.Context) error
+	log  *slog.Logger
+	// remove deletes a replayed segment (os.Remove; tests make it fail).
+	remove func(path string) error
+	m      *metrics
+	dedup  bool
 
 	qdir string
 	down atomic.Bool   // new batches go to disk, not to the database
@@ -139,15 +141,16 @@ func New(cfg Config, deps Deps) (*Spool, error) {
 		}
 	}
 	s := &Spool{
-		cfg:   cfg,
-		next:  deps.Next,
-		ping:  ping,
-		log:   logger.With("component", "spool"),
-		dedup: deps.DedupToken,
-		qdir:  filepath.Join(cfg.Dir, "quarantine"),
-		wake:  make(chan struct{}, 1),
-		done:  make(chan struct{}),
-		batch: store.NewFlowBatch(0),
+		cfg:    cfg,
+		next:   deps.Next,
+		ping:   ping,
+		remove: os.Remove,
+		log:    logger.With("component", "spool"),
+		dedup:  deps.DedupToken,
+		qdir:   filepath.Join(cfg.Dir, "quarantine"),
+		wake:   make(chan struct{}, 1),
+		done:   make(chan struct{}),
+		batch:  store.NewFlowBatch(0),
 
 		dropLog:       rate.Sometimes{Interval: logInterval},
 		writeLog:      rate.Sometimes{Interval: logInterval},
@@ -678,13 +681,14 @@ func (s *Spool) replay(ctx context.Context, seg segment) error {
 		}
 		return err
 	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		// Left on disk it would be replayed again: stop replaying rather
-		// than duplicate.
+	if err := s.remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		// The rows are in the database: this process forgets the segment
+		// so it never inserts them twice (returning the error would mark
+		// the database down and replay it again). Left on disk, it would
+		// be replayed after a restart: the operator must delete it.
 		s.removeLog.Do(func() {
-			s.log.Error("cannot remove a replayed segment (logged at most every 10s)", "file", path, "err", err)
+			s.log.Error("a replayed segment cannot be removed: delete it by hand, or it is inserted again after a restart (logged at most every 10s)", "file", path, "err", err)
 		})
-		return err
 	}
 	s.forget(seg)
 	s.m.rowsReplayed.Add(float64(h.rows))

@@ -517,3 +517,34 @@ func TestSupportsDedupToken(t *testing.T) {
 type writerFunc func(ctx context.Context, b *store.FlowBatch) error
 
 func (f writerFunc) InsertFlows(ctx context.Context, b *store.FlowBatch) error { return f(ctx, b) }
+
+// TestReplayedSegmentThatCannotBeRemovedIsInsertedOnce: a segment whose
+// file cannot be removed after its replay is not replayed again, so its
+// rows are in the database once.
+func TestReplayedSegmentThatCannotBeRemovedIsInsertedOnce(t *testing.T) {
+	db := &fakeDB{}
+	s, err := New(testConfig(t, t.TempDir()), Deps{Next: db, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.remove = func(string) error { return syscall.EACCES }
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	ctx := context.Background()
+	db.set(errRefused)
+	if err := s.InsertFlows(ctx, numbered(1, 10)); err != nil {
+		t.Fatal(err)
+	}
+	db.set(nil)
+	testkit.Eventually(t, "the segment replayed and forgotten", 10*time.Second, func() bool {
+		return s.Stats().PendingSegments == 0 && s.Stats().DatabaseUp
+	})
+	if err := s.InsertFlows(ctx, numbered(2, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if got := db.rows(); got != 20 {
+		t.Errorf("%d rows inserted, want 20: the segment was replayed %d times", got, (got-10)/10)
+	}
+}
