@@ -11,6 +11,9 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -414,5 +417,64 @@ func TestStopIsBounded(t *testing.T) {
 	}
 	if err == nil || failed(n, "hook", ReasonShutdown) != 1 {
 		t.Errorf("Stop: %v, shutdown %v; want an error and 1", err, failed(n, "hook", ReasonShutdown))
+	}
+}
+
+// The verification examples of README.md, run as they are written
+// against a request signed here: Python's verify() and the shell lines.
+func TestREADMEVerifyExamples(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := func(after, lang string) string {
+		t.Helper()
+		s := string(readme)
+		i := strings.Index(s, after)
+		if i < 0 {
+			t.Fatalf("README.md has no %q", after)
+		}
+		s = s[i:]
+		start := strings.Index(s, "```"+lang+"\n")
+		if start < 0 {
+			t.Fatalf("README.md has no %s block after %q", lang, after)
+		}
+		s = s[start+len("```"+lang+"\n"):]
+		return s[:strings.Index(s, "```")]
+	}
+	requireBinary(t, python3, "python3")
+	requireBinary(t, "/usr/bin/openssl", "openssl")
+	body := []byte(`{"version":"4","alerts":[{"labels":{"x":"ü"}}]}` + "\n")
+	key := "readme-key"
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	sig := Sign([]byte(key), ts, body)
+	dir := t.TempDir()
+	bodyFile := filepath.Join(dir, "body.json")
+	if err := os.WriteFile(bodyFile, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	py := block("In Python:", "python") + `
+import sys
+headers = {"X-Flowhouse-Timestamp": sys.argv[1], "X-Flowhouse-Signature": sys.argv[2]}
+body = open(sys.argv[3], "rb").read()
+print(verify(sys.argv[4].encode(), headers, body))
+`
+	for _, tc := range []struct {
+		name, sig, key, want string
+	}{{"signed", sig, key, "True"}, {"wrong key", sig, "other", "False"}, {"tampered", Sign([]byte(key), ts, []byte("{}")), key, "False"}} {
+		out, err := exec.Command(python3, "-c", py, ts, tc.sig, bodyFile, tc.key).CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != tc.want {
+			t.Errorf("python, %s: %s %v, want %s", tc.name, out, err, tc.want)
+		}
+	}
+	sh := exec.Command("bash", "-c", block("In a shell", "sh"))
+	sh.Dir = dir
+	sh.Env = append(os.Environ(), "ts="+ts, "sig="+sig, "KEY="+key)
+	if out, err := sh.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "valid" {
+		t.Errorf("shell: %q %v, want valid", out, err)
+	}
+	old := strconv.FormatInt(time.Now().Add(-time.Hour).Unix(), 10)
+	if out, _ := exec.Command(python3, "-c", py, old, Sign([]byte(key), old, body), bodyFile, key).CombinedOutput(); strings.TrimSpace(string(out)) != "False" {
+		t.Errorf("python takes an hour-old timestamp: %s", out)
 	}
 }
