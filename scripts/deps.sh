@@ -7,7 +7,8 @@
 # which is printed only if something fails.
 #
 # While installing, a temporary /usr/sbin/policy-rc.d that exits 101 keeps
-# the packages' services (clickhouse-server, snmpd, pmacct) from starting;
+# the packages' services (clickhouse-server, snmpd, pmacct,
+# prometheus-alertmanager) from starting;
 # it is removed afterwards only if this script created it.
 #
 # Usage: scripts/deps.sh            (as root, or as a user with sudo)
@@ -27,6 +28,8 @@ PACKAGES=(
 	snmp
 	iproute2
 	ieee-data
+	prometheus-alertmanager
+	python3-aiosmtpd
 )
 
 if [[ "${1:-}" == "--list" ]]; then
