@@ -11,8 +11,10 @@ import (
 const logEvery = 10 * time.Second
 
 // logLimiter lets one message per key through every interval and counts
-// those it holds back, for the next one to say. It is a local stand-in
-// until the tree has one idiom for rate-limited logs.
+// those it holds back, for the next one to say. The tree's idiom for a
+// fixed log site is x/time/rate.Sometimes; this one is keyed by
+// destination, which come and go with the configuration, and runs on the
+// notifier's clock, so that the tests' fake clock drives it.
 type logLimiter struct {
 	every   time.Duration
 	mu      sync.Mutex
