@@ -271,6 +271,21 @@ func testRestart(t *testing.T, db dbapi.DB) {
 	if b := byDst(m3.Active("acme")); len(b) != 2 || b["192.0.2.4"].Status != alerts.StatusFiring {
 		t.Errorf("third start: %+v, want A and D firing", b)
 	}
+	stop(t, m3)
+
+	// notify_on_start: the firing alerts are notified again.
+	rec4 := &recorder{}
+	m4, err := alerts.New(alerts.Config{NotifyOnStart: true}, alerts.Deps{DB: db, Notifier: rec4, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m4.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stop(t, m4)
+	if got, want := notices(rec4.all()), []string{"ddos 192.0.2.1 firing", "ddos 192.0.2.4 firing"}; !slices.Equal(got, want) {
+		t.Errorf("notify_on_start notified %q, want %q", got, want)
+	}
 }
 
 func testListGet(t *testing.T, db dbapi.DB) {

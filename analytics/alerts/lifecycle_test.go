@@ -472,3 +472,27 @@ func TestConcurrentRulesAndAcks(t *testing.T) {
 		t.Errorf("notifications %v, want %d of each", counts, want)
 	}
 }
+
+func TestStopCountsWhatIsNotWritten(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := alerts.New(alerts.Config{RetryInitial: time.Millisecond, RetryMax: time.Millisecond},
+		alerts.Deps{DB: &flakyDB{}, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	eval(t, m, rule(alerts.Hold{}, alerts.Hold{}), t0, inst(1, "dst_address", "a"))
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := m.Stop(ctx); err == nil || !strings.Contains(err.Error(), "1 alert rows and 1 events not written") {
+		t.Fatalf("Stop with the database away: %v", err)
+	}
+	if got := value(t, reg, "flowhouse_alerts_persist_failures_total", "reason", "shutdown"); got != 2 {
+		t.Errorf("lost at shutdown: %v, want 2", got)
+	}
+	if _, err := m.Evaluate(context.Background(), alerts.Evaluation{Rule: rule(alerts.Hold{}, alerts.Hold{}), At: t0}); !errors.Is(err, alerts.ErrStopped) {
+		t.Errorf("evaluate after Stop: %v, want ErrStopped", err)
+	}
+}
