@@ -222,7 +222,9 @@ func (e *Embedded) Exec(ctx context.Context, query string, args ...any) error {
 	return err
 }
 
-// Query runs a query and returns its rows, read in full (see Embedded).
+// Query runs a query and returns its rows, read in full (see Embedded) in
+// the Native format and decoded by clickhouse-go's column types, so they
+// scan as the server backend's do.
 func (e *Embedded) Query(ctx context.Context, query string, args ...any) (Rows, error) {
 	sql, err := bindArgs(query, args)
 	if err != nil {
@@ -232,12 +234,17 @@ func (e *Embedded) Query(ctx context.Context, query string, args ...any) (Rows, 
 	if err != nil {
 		return nil, err
 	}
-	out, err := c.query(sql, "RowBinaryWithNamesAndTypes")
-	e.release(c)
+	defer e.release(c)
+	out, err := c.query(sql, "Native")
 	if err != nil {
 		return nil, err
 	}
-	return newBinaryRows(out, e.loc)
+	// The first block is read while c can still describe the result.
+	rows, err := newNativeRows(out, e.loc, describeResult(c, sql))
+	if rows != nil {
+		rows.describe = nil
+	}
+	return rows, err
 }
 
 // Ping runs SELECT 1.

@@ -597,6 +597,44 @@ func TestEmbeddedQueryScansLikeTheServer(t *testing.T) {
 	}
 }
 
+// Results as the engine writes them in Native: in several blocks, with
+// no block at all when empty (the columns are then described), with a
+// DateTime's zone restored; and a statement without a result.
+func TestEmbeddedQueryResultShapes(t *testing.T) {
+	db := openEmbedded(t, t.TempDir())
+	ctx := context.Background()
+	var n, sum uint64
+	rows, err := db.Query(ctx, "SELECT number FROM numbers(100000) SETTINGS max_block_size = 7000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var v uint64
+		if err := rows.Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		n, sum = n+1, sum+v
+	}
+	if n != 100000 || sum != 99999*100000/2 || rows.Err() != nil {
+		t.Errorf("%d rows summing %d, %v", n, sum, rows.Err())
+	}
+	rows, err = db.Query(ctx, "SELECT 1 AS a, toDateTime(0, 'Asia/Tokyo') AS b WHERE 0;")
+	if err != nil || !slices.Equal(rows.Columns(), []string{"a", "b"}) || rows.Next() {
+		t.Errorf("empty result: columns %q, %v", rows.Columns(), err)
+	}
+	// A DateTime without a zone is in the engine's.
+	var tokyo, plain time.Time
+	var zone string
+	if err := store.QueryRow(ctx, db, []any{&tokyo, &plain, &zone}, "SELECT toDateTime(0, 'Asia/Tokyo'), toDateTime(0), timezone()"); err != nil ||
+		tokyo.Location().String() != "Asia/Tokyo" || plain.Location().String() != zone {
+		t.Errorf("zones %v and %v (engine's %s), %v", tokyo.Location(), plain.Location(), zone, err)
+	}
+	rows, err = db.Query(ctx, "CREATE TABLE IF NOT EXISTS shapes (a UInt8) ENGINE = Memory")
+	if err != nil || len(rows.Columns()) != 0 || rows.Next() {
+		t.Errorf("a statement without a result: %v", err)
+	}
+}
+
 func TestEmbeddedBindsArguments(t *testing.T) {
 	db := openEmbedded(t, t.TempDir())
 	ctx := context.Background()
