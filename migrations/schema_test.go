@@ -1,0 +1,104 @@
+package migrations_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowhouse/flowhouse/migrations"
+	"github.com/flowhouse/flowhouse/schema"
+	"github.com/flowhouse/flowhouse/store"
+)
+
+// openEmbedded is the embedded engine on a new directory. It fails (not
+// skips) without the library, as the store's tests do; set
+// FLOWHOUSE_SKIP_EMBEDDED=1 to skip.
+func openEmbedded(t *testing.T) store.DB {
+	t.Helper()
+	if os.Getenv("FLOWHOUSE_SKIP_EMBEDDED") != "" {
+		t.Skip("FLOWHOUSE_SKIP_EMBEDDED is set")
+	}
+	cfg := store.DefaultConfig()
+	cfg.Embedded.Path = t.TempDir()
+	cfg.Embedded.Library = os.Getenv("FLOWHOUSE_CLICKHOUSE_EMBEDDED_LIBRARY")
+	if cfg.Embedded.Library == "" {
+		cfg.Embedded.Library = filepath.Join("..", "var", "lib", "libchdb.so")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := store.OpenEmbedded(ctx, cfg, nil)
+	if err != nil {
+		t.Fatalf("%v (run make deps, or set FLOWHOUSE_SKIP_EMBEDDED=1)", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// The flows table the migrations build is schema.Flows, on both engines:
+// the columns inserts fill, in order, each of the type the table gives
+// for the engine, and besides them only ALIAS columns. A column added to
+// schema.Flows without its migration, or the other way round, fails here.
+func TestFlowsTableIsTheSchema(t *testing.T) {
+	for _, engine := range []struct {
+		name string
+		open func(*testing.T) store.DB
+	}{{"server", openDB}, {"embedded", openEmbedded}} {
+		t.Run(engine.name, func(t *testing.T) {
+			db := engine.open(t)
+			ctx := context.Background()
+			if _, err := migrations.Apply(ctx, db, migrations.Options{Retention: store.DefaultConfig().Retention}); err != nil {
+				t.Fatal(err)
+			}
+			caps, err := store.DetectCapabilities(ctx, db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dialect := schema.Dialect{IPv6: caps.IPv6, LowCardinality: caps.LowCardinality}
+			var want []string
+			for _, c := range schema.Flows.Columns() {
+				want = append(want, c.Name+" "+c.Type.In(dialect))
+			}
+			got, aliases := describeFlows(t, db)
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("flows on %s %s:\n got %q\nwant %q", engine.name, caps.Version, got, want)
+			}
+			if len(aliases) == 0 {
+				t.Error("no ALIAS columns: bytes_scaled and packets_scaled are gone")
+			}
+		})
+	}
+}
+
+// describeFlows is the flows table's stored columns, "name type", in
+// order, and its ALIAS columns.
+func describeFlows(t *testing.T, db store.DB) (stored, aliases []string) {
+	t.Helper()
+	rows, err := db.Query(context.Background(), "DESCRIBE TABLE flows")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		// name, type, default_type, default_expression, then more on newer servers.
+		fields := make([]string, len(rows.Columns()))
+		dest := make([]any, len(fields))
+		for i := range fields {
+			dest[i] = &fields[i]
+		}
+		if err := rows.Scan(dest...); err != nil {
+			t.Fatal(err)
+		}
+		if fields[2] == "ALIAS" {
+			aliases = append(aliases, fields[0])
+			continue
+		}
+		stored = append(stored, fields[0]+" "+fields[1])
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return stored, aliases
+}
