@@ -236,7 +236,7 @@ func TestRenderVariants(t *testing.T) {
 		{
 			version: "18.16.1",
 			want:    []string{"FixedString(16)", "tenant             String,", "ORDER BY (tenant, exporter_address, toStartOfMinute(time_received), in_if_index, out_if_index)"},
-			notWant: []string{"IPv6", "LowCardinality", "CODEC", "TTL", "SETTINGS"},
+			notWant: []string{"IPv6", "LowCardinality", "CODEC", "TTL", "SETTINGS", "IF NOT EXISTS in_vrf_id"},
 		},
 		{
 			version: "26.7.3.1",
@@ -246,6 +246,7 @@ func TestRenderVariants(t *testing.T) {
 				"TTL time_received + INTERVAL 30 DAY", "TTL time_received + INTERVAL 36 HOUR",
 				"SETTINGS ttl_only_drop_parts = 1",
 				"protocols         Array(LowCardinality(String)),",
+				"ADD COLUMN IF NOT EXISTS in_vrf_id  UInt32 AFTER out_if_boundary",
 			},
 			notWant: []string{"FixedString", "INTERVAL 0"},
 		},

@@ -102,3 +102,33 @@ func describeFlows(t *testing.T, db store.DB) (stored, aliases []string) {
 	}
 	return stored, aliases
 }
+
+// A migration adding columns that ran but was not recorded (the process
+// died in between) runs again on the next Apply, on both engines: with
+// IF NOT EXISTS where the engine has it, and on 18.16, which has not,
+// because Apply takes "column already exists" as done.
+func TestApplyCompletesAnUnrecordedAddColumn(t *testing.T) {
+	for _, engine := range []struct {
+		name string
+		open func(*testing.T) store.DB
+	}{{"server", openDB}, {"embedded", openEmbedded}} {
+		t.Run(engine.name, func(t *testing.T) {
+			db := engine.open(t)
+			ctx := context.Background()
+			if _, err := migrations.Apply(ctx, db, migrations.Options{}); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Exec(ctx, "ALTER TABLE schema_migrations DELETE WHERE version = 5"); err != nil {
+				t.Fatal(err)
+			}
+			waitMutations(t, db)
+			again, err := migrations.Apply(ctx, db, migrations.Options{})
+			if err != nil || len(again) != 1 || again[0].File() != "0005_vrf.sql" {
+				t.Fatalf("Apply after an unrecorded 0005: %v, %v", again, err)
+			}
+			if got, _ := describeFlows(t, db); len(got) != len(schema.Flows.Columns()) {
+				t.Errorf("flows has %d columns, want %d", len(got), len(schema.Flows.Columns()))
+			}
+		})
+	}
+}

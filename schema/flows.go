@@ -4,8 +4,16 @@
 // list, the Native blocks written to the embedded engine and to the
 // spool, and the test that the migrations create the same columns.
 //
-// Adding a column to flows is one line here plus one migration (see
-// migrations/SCHEMA.md).
+// Adding a column to flows, for a flow.Flow field the decoders or the
+// enrichment fill, is one line in Flows plus one migration:
+//
+//	ALTER TABLE flows ADD COLUMN {{ifNotExists}}name Type AFTER previous;
+//
+// with the column where it stands in Flows (inserts list Flows' order,
+// and TestFlowsTableIsTheSchema compares it with the table on both
+// engines); then its line in the schema reference (README.md and
+// migrations/SCHEMA.md). Spool segments need nothing: they name their
+// columns. Migration 0005 (in_vrf_id, out_vrf_id) is one.
 package schema
 
 // The enums of the flows table, numbered as the flow package numbers
@@ -42,6 +50,8 @@ var Flows = NewTable("flows",
 	Field("out_if_description", LowCardinalityString, "OutIfDescription"),
 	Clamped("out_if_speed_mbps", "OutIfSpeedMbps"),
 	Field("out_if_boundary", LowCardinalityString, "OutIfBoundary"),
+	Field("in_vrf_id", UInt32, "InVRF"),
+	Field("out_vrf_id", UInt32, "OutVRF"),
 	Field("src_address", IP, "SrcAddr"),
 	Field("dst_address", IP, "DstAddr"),
 	Field("next_hop", IP, "NextHop"),

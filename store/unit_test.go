@@ -89,7 +89,7 @@ func TestCapabilitiesOf(t *testing.T) {
 			t.Errorf("%s: err = %v", tc.version, err)
 			continue
 		}
-		if c.IPv6 != tc.modern || c.TTL != tc.modern || c.Codecs != tc.modern || c.LowCardinality != tc.modern {
+		if c.IPv6 != tc.modern || c.TTL != tc.modern || c.Codecs != tc.modern || c.LowCardinality != tc.modern || c.AlterIfNotExists != tc.modern {
 			t.Errorf("%s: %+v, want modern=%v", tc.version, c, tc.modern)
 		}
 	}
