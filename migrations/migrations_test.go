@@ -160,16 +160,26 @@ func typed(names []string) []string {
 
 func columns(t *testing.T, db store.DB, table string) []string {
 	t.Helper()
-	// DESCRIBE keeps the table's column order on every version (18.16's
-	// system.columns has no position).
+	var out []string
+	for _, fields := range describe(t, db, table) {
+		out = append(out, fields[0]+" "+fields[1])
+	}
+	return out
+}
+
+// describe is DESCRIBE TABLE table, which keeps the table's column order
+// on every version (18.16's system.columns has no position): per column
+// its name, type, default_type, default_expression, then more on newer
+// servers.
+func describe(t *testing.T, db store.DB, table string) [][]string {
+	t.Helper()
 	rows, err := db.Query(context.Background(), "DESCRIBE TABLE "+table)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rows.Close()
-	var out []string
+	var out [][]string
 	for rows.Next() {
-		// name, type, default_type, default_expression, then more on newer servers.
 		fields := make([]string, len(rows.Columns()))
 		dest := make([]any, len(fields))
 		for i := range fields {
@@ -178,7 +188,7 @@ func columns(t *testing.T, db store.DB, table string) []string {
 		if err := rows.Scan(dest...); err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, fields[0]+" "+fields[1])
+		out = append(out, fields)
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)

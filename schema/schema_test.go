@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"runtime"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,34 +13,8 @@ import (
 	"github.com/ClickHouse/ch-go/proto"
 
 	"github.com/flowhouse/flowhouse/flow"
+	"github.com/flowhouse/flowhouse/internal/flowtest"
 )
-
-// randomFlows fills every field of flow.Flow through reflection, so that
-// a field the table does not keep fails the round trips below.
-func randomFlows(r *rand.Rand, n, distinct int) []flow.Flow {
-	flows := make([]flow.Flow, n)
-	for i := range flows {
-		v := reflect.ValueOf(&flows[i]).Elem()
-		for j := range v.NumField() {
-			f := v.Field(j)
-			switch f.Kind() {
-			case reflect.Int64:
-				f.SetInt(int64(r.Uint64()))
-			case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-				f.SetUint(r.Uint64())
-			case reflect.String:
-				f.SetString(v.Type().Field(j).Name + "-" + strconv.Itoa(r.IntN(distinct)))
-			case reflect.Array:
-				for k := range f.Len() {
-					f.Index(k).SetUint(uint64(r.IntN(256)))
-				}
-			default:
-				panic("randomFlows: field " + v.Type().Field(j).Name + " of kind " + f.Kind().String())
-			}
-		}
-	}
-	return flows
-}
 
 // asKept is what a batch gives back of f: interface speeds are 32 bits.
 func asKept(f flow.Flow) flow.Flow {
@@ -53,7 +26,7 @@ func asKept(f flow.Flow) flow.Flow {
 func TestBatchKeepsEveryField(t *testing.T) {
 	// Dictionaries of 1-, 2- and 4-byte keys.
 	for _, distinct := range []int{1, 300, 70000} {
-		in := randomFlows(rand.New(rand.NewPCG(1, uint64(distinct))), 70000, distinct)
+		in := flowtest.Random(rand.New(rand.NewPCG(1, uint64(distinct))), 70000, distinct)
 		b := Flows.NewBatch(0)
 		for start := 0; start < len(in); start += 1000 {
 			b.Append(in[start:min(start+1000, len(in))])
@@ -73,14 +46,14 @@ func TestBatchKeepsEveryField(t *testing.T) {
 // the same batch.
 func TestBatchNativeRoundTrip(t *testing.T) {
 	in := Flows.NewBatch(0)
-	in.Append(randomFlows(rand.New(rand.NewPCG(2, 3)), 5000, 400))
+	in.Append(flowtest.Random(rand.New(rand.NewPCG(2, 3)), 5000, 400))
 	input := in.Input()
 	var buf proto.Buffer
 	if err := (proto.Block{Columns: len(input), Rows: in.Len()}).EncodeRawBlock(&buf, 0, input); err != nil {
 		t.Fatal(err)
 	}
 	out := Flows.NewBatch(0)
-	out.Append(randomFlows(rand.New(rand.NewPCG(4, 5)), 10, 10)) // replaced by the block
+	out.Append(flowtest.Random(rand.New(rand.NewPCG(4, 5)), 10, 10)) // replaced by the block
 	var blk proto.Block
 	if err := blk.DecodeRawBlock(proto.NewReader(strings.NewReader(string(buf.Buf))), 0, out); err != nil {
 		t.Fatal(err)
@@ -99,7 +72,7 @@ func TestBatchNativeRoundTrip(t *testing.T) {
 // server gets (clickhouse-go appends of InsertValues) are the same rows.
 func TestInsertNativeAndValuesAgree(t *testing.T) {
 	b := Flows.NewBatch(0)
-	fs := randomFlows(rand.New(rand.NewPCG(6, 7)), 300, 20)
+	fs := flowtest.Random(rand.New(rand.NewPCG(6, 7)), 300, 20)
 	fs[0].TimeReceivedMs, fs[1].TimeReceivedMs = -5, math.MaxInt64 // clamped to DateTime's range
 	b.Append(fs)
 	var s Scratch

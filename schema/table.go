@@ -64,27 +64,24 @@ func flowField(column, field string) reflect.StructField {
 // keeper picks the batch column for values of the Native type native
 // taken from field sf, checking that the field holds such values.
 func keeper(column, native string, sf reflect.StructField) func() kept {
-	switch native {
-	case "UInt8":
-		return fixedKeeper[uint8, proto.ColUInt8](column, native, sf)
-	case "Int8":
-		return fixedKeeper[int8, proto.ColInt8](column, native, sf)
-	case "UInt16":
-		return fixedKeeper[uint16, proto.ColUInt16](column, native, sf)
-	case "UInt32":
-		return fixedKeeper[uint32, proto.ColUInt32](column, native, sf)
-	case "UInt64":
-		return fixedKeeper[uint64, proto.ColUInt64](column, native, sf)
-	case "Int64":
-		return fixedKeeper[int64, proto.ColInt64](column, native, sf)
-	case "IPv6":
-		return fixedKeeper[proto.IPv6, proto.ColIPv6](column, native, sf)
-	case "LowCardinality(String)":
-		if sf.Type.Kind() == reflect.String {
-			return func() kept { return newDict(sf.Offset) }
-		}
+	if fixed, ok := fixedKeepers[native]; ok {
+		return fixed(column, native, sf)
+	}
+	if native == LowCardinalityString.native && sf.Type.Kind() == reflect.String {
+		return func() kept { return newDict(sf.Offset) }
 	}
 	panic(fmt.Sprintf("schema: column %s: field %s (%s) cannot hold %s values", column, sf.Name, sf.Type, native))
+}
+
+// fixedKeepers are the ch-go columns of the fixed-size Native types.
+var fixedKeepers = map[string]func(column, native string, sf reflect.StructField) func() kept{
+	"UInt8":  fixedKeeper[uint8, proto.ColUInt8],
+	"Int8":   fixedKeeper[int8, proto.ColInt8],
+	"UInt16": fixedKeeper[uint16, proto.ColUInt16],
+	"UInt32": fixedKeeper[uint32, proto.ColUInt32],
+	"UInt64": fixedKeeper[uint64, proto.ColUInt64],
+	"Int64":  fixedKeeper[int64, proto.ColInt64],
+	"IPv6":   fixedKeeper[proto.IPv6, proto.ColIPv6],
 }
 
 // fixedKeeper keeps field sf in a ch-go column C of E values: the field

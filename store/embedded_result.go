@@ -95,23 +95,17 @@ func (r *nativeRows) nextBlock() error {
 	if _, err := r.in.Peek(1); errors.Is(err, io.EOF) {
 		return nil
 	}
-	cols, err := r.r.UVarInt()
-	if err != nil {
-		return err
-	}
-	rows, err := r.r.UVarInt()
-	if err != nil {
+	cols, err1 := r.r.UVarInt()
+	rows, err2 := r.r.UVarInt()
+	if err := errors.Join(err1, err2); err != nil {
 		return err
 	}
 	b := proto.NewBlock()
 	b.ServerContext = r.sc
 	for i := range int(cols) {
-		name, err := r.r.Str()
-		if err != nil {
-			return err
-		}
-		typ, err := r.r.Str()
-		if err != nil {
+		name, err1 := r.r.Str()
+		typ, err2 := r.r.Str()
+		if err := errors.Join(err1, err2); err != nil {
 			return err
 		}
 		if err := addResultColumn(b, name, r.zoned(i, typ)); err != nil {
