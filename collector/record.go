@@ -72,6 +72,8 @@ const (
 	ieIPDiffServCodePoint         = 195
 	ieInitiatorOctets             = 231
 	ieResponderOctets             = 232
+	ieIngressVRFID                = 234
+	ieEgressVRFID                 = 235
 	ieInitiatorPackets            = 298
 	ieResponderPackets            = 299
 	ieObservationTimeSeconds      = 322
@@ -260,6 +262,10 @@ func (e *exporter) decodeFlowRecord(d *decodeContext, h *messageHeader, t *templ
 			f.InIf = uint32(beUint(v))
 		case ieEgressInterface:
 			f.OutIf = uint32(beUint(v))
+		case ieIngressVRFID:
+			f.InVRF = uint32(beUint(v))
+		case ieEgressVRFID:
+			f.OutVRF = uint32(beUint(v))
 		case ieBGPSourceAsNumber:
 			f.SrcAS = uint32(beUint(v))
 		case ieBGPDestinationAsNumber:
@@ -355,6 +361,7 @@ func (e *exporter) decodeFlowRecord(d *decodeContext, h *messageHeader, t *templ
 		r.SrcMask, r.DstMask = fwd.DstMask, fwd.SrcMask
 		r.SrcAS, r.DstAS = fwd.DstAS, fwd.SrcAS
 		r.InIf, r.OutIf = fwd.OutIf, fwd.InIf
+		r.InVRF, r.OutVRF = fwd.OutVRF, fwd.InVRF
 		r.Bytes, r.Packets, r.TCPFlags = rev.bytes, rev.packets, rev.tcpFlags
 		if rev.times != (timeFields{}) {
 			r.TimeStartMs, r.TimeEndMs = rev.times.resolve(h, e.systemInitMs[h.domain], d.nowMs)

@@ -124,8 +124,10 @@ type Flow struct {
 	SamplingRate      uint32 // 1 in N; 1 when unsampled or unknown
 	Direction         Direction
 
-	InIf  uint32
-	OutIf uint32
+	InIf   uint32
+	OutIf  uint32
+	InVRF  uint32 // IE 234 ingressVRFID; 0 when absent
+	OutVRF uint32 // IE 235 egressVRFID
 
 	SrcAddr   Addr
 	DstAddr   Addr

@@ -10,7 +10,9 @@
 // Statements in a file end with ";" at the end of a line; lines starting
 // with "--" are comments and are not sent. Every statement is written to be
 // re-runnable (IF NOT EXISTS), so a migration interrupted halfway is
-// completed by the next Apply.
+// completed by the next Apply. ALTER TABLE ... ADD COLUMN gets
+// {{ifNotExists}}, which 18.16 lacks; there Apply takes "column already
+// exists" as the statement done.
 //
 // Applied migrations are recorded in schema_migrations with the checksum
 // of their template, not of the rendered SQL: changing the retention in
@@ -22,6 +24,7 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -30,6 +33,8 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/flowhouse/flowhouse/store"
 )
@@ -305,7 +310,7 @@ func Apply(ctx context.Context, db store.DB, opts Options) ([]Migration, error) 
 			return done, err
 		}
 		for i, stmt := range stmts {
-			if err := db.Exec(ctx, stmt); err != nil {
+			if err := db.Exec(ctx, stmt); err != nil && !columnAdded(caps, stmt, err) {
 				return done, fmt.Errorf("migrations: %s statement %d: %w\n%s", s.File(), i+1, err, stmt)
 			}
 		}
@@ -320,3 +325,16 @@ func Apply(ctx context.Context, db store.DB, opts Options) ([]Migration, error) 
 	}
 	return done, nil
 }
+
+// columnAdded tells the error of an ADD COLUMN rerun on a server without
+// IF NOT EXISTS for it (18.16): the column is there, so the statement's
+// work is done. (ALTER TABLE applies all its ADD COLUMNs or none.)
+func columnAdded(caps store.Capabilities, stmt string, err error) bool {
+	var exc *clickhouse.Exception
+	return !caps.AlterIfNotExists && strings.Contains(stmt, "ADD COLUMN") &&
+		errors.As(err, &exc) && exc.Code == errIllegalColumn && strings.Contains(exc.Message, "already exists")
+}
+
+// errIllegalColumn is ClickHouse's ILLEGAL_COLUMN, which 18.16 raises for
+// a column added twice.
+const errIllegalColumn = 44

@@ -161,16 +161,26 @@ func typed(names []string) []string {
 
 func columns(t *testing.T, db store.DB, table string) []string {
 	t.Helper()
-	// DESCRIBE keeps the table's column order on every version (18.16's
-	// system.columns has no position).
+	var out []string
+	for _, fields := range describe(t, db, table) {
+		out = append(out, fields[0]+" "+fields[1])
+	}
+	return out
+}
+
+// describe is DESCRIBE TABLE table, which keeps the table's column order
+// on every version (18.16's system.columns has no position): per column
+// its name, type, default_type, default_expression, then more on newer
+// servers.
+func describe(t *testing.T, db store.DB, table string) [][]string {
+	t.Helper()
 	rows, err := db.Query(context.Background(), "DESCRIBE TABLE "+table)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rows.Close()
-	var out []string
+	var out [][]string
 	for rows.Next() {
-		// name, type, default_type, default_expression, then more on newer servers.
 		fields := make([]string, len(rows.Columns()))
 		dest := make([]any, len(fields))
 		for i := range fields {
@@ -179,7 +189,7 @@ func columns(t *testing.T, db store.DB, table string) []string {
 		if err := rows.Scan(dest...); err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, fields[0]+" "+fields[1])
+		out = append(out, fields)
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
@@ -236,7 +246,7 @@ func TestRenderVariants(t *testing.T) {
 		{
 			version: "18.16.1",
 			want:    []string{"FixedString(16)", "tenant             String,", "ORDER BY (tenant, exporter_address, toStartOfMinute(time_received), in_if_index, out_if_index)"},
-			notWant: []string{"IPv6", "LowCardinality", "CODEC", "TTL", "SETTINGS"},
+			notWant: []string{"IPv6", "LowCardinality", "CODEC", "TTL", "SETTINGS", "IF NOT EXISTS in_vrf_id"},
 		},
 		{
 			version: "26.7.3.1",
@@ -246,6 +256,7 @@ func TestRenderVariants(t *testing.T) {
 				"TTL time_received + INTERVAL 30 DAY", "TTL time_received + INTERVAL 36 HOUR",
 				"SETTINGS ttl_only_drop_parts = 1",
 				"protocols         Array(LowCardinality(String)),",
+				"ADD COLUMN IF NOT EXISTS in_vrf_id  UInt32 AFTER out_if_boundary",
 			},
 			notWant: []string{"FixedString", "INTERVAL 0"},
 		},

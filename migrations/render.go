@@ -49,6 +49,14 @@ func funcs(p Params) template.FuncMap {
 			}
 			return ""
 		},
+		// ifNotExists makes ALTER TABLE ... ADD COLUMN re-runnable where the
+		// server can (Apply makes it so on the others).
+		"ifNotExists": func() string {
+			if p.Caps.AlterIfNotExists {
+				return "IF NOT EXISTS "
+			}
+			return ""
+		},
 		// engine is where Replicated engines will be chosen.
 		"engine": func(engine string) string { return engine },
 	}

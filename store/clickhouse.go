@@ -8,11 +8,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ClickHouse/ch-go/proto"
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/flowhouse/flowhouse/flow"
+	"github.com/flowhouse/flowhouse/schema"
 )
 
 // Open connects to the database the config names: the ClickHouse server
@@ -126,110 +128,27 @@ func (s *Server) Ping(ctx context.Context) error { return s.conn.Ping(ctx) }
 
 func (s *Server) Close() error { return s.conn.Close() }
 
-// flowColumns are the flows table's columns in the order the batch
-// supplies them. The list is the INSERT's column list, which servers as
-// old as 18.16 require.
-var flowColumns = []struct {
-	name  string
-	value func(b *FlowBatch, s *insertScratch) any
-}{
-	{"time_received", func(b *FlowBatch, s *insertScratch) any { return s.seconds(0, b.timeReceivedMs) }},
-	{"flow_start", func(b *FlowBatch, s *insertScratch) any { return s.seconds(1, b.timeStartMs) }},
-	{"flow_end", func(b *FlowBatch, s *insertScratch) any { return s.seconds(2, b.timeEndMs) }},
-	{"flow_duration_ms", func(b *FlowBatch, s *insertScratch) any { return s.durations(b.timeStartMs, b.timeEndMs) }},
-	{"tenant", func(b *FlowBatch, _ *insertScratch) any { return b.tenant }},
-	{"exporter_address", func(b *FlowBatch, _ *insertScratch) any { return b.exporterAddress }},
-	{"exporter_port", func(b *FlowBatch, _ *insertScratch) any { return b.exporterPort }},
-	{"exporter_name", func(b *FlowBatch, _ *insertScratch) any { return b.exporterName }},
-	{"protocol", func(b *FlowBatch, _ *insertScratch) any { return b.protocol }},
-	{"observation_domain", func(b *FlowBatch, _ *insertScratch) any { return b.observationDomain }},
-	{"sampler_id", func(b *FlowBatch, _ *insertScratch) any { return b.samplerID }},
-	{"sampling_rate", func(b *FlowBatch, _ *insertScratch) any { return b.samplingRate }},
-	{"direction", func(b *FlowBatch, _ *insertScratch) any { return b.direction }},
-	{"in_if_index", func(b *FlowBatch, _ *insertScratch) any { return b.inIfIndex }},
-	{"in_if_name", func(b *FlowBatch, _ *insertScratch) any { return b.inIfName }},
-	{"in_if_description", func(b *FlowBatch, _ *insertScratch) any { return b.inIfDescription }},
-	{"in_if_speed_mbps", func(b *FlowBatch, _ *insertScratch) any { return b.inIfSpeedMbps }},
-	{"in_if_boundary", func(b *FlowBatch, _ *insertScratch) any { return b.inIfBoundary }},
-	{"out_if_index", func(b *FlowBatch, _ *insertScratch) any { return b.outIfIndex }},
-	{"out_if_name", func(b *FlowBatch, _ *insertScratch) any { return b.outIfName }},
-	{"out_if_description", func(b *FlowBatch, _ *insertScratch) any { return b.outIfDescription }},
-	{"out_if_speed_mbps", func(b *FlowBatch, _ *insertScratch) any { return b.outIfSpeedMbps }},
-	{"out_if_boundary", func(b *FlowBatch, _ *insertScratch) any { return b.outIfBoundary }},
-	{"src_address", func(b *FlowBatch, _ *insertScratch) any { return b.srcAddress }},
-	{"dst_address", func(b *FlowBatch, _ *insertScratch) any { return b.dstAddress }},
-	{"next_hop", func(b *FlowBatch, _ *insertScratch) any { return b.nextHop }},
-	{"src_port", func(b *FlowBatch, _ *insertScratch) any { return b.srcPort }},
-	{"dst_port", func(b *FlowBatch, _ *insertScratch) any { return b.dstPort }},
-	{"ip_protocol", func(b *FlowBatch, _ *insertScratch) any { return b.ipProtocol }},
-	{"ip_version", func(b *FlowBatch, _ *insertScratch) any { return b.ipVersion }},
-	{"tcp_flags", func(b *FlowBatch, _ *insertScratch) any { return b.tcpFlags }},
-	{"tos", func(b *FlowBatch, _ *insertScratch) any { return b.tos }},
-	{"icmp_type", func(b *FlowBatch, _ *insertScratch) any { return b.icmpType }},
-	{"icmp_code", func(b *FlowBatch, _ *insertScratch) any { return b.icmpCode }},
-	{"src_mask", func(b *FlowBatch, _ *insertScratch) any { return b.srcMask }},
-	{"dst_mask", func(b *FlowBatch, _ *insertScratch) any { return b.dstMask }},
-	{"src_vlan", func(b *FlowBatch, _ *insertScratch) any { return b.srcVLAN }},
-	{"dst_vlan", func(b *FlowBatch, _ *insertScratch) any { return b.dstVLAN }},
-	{"src_mac", func(b *FlowBatch, _ *insertScratch) any { return b.srcMAC }},
-	{"dst_mac", func(b *FlowBatch, _ *insertScratch) any { return b.dstMAC }},
-	{"src_vendor", func(b *FlowBatch, _ *insertScratch) any { return b.srcVendor }},
-	{"dst_vendor", func(b *FlowBatch, _ *insertScratch) any { return b.dstVendor }},
-	{"src_net_name", func(b *FlowBatch, _ *insertScratch) any { return b.srcNetName }},
-	{"src_net_role", func(b *FlowBatch, _ *insertScratch) any { return b.srcNetRole }},
-	{"src_net_site", func(b *FlowBatch, _ *insertScratch) any { return b.srcNetSite }},
-	{"dst_net_name", func(b *FlowBatch, _ *insertScratch) any { return b.dstNetName }},
-	{"dst_net_role", func(b *FlowBatch, _ *insertScratch) any { return b.dstNetRole }},
-	{"dst_net_site", func(b *FlowBatch, _ *insertScratch) any { return b.dstNetSite }},
-	{"src_as", func(b *FlowBatch, _ *insertScratch) any { return b.srcAS }},
-	{"dst_as", func(b *FlowBatch, _ *insertScratch) any { return b.dstAS }},
-	{"bytes", func(b *FlowBatch, _ *insertScratch) any { return b.bytes }},
-	{"packets", func(b *FlowBatch, _ *insertScratch) any { return b.packets }},
-	{"flow_label", func(b *FlowBatch, _ *insertScratch) any { return b.flowLabel }},
-}
-
 // FlowColumns lists the flows table's columns that inserts fill, in order.
-func FlowColumns() []string {
-	names := make([]string, len(flowColumns))
-	for i, c := range flowColumns {
-		names[i] = c.name
-	}
-	return names
-}
+func FlowColumns() []string { return schema.Flows.Names() }
 
+// insertFlowsQuery names the columns: servers as old as 18.16 require it.
 var insertFlowsQuery = "INSERT INTO flows (" + strings.Join(FlowColumns(), ", ") + ")"
 
-// insertScratch holds the columns computed at insert time (seconds from
-// milliseconds), reused across inserts.
+// insertScratch is what an insert computes from a batch, reused across
+// inserts.
 type insertScratch struct {
-	secs  [3][]int64
-	dur   []uint32
-	views [4][][]byte // one per address column
+	schema.Scratch
+	views [][]byte
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(insertScratch) }}
 
-func (s *insertScratch) seconds(slot int, ms []int64) []int64 {
-	out := s.secs[slot][:0]
-	for _, v := range ms {
-		// DateTime is unsigned: anything before 1970 is stored as 1970.
-		out = append(out, max(v, 0)/1000)
-	}
-	s.secs[slot] = out
-	return out
-}
-
-func (s *insertScratch) durations(start, end []int64) []uint32 {
-	out := s.dur[:0]
-	for i := range start {
-		var d uint32
-		if start[i] > 0 && end[i] >= start[i] {
-			d = uint32(min(end[i]-start[i], 1<<32-1))
-		}
-		out = append(out, d)
-	}
-	s.dur = out
-	return out
+// release drops what the scratch holds of a batch, so that a pooled
+// scratch does not keep a batch's memory alive.
+func (s *insertScratch) release() {
+	s.Release()
+	clear(s.views)
+	scratchPool.Put(s)
 }
 
 // fixedViews feeds 16-byte values to a FixedString(16) column as slices
@@ -237,7 +156,7 @@ func (s *insertScratch) durations(start, end []int64) []uint32 {
 // netip.Addr to FixedString stores garbage for IPv4, measured on 18.16;
 // and in clickhouse-go v2.51 a BinaryMarshaler is checked as one row, so
 // it cannot carry a whole column.)
-func fixedViews(views [][]byte, addrs [][16]byte) [][]byte {
+func fixedViews[A ~[16]byte](views [][]byte, addrs []A) [][]byte {
 	views = views[:0]
 	for i := range addrs {
 		views = append(views, addrs[i][:])
@@ -255,30 +174,25 @@ func (s *Server) InsertFlows(ctx context.Context, b *FlowBatch) error {
 		return fmt.Errorf("prepare insert into flows: %w", err)
 	}
 	defer batch.Close()
-	cols := batch.Columns()
-	if len(cols) != len(flowColumns) {
-		return fmt.Errorf("insert into flows: server expects %d columns, batch has %d", len(cols), len(flowColumns))
+	cols, names := batch.Columns(), FlowColumns()
+	if len(cols) != len(names) {
+		return fmt.Errorf("insert into flows: server expects %d columns, batch has %d", len(cols), len(names))
 	}
 	scratch := scratchPool.Get().(*insertScratch)
-	defer func() {
-		// The views point into this batch: drop them so a pooled scratch
-		// does not keep a batch's memory alive.
-		for i := range scratch.views {
-			clear(scratch.views[i])
-		}
-		scratchPool.Put(scratch)
-	}()
-	views := 0
-	for i, c := range flowColumns {
-		v := c.value(b, scratch)
-		if a, ok := v.([][16]byte); ok && isFixedString(cols[i].Type()) {
-			scratch.views[views] = fixedViews(scratch.views[views], a)
-			v = scratch.views[views]
-			views++
+	defer scratch.release()
+	err = b.InsertValues(&scratch.Scratch, func(i int, v any) error {
+		if a, ok := v.([]proto.IPv6); ok && isFixedString(cols[i].Type()) {
+			// clickhouse-go copies the views' bytes: one slice serves every column.
+			scratch.views = fixedViews(scratch.views, a)
+			v = scratch.views
 		}
 		if err := batch.Column(i).Append(v); err != nil {
-			return fmt.Errorf("insert into flows: column %s: %w", c.name, err)
+			return fmt.Errorf("insert into flows: column %s: %w", names[i], err)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if err := batch.Send(); err != nil {
 		return fmt.Errorf("insert %d rows into flows: %w", b.Len(), err)
@@ -321,7 +235,7 @@ func (s *Server) InsertExporterStats(ctx context.Context, at time.Time, stats []
 		return fmt.Errorf("insert into exporters: server expects %d columns, have %d", len(cols), len(values))
 	}
 	for i, v := range values {
-		if a, ok := v.([][16]byte); ok && isFixedString(cols[i].Type()) {
+		if a, ok := v.([]proto.IPv6); ok && isFixedString(cols[i].Type()) {
 			v = fixedViews(nil, a)
 		}
 		if err := batch.Column(i).Append(v); err != nil {

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ClickHouse/ch-go/proto"
+
 	"github.com/flowhouse/flowhouse/flow"
 )
 
@@ -39,7 +41,7 @@ type Embedded struct {
 	closing   chan struct{}
 	closeOnce sync.Once
 
-	bufs sync.Pool // *[]byte for encoding inserts
+	bufs sync.Pool // *proto.Buffer for encoding inserts
 
 	purging atomic.Bool
 }
@@ -220,7 +222,9 @@ func (e *Embedded) Exec(ctx context.Context, query string, args ...any) error {
 	return err
 }
 
-// Query runs a query and returns its rows, read in full (see Embedded).
+// Query runs a query and returns its rows, read in full (see Embedded) in
+// the Native format and decoded by clickhouse-go's column types, so they
+// scan as the server backend's do.
 func (e *Embedded) Query(ctx context.Context, query string, args ...any) (Rows, error) {
 	sql, err := bindArgs(query, args)
 	if err != nil {
@@ -230,12 +234,17 @@ func (e *Embedded) Query(ctx context.Context, query string, args ...any) (Rows, 
 	if err != nil {
 		return nil, err
 	}
-	out, err := c.query(sql, "RowBinaryWithNamesAndTypes")
-	e.release(c)
+	defer e.release(c)
+	out, err := c.query(sql, "Native")
 	if err != nil {
 		return nil, err
 	}
-	return newBinaryRows(out, e.loc)
+	// The first block is read while c can still describe the result.
+	rows, err := newNativeRows(out, e.loc, describeResult(c, sql))
+	if rows != nil {
+		rows.describe = nil
+	}
+	return rows, err
 }
 
 // Ping runs SELECT 1.
@@ -282,44 +291,40 @@ func (e *Embedded) purgeMemory() {
 func (e *Embedded) Dir() string { return e.dir }
 
 // insertNative streams one Native block into the statement's table
-// through chDB's streaming insert. Native is columnar like the batch, so
-// most columns are copied as they lie in memory. Measured on the flows
-// table with its rollup views, 50000-row batches: 1.3 to 2 times the rows
-// per second of a RowBinary file read by INSERT ... SELECT FROM file(),
-// 2 to 4 times streamed RowBinary; RowBinary inlined after the INSERT
-// statement fails past about 2570 rows (BenchmarkEmbeddedInsertFlows
-// measures this path).
-func (e *Embedded) insertNative(ctx context.Context, query string, names []string, values []any, rows int) error {
-	buf, _ := e.bufs.Get().(*[]byte)
+// through chDB's streaming insert, written by ch-go from the columns of
+// input. Native is columnar like the batch, so most columns are copied as
+// they lie in memory. Measured on the flows table with its rollup views,
+// 50000-row batches: 1.3 to 2 times the rows per second of a RowBinary
+// file read by INSERT ... SELECT FROM file(), 2 to 4 times streamed
+// RowBinary; RowBinary inlined after the INSERT statement fails past
+// about 2570 rows (BenchmarkEmbeddedInsertFlows measures this path).
+func (e *Embedded) insertNative(ctx context.Context, query string, input proto.Input, rows int) error {
+	buf, _ := e.bufs.Get().(*proto.Buffer)
 	if buf == nil {
-		buf = new([]byte)
+		buf = new(proto.Buffer)
 	}
 	defer e.bufs.Put(buf)
-	var err error
-	if *buf, err = encodeNative((*buf)[:0], names, values, rows); err != nil {
-		return err
+	buf.Reset()
+	if err := (proto.Block{Columns: len(input), Rows: rows}).EncodeRawBlock(buf, 0, input); err != nil {
+		return fmt.Errorf("native block: %w", err)
 	}
 	c, err := e.acquire(ctx)
 	if err != nil {
 		return err
 	}
 	defer e.release(c)
-	return c.insert(query, "Native", *buf)
+	return c.insert(query, "Native", buf.Buf)
 }
 
-// InsertFlows inserts the batch as one Native block.
+// InsertFlows inserts the batch as one Native block of the table's
+// columns (schema.Flows).
 func (e *Embedded) InsertFlows(ctx context.Context, b *FlowBatch) error {
 	if b.Len() == 0 {
 		return nil
 	}
 	scratch := scratchPool.Get().(*insertScratch)
-	defer scratchPool.Put(scratch)
-	names := make([]string, len(flowColumns))
-	values := make([]any, len(flowColumns))
-	for i, c := range flowColumns {
-		names[i], values[i] = c.name, c.value(b, scratch)
-	}
-	if err := e.insertNative(ctx, insertFlowsQuery, names, values, b.Len()); err != nil {
+	defer scratch.release()
+	if err := e.insertNative(ctx, insertFlowsQuery, b.Insert(&scratch.Scratch), b.Len()); err != nil {
 		return fmt.Errorf("insert %d rows into flows: %w", b.Len(), err)
 	}
 	return nil
@@ -331,7 +336,7 @@ func (e *Embedded) InsertExporterStats(ctx context.Context, at time.Time, stats 
 	if len(stats) == 0 {
 		return nil
 	}
-	if err := e.insertNative(ctx, insertExportersQuery, exporterColumns, exporterValues(at, stats), len(stats)); err != nil {
+	if err := e.insertNative(ctx, insertExportersQuery, exporterInput(exporterValues(at, stats)), len(stats)); err != nil {
 		return fmt.Errorf("insert %d rows into exporters: %w", len(stats), err)
 	}
 	return nil

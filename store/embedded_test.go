@@ -139,7 +139,7 @@ func TestEmbeddedInsertFlowsRoundTripsEveryColumn(t *testing.T) {
 		TimeReceivedMs: recent(123), TimeStartMs: recent(-9500), TimeEndMs: recent(-1),
 		Protocol: flow.ProtoNetFlowV9, ExporterAddr: addr("192.0.2.1"), ExporterPort: 2055,
 		ObservationDomain: 42, SamplerID: 3, SamplingRate: 1000, Direction: flow.DirIngress,
-		InIf: 10, OutIf: 20,
+		InIf: 10, OutIf: 20, InVRF: 7, OutVRF: 4294967295,
 		SrcAddr: addr("10.1.2.3"), DstAddr: addr("198.51.100.7"), NextHop: addr("10.1.2.254"),
 		SrcPort: 51234, DstPort: 443, IPProto: 6, TCPFlags: 0x1b, ToS: 0xb8, IPVersion: 4,
 		SrcMask: 24, DstMask: 22, SrcVLAN: 100, DstVLAN: 4094,
@@ -193,7 +193,7 @@ func TestEmbeddedInsertFlowsRoundTripsEveryColumn(t *testing.T) {
 		if err := rows.Scan(&received, &start, &end, &duration, &f.Tenant, &exporter, &f.ExporterPort, &f.ExporterName,
 			&protocol, &f.ObservationDomain, &f.SamplerID, &f.SamplingRate, &direction,
 			&f.InIf, &f.InIfName, &f.InIfDescription, &inSpeed, &f.InIfBoundary,
-			&f.OutIf, &f.OutIfName, &f.OutIfDescription, &outSpeed, &f.OutIfBoundary,
+			&f.OutIf, &f.OutIfName, &f.OutIfDescription, &outSpeed, &f.OutIfBoundary, &f.InVRF, &f.OutVRF,
 			&src, &dst, &nextHop, &f.SrcPort, &f.DstPort, &f.IPProto, &f.IPVersion, &f.TCPFlags, &f.ToS,
 			&f.ICMPType, &f.ICMPCode, &f.SrcMask, &f.DstMask, &f.SrcVLAN, &f.DstVLAN, &srcMAC, &dstMAC,
 			&f.SrcVendor, &f.DstVendor, &f.SrcNetName, &f.SrcNetRole, &f.SrcNetSite, &f.DstNetName, &f.DstNetRole, &f.DstNetSite,
@@ -594,6 +594,44 @@ func TestEmbeddedQueryScansLikeTheServer(t *testing.T) {
 	}
 	if _, err := db.Query(ctx, "SELECT toDecimal64(1, 2)"); err == nil || !strings.Contains(err.Error(), "convert it in the query") {
 		t.Errorf("an undecoded type: %v", err)
+	}
+}
+
+// Results as the engine writes them in Native: in several blocks, with
+// no block at all when empty (the columns are then described), with a
+// DateTime's zone restored; and a statement without a result.
+func TestEmbeddedQueryResultShapes(t *testing.T) {
+	db := openEmbedded(t, t.TempDir())
+	ctx := context.Background()
+	var n, sum uint64
+	rows, err := db.Query(ctx, "SELECT number FROM numbers(100000) SETTINGS max_block_size = 7000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var v uint64
+		if err := rows.Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		n, sum = n+1, sum+v
+	}
+	if n != 100000 || sum != 99999*100000/2 || rows.Err() != nil {
+		t.Errorf("%d rows summing %d, %v", n, sum, rows.Err())
+	}
+	rows, err = db.Query(ctx, "SELECT 1 AS a, toDateTime(0, 'Asia/Tokyo') AS b WHERE 0;")
+	if err != nil || !slices.Equal(rows.Columns(), []string{"a", "b"}) || rows.Next() {
+		t.Errorf("empty result: columns %q, %v", rows.Columns(), err)
+	}
+	// A DateTime without a zone is in the engine's.
+	var tokyo, plain time.Time
+	var zone string
+	if err := store.QueryRow(ctx, db, []any{&tokyo, &plain, &zone}, "SELECT toDateTime(0, 'Asia/Tokyo'), toDateTime(0), timezone()"); err != nil ||
+		tokyo.Location().String() != "Asia/Tokyo" || plain.Location().String() != zone {
+		t.Errorf("zones %v and %v (engine's %s), %v", tokyo.Location(), plain.Location(), zone, err)
+	}
+	rows, err = db.Query(ctx, "CREATE TABLE IF NOT EXISTS shapes (a UInt8) ENGINE = Memory")
+	if err != nil || len(rows.Columns()) != 0 || rows.Next() {
+		t.Errorf("a statement without a result: %v", err)
 	}
 }
 

@@ -1,8 +1,11 @@
 package store
 
 import (
+	"fmt"
 	"slices"
 	"time"
+
+	"github.com/ClickHouse/ch-go/proto"
 
 	"github.com/flowhouse/flowhouse/flow"
 )
@@ -13,7 +16,7 @@ import (
 func exporterValues(at time.Time, stats []flow.ExporterStats) []any {
 	n := len(stats)
 	var (
-		addrs      = make([][16]byte, n)
+		addrs      = make([]proto.IPv6, n)
 		protocols  = make([][]string, n)
 		firstSeen  = make([]int64, n)
 		lastSeen   = make([]int64, n)
@@ -34,7 +37,7 @@ func exporterValues(at time.Time, stats []flow.ExporterStats) []any {
 		updated    = make([]int64, n)
 	)
 	for i, e := range stats {
-		addrs[i] = e.Addr
+		addrs[i] = proto.IPv6(e.Addr)
 		protocols[i] = nonNil(e.Protocols)
 		firstSeen[i] = max(e.FirstSeenMs, 0) / 1000
 		lastSeen[i] = max(e.LastSeenMs, 0) / 1000
@@ -68,4 +71,46 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// exporterInput is exporterValues as ch-go columns, for a Native block:
+// the Go slices clickhouse-go appends on the server, here each in the
+// ch-go column of the exporters table's type ([]int64 are DateTime).
+func exporterInput(values []any) proto.Input {
+	in := make(proto.Input, len(values))
+	for i, v := range values {
+		var col proto.ColInput
+		switch v := v.(type) {
+		case []proto.IPv6:
+			col = proto.ColIPv6(v)
+		case []uint32:
+			col = proto.ColUInt32(v)
+		case []uint64:
+			col = proto.ColUInt64(v)
+		case []int64:
+			d := &proto.ColDateTime{Location: time.UTC}
+			for _, s := range v {
+				d.AppendRaw(proto.DateTime(min(max(s, 0), 1<<32-1)))
+			}
+			col = d
+		case [][]string:
+			col = arrayOf(new(proto.ColStr), v)
+		case [][]uint32:
+			col = arrayOf(new(proto.ColUInt32), v)
+		case [][]uint64:
+			col = arrayOf(new(proto.ColUInt64), v)
+		default:
+			panic(fmt.Sprintf("exporterInput: column %s: no ch-go column for %T", exporterColumns[i], v))
+		}
+		in[i] = proto.InputColumn{Name: exporterColumns[i], Data: col}
+	}
+	return in
+}
+
+func arrayOf[T any](elem proto.ColumnOf[T], rows [][]T) *proto.ColArr[T] {
+	a := proto.NewArray(elem)
+	for _, r := range rows {
+		a.Append(r)
+	}
+	return a
 }

@@ -89,7 +89,7 @@ func TestCapabilitiesOf(t *testing.T) {
 			t.Errorf("%s: err = %v", tc.version, err)
 			continue
 		}
-		if c.IPv6 != tc.modern || c.TTL != tc.modern || c.Codecs != tc.modern || c.LowCardinality != tc.modern {
+		if c.IPv6 != tc.modern || c.TTL != tc.modern || c.Codecs != tc.modern || c.LowCardinality != tc.modern || c.AlterIfNotExists != tc.modern {
 			t.Errorf("%s: %+v, want modern=%v", tc.version, c, tc.modern)
 		}
 	}
@@ -129,8 +129,12 @@ func TestFlowBatchRoundTrip(t *testing.T) {
 		}
 	}
 	b.Reset()
-	if b.Len() != 0 || len(b.tenant) != 0 || cap(b.tenant) < 5 {
-		t.Fatalf("after Reset: len %d, tenant len %d cap %d", b.Len(), len(b.tenant), cap(b.tenant))
+	if b.Len() != 0 {
+		t.Fatalf("after Reset: len %d", b.Len())
+	}
+	// Reset keeps the memory: the same flows go back in without allocating.
+	if allocs := testing.AllocsPerRun(10, func() { b.Reset(); b.Append(flows) }); allocs != 0 {
+		t.Fatalf("after Reset: Append allocates %.1f times", allocs)
 	}
 }
 

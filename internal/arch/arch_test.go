@@ -139,7 +139,6 @@ var longFunctions = map[string]string{
 	"collector/sflow.go:decodeSFlowFlowSample": "sFlow flow records, hot path",
 	// Scanning of the embedded engine's special column types; the schema
 	// work rewrites this file.
-	"store/embedded_rows.go:assignSpecial": "scan of special types, being rewritten by the schema work",
 }
 
 // maxFuncLines is the longest a production function may be, from its

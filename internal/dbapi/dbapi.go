@@ -69,6 +69,8 @@ type Capabilities struct {
 	Codecs bool
 	// LowCardinality(String) without experimental settings.
 	LowCardinality bool
+	// AlterIfNotExists: ALTER TABLE ... ADD COLUMN IF NOT EXISTS.
+	AlterIfNotExists bool
 }
 
 // modernVersion is the oldest release whose features the modern schema
@@ -90,11 +92,12 @@ func CapabilitiesOf(version string) (Capabilities, error) {
 	}
 	modern := major > modernVersion[0] || (major == modernVersion[0] && minor >= modernVersion[1])
 	return Capabilities{
-		Version:        version,
-		IPv6:           modern,
-		TTL:            modern,
-		Codecs:         modern,
-		LowCardinality: modern,
+		Version:          version,
+		IPv6:             modern,
+		TTL:              modern,
+		Codecs:           modern,
+		LowCardinality:   modern,
+		AlterIfNotExists: modern,
 	}, nil
 }
 

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,36 +20,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/flowhouse/flowhouse/flow"
+	"github.com/flowhouse/flowhouse/internal/flowtest"
 	"github.com/flowhouse/flowhouse/internal/testkit"
 	"github.com/flowhouse/flowhouse/store"
 )
 
-// randomFlows fills every field of flow.Flow through reflection, so a
-// field added to flow.Flow (and to the batch) but not to the segment
-// format fails the round trip.
+// randomFlows fills every field of flow.Flow, so a field added to
+// flow.Flow (and to the batch) but not to the segment format fails the
+// round trip.
 func randomFlows(r *rand.Rand, n int, distinct int) []flow.Flow {
-	flows := make([]flow.Flow, n)
-	for i := range flows {
-		v := reflect.ValueOf(&flows[i]).Elem()
-		for j := range v.NumField() {
-			f := v.Field(j)
-			switch f.Kind() {
-			case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-				f.SetInt(int64(r.Uint64()))
-			case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-				f.SetUint(r.Uint64())
-			case reflect.String:
-				f.SetString(v.Type().Field(j).Name + "-é" + strconv.Itoa(r.IntN(distinct)))
-			case reflect.Array:
-				for k := range f.Len() {
-					f.Index(k).SetUint(uint64(r.IntN(256)))
-				}
-			default:
-				panic("randomFlows: field " + v.Type().Field(j).Name + " of kind " + f.Kind().String())
-			}
-		}
-	}
-	return flows
+	return flowtest.Random(r, n, distinct)
 }
 
 func batchOf(flows []flow.Flow) *store.FlowBatch {

@@ -1,0 +1,181 @@
+package schema
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"reflect"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/ch-go/proto"
+
+	"github.com/flowhouse/flowhouse/flow"
+	"github.com/flowhouse/flowhouse/internal/flowtest"
+)
+
+// asKept is what a batch gives back of f: interface speeds are 32 bits.
+func asKept(f flow.Flow) flow.Flow {
+	f.InIfSpeedMbps = min(f.InIfSpeedMbps, math.MaxUint32)
+	f.OutIfSpeedMbps = min(f.OutIfSpeedMbps, math.MaxUint32)
+	return f
+}
+
+func TestBatchKeepsEveryField(t *testing.T) {
+	// Dictionaries of 1-, 2- and 4-byte keys.
+	for _, distinct := range []int{1, 300, 70000} {
+		in := flowtest.Random(rand.New(rand.NewPCG(1, uint64(distinct))), 70000, distinct)
+		b := Flows.NewBatch(0)
+		for start := 0; start < len(in); start += 1000 {
+			b.Append(in[start:min(start+1000, len(in))])
+		}
+		if b.Len() != len(in) {
+			t.Fatalf("Len %d", b.Len())
+		}
+		for i, f := range in {
+			if got := b.Flow(i); got != asKept(f) {
+				t.Fatalf("%d distinct strings, row %d:\n got %+v\nwant %+v", distinct, i, got, asKept(f))
+			}
+		}
+	}
+}
+
+// A batch written as a Native block of its own columns and read back is
+// the same batch.
+func TestBatchNativeRoundTrip(t *testing.T) {
+	in := Flows.NewBatch(0)
+	in.Append(flowtest.Random(rand.New(rand.NewPCG(2, 3)), 5000, 400))
+	input := in.Input()
+	var buf proto.Buffer
+	if err := (proto.Block{Columns: len(input), Rows: in.Len()}).EncodeRawBlock(&buf, 0, input); err != nil {
+		t.Fatal(err)
+	}
+	out := Flows.NewBatch(0)
+	out.Append(flowtest.Random(rand.New(rand.NewPCG(4, 5)), 10, 10)) // replaced by the block
+	var blk proto.Block
+	if err := blk.DecodeRawBlock(proto.NewReader(strings.NewReader(string(buf.Buf))), 0, out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Len() != in.Len() {
+		t.Fatalf("%d rows back, want %d", out.Len(), in.Len())
+	}
+	for i := range in.Len() {
+		if got, want := out.Flow(i), in.Flow(i); got != want {
+			t.Fatalf("row %d:\n got %+v\nwant %+v", i, got, want)
+		}
+	}
+}
+
+// What the embedded engine gets (the Native insert block) and what the
+// server gets (clickhouse-go appends of InsertValues) are the same rows.
+func TestInsertNativeAndValuesAgree(t *testing.T) {
+	b := Flows.NewBatch(0)
+	fs := flowtest.Random(rand.New(rand.NewPCG(6, 7)), 300, 20)
+	fs[0].TimeReceivedMs, fs[1].TimeReceivedMs = -5, math.MaxInt64 // clamped to DateTime's range
+	b.Append(fs)
+	var s Scratch
+	input := b.Insert(&s)
+	var buf proto.Buffer
+	if err := (proto.Block{Columns: len(input), Rows: b.Len()}).EncodeRawBlock(&buf, 0, input); err != nil {
+		t.Fatal(err)
+	}
+	var res proto.Results
+	var blk proto.Block
+	if err := blk.DecodeRawBlock(proto.NewReader(strings.NewReader(string(buf.Buf))), 0, res.Auto()); err != nil {
+		t.Fatal(err)
+	}
+	names := Flows.Names()
+	err := b.InsertValues(&s, func(i int, v any) error {
+		row := reflect.ValueOf(res[i].Data).MethodByName("Row") // every ch-go column has Row(int) T
+		if res[i].Name != names[i] {
+			return fmt.Errorf("column %d: %s in the block, %s in the table", i, res[i].Name, names[i])
+		}
+		vals := reflect.ValueOf(v)
+		for r := range b.Len() {
+			native, value := row.Call([]reflect.Value{reflect.ValueOf(r)})[0].Interface(), vals.Index(r).Interface()
+			if tm, ok := native.(time.Time); ok {
+				native = tm.Unix()
+			}
+			if fmt.Sprint(native) != fmt.Sprint(value) {
+				return fmt.Errorf("column %s row %d: %v in the block, %v to clickhouse-go", names[i], r, native, value)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.Flow(0).TimeReceivedMs; got != -5 {
+		t.Errorf("the batch keeps %d", got)
+	}
+}
+
+func TestTypesByDialect(t *testing.T) {
+	legacy := Dialect{}
+	for _, tc := range []struct {
+		t              Type
+		modern, legacy string
+	}{
+		{IP, "IPv6", "FixedString(16)"},
+		{LowCardinalityString, "LowCardinality(String)", "String"},
+		{DateTime, "DateTime('UTC')", "DateTime('UTC')"},
+		{ProtocolEnum, ProtocolEnum.String(), ProtocolEnum.String()},
+	} {
+		if tc.t.In(Modern) != tc.modern || tc.t.In(legacy) != tc.legacy {
+			t.Errorf("%s: %s, %s", tc.t, tc.t.In(Modern), tc.t.In(legacy))
+		}
+	}
+	if ProtocolEnum.Native() != "Int8" || IP.Native() != "IPv6" {
+		t.Error("an enum is sent as its number, an address as IPv6")
+	}
+}
+
+func TestNewTableRefusesMistakes(t *testing.T) {
+	for name, columns := range map[string]func() []Column{
+		"unknown field":      func() []Column { return []Column{Field("a", UInt32, "NoSuchField")} },
+		"too narrow":         func() []Column { return []Column{Field("a", UInt16, "InIf")} },
+		"string as number":   func() []Column { return []Column{Field("a", UInt64, "Tenant")} },
+		"number as string":   func() []Column { return []Column{Field("a", LowCardinalityString, "InIf")} },
+		"bytes as number":    func() []Column { return []Column{Field("a", UInt64, "SrcMAC"), Field("b", UInt32, "ExporterAddr")} },
+		"clamped not uint64": func() []Column { return []Column{Clamped("a", "InIf")} },
+		"twice":              func() []Column { return []Column{Field("a", UInt32, "InIf"), Field("a", UInt32, "OutIf")} },
+		"span of nothing":    func() []Column { return []Column{Millis("t", "TimeStartMs"), Span("d", "t", "u")} },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: no panic", name)
+				}
+			}()
+			NewTable("x", columns()...)
+		}()
+	}
+}
+
+// A batch keeps strings as dictionary keys, so a row of the flows table
+// costs about 200 bytes where it cost 440 as Go values (string headers).
+func TestBatchBytesPerRow(t *testing.T) {
+	const rows = 50000
+	fs := make([]flow.Flow, rows)
+	names := []string{"xe-0/0/0", "xe-0/0/1", "ae0", "ae1"}
+	for i := range fs {
+		fs[i] = flow.Flow{SrcPort: uint16(i), Tenant: "acme", ExporterName: "edge1", InIfName: names[i%4], OutIfName: names[(i+1)%4]}
+	}
+	var m0, m1 runtime.MemStats
+	runtime.GC() // twice: the first may leave what earlier tests freed
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	b := Flows.NewBatch(rows)
+	b.Append(fs)
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	perRow := (float64(m1.HeapAlloc) - float64(m0.HeapAlloc)) / rows
+	t.Logf("%.1f bytes/row", perRow)
+	if perRow > 230 {
+		t.Errorf("a batch takes %.1f bytes a row", perRow)
+	}
+	runtime.KeepAlive(b)
+	runtime.KeepAlive(fs)
+}
