@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -137,6 +139,7 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, h hook
 	if err := runner.Start(ctx, p.components(cfg, h)...); err != nil {
 		return err
 	}
+	p.started.Store(true)
 	storage := "clickhouse server " + cfg.ClickHouse.Addr
 	if cfg.ClickHouse.Addr == "" {
 		storage = "embedded engine in " + cfg.ClickHouse.Embedded.Path
@@ -165,6 +168,10 @@ type parts struct {
 	server    *api.Server
 	queries   *queryEndpointRunner
 	stats     *statsWriter
+	// started is set once every component runs: the HTTP server starts
+	// early, and /readyz must not say ready before the collector listens
+	// (an exporter's first datagrams, its templates, would be lost).
+	started atomic.Bool
 }
 
 func newParts(ctx context.Context, cfg *config.Config, db store.DB, log *slog.Logger, reg *prometheus.Registry) (*parts, error) {
@@ -215,6 +222,12 @@ func newParts(ctx context.Context, cfg *config.Config, db store.DB, log *slog.Lo
 // endpoint start first so that they answer until the end.
 func (p *parts) components(cfg *config.Config, h hooks) []lifecycle.Component {
 	cs := []lifecycle.Component{
+		{Name: "startup", Checks: []lifecycle.Check{{Name: "started", Func: func(context.Context) error {
+			if !p.started.Load() {
+				return errors.New("flowhouse is starting: the collector does not listen yet")
+			}
+			return nil
+		}}}},
 		{Name: "database", Checks: []lifecycle.Check{
 			{Name: "database", Func: p.db.Ping},
 			{Name: "migrations", Func: func(ctx context.Context) error { return migrations.Ready(ctx, p.db) }},
