@@ -299,7 +299,7 @@ func (b *Batcher) insert(fb *FlowBatch) {
 			b.dropOrSpill(fb, DropShutdown)
 			return
 		}
-		b.m.insertErrors.WithLabelValues(errorReason(err)).Inc()
+		b.m.insertErrors.WithLabelValues(ErrorReason(err)).Inc()
 		if b.cfg.Retry.MaxElapsed > 0 && time.Since(first)+backoff.Delay() > b.cfg.Retry.MaxElapsed {
 			b.giveUpLog.Do(func() {
 				b.log.Error("giving up on a batch after failed inserts (logged at most every 10s)", "rows", n, "attempts", attempt, "err", err)

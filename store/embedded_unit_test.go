@@ -188,8 +188,8 @@ func TestEngineErrorIsAClickHouseException(t *testing.T) {
 	if !errors.As(err, &exc) || exc.Code != 60 || exc.CodeName != "UNKNOWN_TABLE" || !strings.HasPrefix(exc.Message, "Unknown table expression") {
 		t.Fatalf("%#v", err)
 	}
-	if errorReason(err) != errServer {
-		t.Errorf("classified %s, want %s like the server's exceptions", errorReason(err), errServer)
+	if ErrorReason(err) != errServer {
+		t.Errorf("classified %s, want %s like the server's exceptions", ErrorReason(err), errServer)
 	}
 	if err := engineError("something odd"); err.Error() != "something odd" {
 		t.Errorf("%v", err)

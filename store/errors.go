@@ -193,8 +193,9 @@ const (
 	errOther      = "other"
 )
 
-// errorReason is the metric label of an insert error.
-func errorReason(err error) string {
+// ErrorReason is the metric label of a failed insert or write:
+// timeout, connection, server (an exception) or other.
+func ErrorReason(err error) string {
 	switch {
 	case isTimeout(err):
 		return errTimeout

@@ -188,8 +188,8 @@ func TestClassify(t *testing.T) {
 		{fmt.Errorf("insert: %w", &clickhouse.Exception{Code: 60, Message: "Table doesn't exist"}), errServer},
 		{errors.New("something else"), errOther},
 	} {
-		if got := errorReason(tc.err); got != tc.want {
-			t.Errorf("errorReason(%v) = %s, want %s", tc.err, got, tc.want)
+		if got := ErrorReason(tc.err); got != tc.want {
+			t.Errorf("ErrorReason(%v) = %s, want %s", tc.err, got, tc.want)
 		}
 	}
 }

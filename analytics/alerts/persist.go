@@ -2,11 +2,9 @@ package alerts
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"reflect"
 	"slices"
 	"strings"
@@ -186,7 +184,7 @@ func (w *writer) failed(err error, rows []*Alert, events []Event) {
 	w.mu.Lock()
 	w.merge(rows, events, true)
 	w.mu.Unlock()
-	w.m.persistFailed.WithLabelValues(errorReason(err)).Inc()
+	w.m.persistFailed.WithLabelValues(store.ErrorReason(err)).Inc()
 	w.m.logWrite.Do(func() { w.log.Warn("writing alerts failed, will retry", "error", err) })
 }
 
@@ -241,20 +239,6 @@ func (w *writer) stop(ctx context.Context) error {
 	close(w.stopCh)
 	<-w.done
 	return w.stopErr
-}
-
-// errorReason is the metric label of a failed write.
-func errorReason(err error) string {
-	var netErr net.Error
-	switch {
-	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()):
-		return ReasonTimeout
-	case store.ExceptionCode(err) != 0:
-		return ReasonServer
-	case store.Classify(err) == store.Transient:
-		return ReasonConnection
-	}
-	return ReasonOther
 }
 
 // column of an insert: expr is a format with the bound array's alias.
