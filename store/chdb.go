@@ -238,10 +238,6 @@ func engineError(msg string) error {
 	return &clickhouse.Exception{Code: int32(code), Name: name, CodeName: m[4], Message: m[3]}
 }
 
-// errStopStream is returned by a stream's consumer to end the stream
-// early; the query is cancelled and stream returns nil.
-var errStopStream = errors.New("stop stream")
-
 // stream runs one statement and hands its output to each, chunk by chunk,
 // as the engine produces it, so a result is never held whole in memory.
 // The chunk is the engine's memory, valid only during the call: each
@@ -279,9 +275,6 @@ func (c *chdbConn) stream(sql, format string, each func(chunk []byte) error) err
 		c.lib.destroy(r)
 		if err != nil {
 			c.lib.streamCancel(c.conn, s)
-			if errors.Is(err, errStopStream) {
-				return nil
-			}
 			return err
 		}
 	}
