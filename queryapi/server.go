@@ -51,8 +51,10 @@ type Config struct {
 	Listen string
 	// Token, when not empty, is required from every query.
 	Token string
-	// Timeout bounds a request's wait for a free connection; the engine's
-	// own max_execution_time bounds the query (store.ReadOnlyOptions).
+	// Timeout bounds a request: its wait for a free connection, and the
+	// streaming of its result (the query is cancelled at the next chunk);
+	// the engine's max_execution_time bounds the query itself
+	// (store.ReadOnlyOptions).
 	Timeout time.Duration
 }
 
