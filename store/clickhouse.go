@@ -14,6 +14,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/flowhouse/flowhouse/flow"
+	"github.com/flowhouse/flowhouse/internal/dbapi"
 	"github.com/flowhouse/flowhouse/schema"
 )
 
@@ -246,4 +247,16 @@ func (s *Server) InsertExporterStats(ctx context.Context, at time.Time, stats []
 		return fmt.Errorf("insert %d rows into exporters: %w", n, err)
 	}
 	return nil
+}
+
+// ReadOnly returns the server's query interface at readonly=1: the
+// server refuses every write, DDL and change of a setting in what runs
+// through it, and its grants decide the rest. It is what the SQL of
+// alert rules runs through on a server.
+func (s *Server) ReadOnly() dbapi.Querier { return readOnlyServer{s} }
+
+type readOnlyServer struct{ s *Server }
+
+func (r readOnlyServer) Query(ctx context.Context, query string, args ...any) (Rows, error) {
+	return r.s.conn.Query(clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"readonly": 1})), query, args...)
 }

@@ -252,6 +252,55 @@ func (r *ReadOnly) QueryRaw(ctx context.Context, query, format string) (Statemen
 	return st, buf.Bytes(), err
 }
 
+// Query checks query as Run does (after binding args), runs it on a
+// read-only connection and returns its rows: the guarded query interface
+// of the embedded engine for code that scans values (the SQL of alert
+// rules). Only SELECTs are accepted: their result comes as Native blocks.
+func (r *ReadOnly) Query(ctx context.Context, query string, args ...any) (Rows, error) {
+	sql, err := bindArgs(query, args)
+	if err != nil {
+		return nil, err
+	}
+	c, err := r.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st, err := r.check(c, sql)
+	if err != nil {
+		r.release(c, false, false)
+		return nil, err
+	}
+	if st.Kind != "SelectWithUnionQuery" && st.Kind != "SelectIntersectExceptQuery" {
+		r.release(c, false, false)
+		return nil, refuse("only SELECT queries return rows here, not %s", st.Kind)
+	}
+	start := time.Now()
+	// Streamed so that the caller's deadline cancels the query at its
+	// next chunk; Native chunks concatenate into one Native result.
+	var out []byte
+	err = c.stream(st.text, "Native", func(chunk []byte) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if int64(len(out)+len(chunk)) > r.opts.MaxResultBytes {
+			return &clickhouse.Exception{Code: CodeTooManyRowsOrBytes, Name: "DB::Exception", CodeName: "TOO_MANY_ROWS_OR_BYTES",
+				Message: fmt.Sprintf("Limit for result exceeded: the result passed %d bytes", r.opts.MaxResultBytes)}
+		}
+		out = append(out, chunk...)
+		return nil
+	})
+	if err != nil {
+		r.release(c, true, time.Since(start) > time.Second)
+		return nil, err
+	}
+	rows, err := newNativeRows(out, r.e.loc, describeResult(c, st.text))
+	if rows != nil {
+		rows.describe = nil
+	}
+	r.release(c, err != nil, time.Since(start) > time.Second)
+	return rows, err
+}
+
 // Check says whether query may run, as Run would decide, without running
 // it.
 func (r *ReadOnly) Check(ctx context.Context, query string) (Statement, error) {
