@@ -14,9 +14,12 @@ import (
 	"os"
 	"reflect"
 
+	"github.com/flowhouse/flowhouse/analytics/alerts"
+	"github.com/flowhouse/flowhouse/analytics/rules"
 	"github.com/flowhouse/flowhouse/api"
 	"github.com/flowhouse/flowhouse/collector"
 	"github.com/flowhouse/flowhouse/enrich"
+	"github.com/flowhouse/flowhouse/notify"
 	"github.com/flowhouse/flowhouse/store"
 	"github.com/flowhouse/flowhouse/store/spool"
 )
@@ -34,6 +37,9 @@ type Config struct {
 	Spool      spool.Config     `mapstructure:"spool" yaml:"spool"`
 	HTTP       api.Config       `mapstructure:"http" yaml:"http"`
 	Enrich     enrich.Config    `mapstructure:"enrich" yaml:"enrich"`
+	Rules      rules.Config     `mapstructure:"rules" yaml:"rules"`
+	Alerts     alerts.Config    `mapstructure:"alerts" yaml:"alerts"`
+	Notify     notify.Config    `mapstructure:"notify" yaml:"notify"`
 }
 
 // sections declares every section: its field, defaults, validation and the
@@ -46,6 +52,9 @@ var sections = newLoader[Config](
 	newSection(func(c *Config) *spool.Config { return &c.Spool }, spool.DefaultConfig, spool.Config.Validate),
 	newSection(func(c *Config) *api.Config { return &c.HTTP }, api.DefaultConfig, api.Config.Validate),
 	newSection(func(c *Config) *enrich.Config { return &c.Enrich }, enrich.DefaultConfig, enrich.Config.Validate),
+	newSection(func(c *Config) *rules.Config { return &c.Rules }, rules.DefaultConfig, rules.Config.Validate),
+	newSection(func(c *Config) *alerts.Config { return &c.Alerts }, alerts.DefaultConfig, alerts.Config.Validate),
+	newSection(func(c *Config) *notify.Config { return &c.Notify }, notify.DefaultConfig, notify.Config.Validate),
 )
 
 // Default returns the configuration used when nothing is set.

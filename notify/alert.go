@@ -99,6 +99,12 @@ type Alert struct {
 	UpdatedAt time.Time
 	// GeneratorURL links to the rule or the alert in flowhouse; optional.
 	GeneratorURL string
+	// Restored: a firing alert that was notified before a restart. It is
+	// posted to Alertmanagers again (which keep it firing there and notify
+	// nothing new: Alertmanager deduplicates), and joins its group as
+	// already notified, so grouped receivers are not told again until
+	// something changes or repeat_interval passes.
+	Restored bool
 }
 
 // LabelSet is the labels notify sends for a: the alert's own labels with

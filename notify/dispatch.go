@@ -138,6 +138,17 @@ func (d *dispatcher) addToGroup(r *route, a *Alert, now time.Time) {
 			next: now.Add(r.groupWait)}
 		d.groups[key] = g
 	}
+	if a.Restored && a.Status == StatusFiring {
+		if _, known := g.alerts[a.Fingerprint]; !known {
+			if g.lastFiring == nil {
+				g.lastFiring = map[string]bool{}
+			}
+			g.notified, g.lastFiring[a.Fingerprint] = true, true
+			if g.lastSent.IsZero() {
+				g.lastSent = now
+			}
+		}
+	}
 	if _, known := g.alerts[a.Fingerprint]; !known && a.Status == StatusResolved {
 		return
 	}

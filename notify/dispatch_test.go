@@ -352,3 +352,35 @@ func TestAlertmanagerResolveUnknown(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+// A firing alert handed back after a restart (Restored) is posted to
+// Alertmanager again but is not news to grouped receivers: they hear of
+// its group again only when something changes (at the group's next
+// group_interval tick, as for any group already notified).
+func TestRestoredAlertsAreNotNotifiedAgain(t *testing.T) {
+	n := newTestDispatcher(t, RouteConfig{Receivers: []string{"hook", "am"}})
+	restored := fire(0, "acme", "R", "a1", SeverityWarning)
+	restored.alert.Restored = true
+	const k = `{}/0:{alertname="R", tenant="acme"}`
+	got := simulate(n, []event{
+		restored,
+		fire(time.Minute, "acme", "R", "a2", SeverityWarning),
+		resolve(20*time.Minute, restored),
+	}, 30*time.Minute)
+	var grouped []string
+	for _, line := range got {
+		if !strings.Contains(line, " am ") {
+			grouped = append(grouped, line)
+		}
+	}
+	want := []string{
+		"5m30s firing " + k + " a1,a2",
+		"20m30s firing " + k + " a1(resolved),a2",
+	}
+	if !slices.Equal(grouped, want) {
+		t.Errorf("grouped notifications:\n  %s\nwant:\n  %s", strings.Join(grouped, "\n  "), strings.Join(want, "\n  "))
+	}
+	if got[0] != "0s am post a1:warning until 4m0s" {
+		t.Errorf("the restored alert was not posted to Alertmanager at once: %q", got[0])
+	}
+}

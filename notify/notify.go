@@ -15,8 +15,9 @@
 // retry.max_attempts and retry.max_age, so one slow receiver delays no
 // other. What is dropped is counted.
 //
-// State is in memory: after a restart the lifecycle notifies the alerts
-// still firing again, and their groups are notified again.
+// State is in memory: after a restart the lifecycle hands the alerts
+// still firing back as Restored, so Alertmanager keeps them and grouped
+// receivers are not told again what they were told before.
 package notify
 
 import (

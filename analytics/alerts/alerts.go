@@ -82,12 +82,10 @@ type Config struct {
 	// RetryInitial and RetryMax are the backoff between failed writes.
 	RetryInitial time.Duration `mapstructure:"retry_initial" yaml:"retry_initial"`
 	RetryMax     time.Duration `mapstructure:"retry_max" yaml:"retry_max"`
-	// NotifyOnStart notifies the firing alerts reloaded by Start again.
-	// Off by default: a restart does not notify again. Turn it on when
-	// the notifier keeps no state across restarts and a receiver needs
-	// firing alerts re-sent (Alertmanager resolves alerts it stops
-	// hearing about; notify re-sends only the alerts it was given since
-	// it started).
+	// NotifyOnStart notifies the firing alerts reloaded by Start again,
+	// to every receiver. Off by default: a restart hands them to the
+	// notifier as already notified (Alertmanager keeps getting them, and
+	// grouped receivers are told only of what changes).
 	NotifyOnStart bool `mapstructure:"notify_on_start" yaml:"notify_on_start"`
 }
 
@@ -266,11 +264,16 @@ func (mgr *Manager) Start(ctx context.Context) error {
 	}
 	if mgr.n != nil {
 		mgr.n.start()
-		if mgr.cfg.NotifyOnStart {
-			for _, a := range reloaded {
-				if a.Status == StatusFiring {
-					mgr.n.send(a.notification(ruleMeta{}))
-				}
+		// The notifier keeps its state in memory: it learns the alerts
+		// that fire, as already notified (Restored) unless NotifyOnStart
+		// asks for them to be notified again. Alertmanager gets them
+		// re-posted either way, or it would resolve them when their
+		// endsAt passes.
+		for _, a := range reloaded {
+			if a.Status == StatusFiring {
+				n := a.notification(ruleMeta{})
+				n.Restored = !mgr.cfg.NotifyOnStart
+				mgr.n.send(n)
 			}
 		}
 	}

@@ -14,12 +14,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/flowhouse/flowhouse/analytics/alerts"
+	"github.com/flowhouse/flowhouse/analytics/rules"
 	"github.com/flowhouse/flowhouse/api"
 	"github.com/flowhouse/flowhouse/collector"
 	"github.com/flowhouse/flowhouse/config"
 	"github.com/flowhouse/flowhouse/enrich"
+	"github.com/flowhouse/flowhouse/internal/dbapi"
 	"github.com/flowhouse/flowhouse/internal/lifecycle"
 	"github.com/flowhouse/flowhouse/migrations"
+	"github.com/flowhouse/flowhouse/notify"
 	"github.com/flowhouse/flowhouse/store"
 	"github.com/flowhouse/flowhouse/store/spool"
 	"github.com/flowhouse/flowhouse/tenant"
@@ -168,6 +172,10 @@ type parts struct {
 	server    *api.Server
 	queries   *queryEndpointRunner
 	stats     *statsWriter
+	notifier  *notify.Notifier
+	alerts    *alerts.Manager
+	reader    *ruleReader
+	rules     *rules.Scheduler
 	// started is set once every component runs: the HTTP server starts
 	// early, and /readyz must not say ready before the collector listens
 	// (an exporter's first datagrams, its templates, would be lost).
@@ -214,7 +222,26 @@ func newParts(ctx context.Context, cfg *config.Config, db store.DB, log *slog.Lo
 	}
 	p.server = api.New(cfg.HTTP, api.Deps{Logger: log, Gatherer: reg, Registerer: reg})
 	p.stats = &statsWriter{db: db, coll: p.coll, log: log}
+	if err := p.newDetection(cfg, db, log, reg); err != nil {
+		return nil, err
+	}
 	return p, nil
+}
+
+// newDetection builds what reads the store for alerts: the rules, the
+// alert lifecycle they feed and the notifier it hands alerts to.
+func (p *parts) newDetection(cfg *config.Config, db store.DB, log *slog.Logger, reg *prometheus.Registry) error {
+	var err error
+	if p.notifier, err = notify.New(cfg.Notify, notify.Deps{Logger: log, Registerer: reg}); err != nil {
+		return err
+	}
+	if p.alerts, err = alerts.New(cfg.Alerts, alerts.Deps{DB: db, Notifier: p.notifier, Tenants: p.tenants, Logger: log, Registerer: reg}); err != nil {
+		return err
+	}
+	p.reader = &ruleReader{}
+	p.rules, err = rules.New(cfg.Rules, rules.SchedulerDeps{DB: db, Reader: p.reader, Alerts: p.alerts,
+		Tenants: p.tenants, Logger: log, Registerer: reg})
+	return err
 }
 
 // components are the parts in data order: each is started after what it
@@ -236,6 +263,10 @@ func (p *parts) components(cfg *config.Config, h hooks) []lifecycle.Component {
 			Start: func(ctx context.Context) error { return p.queries.start(ctx, cfg, p.db) },
 			Stop:  withTimeout(5*time.Second, p.queries.stop)},
 		{Name: "http", Start: p.server.Start, Stop: withTimeout(5*time.Second, p.server.Stop)},
+		{Name: "notify", Start: p.notifier.Start, Stop: noContext(p.notifier.Stop)},
+		p.alerts.Component(),
+		{Name: "rule reader", Start: func(ctx context.Context) error { return p.reader.start(ctx, cfg, p.db) }, Stop: noContext(p.reader.stop)},
+		p.rules.Component(),
 	}
 	if p.spool != nil {
 		cs = append(cs, lifecycle.Component{Name: "spool", Start: p.spool.Start, Stop: noContext(p.spool.Stop),
@@ -326,4 +357,45 @@ func (w *statsWriter) write() {
 			w.log.Warn("writing exporter statistics failed", "error", err)
 		}
 	}
+}
+
+// ruleReader is the read-only query interface the rules read through,
+// opened at start: on the embedded engine its own guarded read-only
+// connections (so rules never wait for the insert connections, nor
+// inserts for rules), on a server the server's readonly=1.
+type ruleReader struct {
+	q  dbapi.Querier
+	ro *store.ReadOnly
+}
+
+func (r *ruleReader) start(ctx context.Context, cfg *config.Config, db store.DB) error {
+	switch d := db.(type) {
+	case *store.Server:
+		r.q = d.ReadOnly()
+	case *store.Embedded:
+		opts := store.ReadOnlyOptionsOf(cfg.ClickHouse.Embedded)
+		opts.Conns = cfg.Rules.Concurrency
+		ro, err := d.OpenReadOnly(ctx, opts)
+		if err != nil {
+			return fmt.Errorf("rules: read-only connections: %w", err)
+		}
+		r.q, r.ro = ro, ro
+	default:
+		return fmt.Errorf("rules: no read-only query interface on %T", db)
+	}
+	return nil
+}
+
+func (r *ruleReader) Query(ctx context.Context, query string, args ...any) (dbapi.Rows, error) {
+	if r.q == nil {
+		return nil, errors.New("rules: the read-only query interface is not open")
+	}
+	return r.q.Query(ctx, query, args...)
+}
+
+func (r *ruleReader) stop() error {
+	if r.ro != nil {
+		return r.ro.Close()
+	}
+	return nil
 }
