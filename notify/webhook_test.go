@@ -423,7 +423,7 @@ func TestStopIsBounded(t *testing.T) {
 // The verification examples of README.md, run as they are written
 // against a request signed here: Python's verify() and the shell lines.
 func TestREADMEVerifyExamples(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
+	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
