@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/flowhouse/flowhouse/analytics/alerts"
-	"github.com/flowhouse/flowhouse/internal/enginetest"
 	"github.com/flowhouse/flowhouse/internal/dbapi"
+	"github.com/flowhouse/flowhouse/internal/enginetest"
 	"github.com/flowhouse/flowhouse/notify"
 )
 
