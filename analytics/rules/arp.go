@@ -109,10 +109,13 @@ func describeMAC(mac uint64, vendor string) string {
 	return FormatMAC(mac) + " (unknown vendor)"
 }
 
-// TimeWithin is the condition on the time column of the enrichment
-// tables for [from, to).
+// TimeWithin is the condition on the time column (whole seconds) of the
+// enrichment tables for [from, to], to's second included: evaluations
+// run at whole seconds, and a poll that ended in the same second as the
+// evaluation began has rows of that second, which must count now rather
+// than a whole interval later.
 func TimeWithin(column string, from, to time.Time) string {
-	return fmt.Sprintf("%s >= toDateTime(%d, 'UTC') AND %s < toDateTime(%d, 'UTC')",
+	return fmt.Sprintf("%s >= toDateTime(%d, 'UTC') AND %s <= toDateTime(%d, 'UTC')",
 		column, from.UTC().Unix(), column, to.UTC().Unix())
 }
 
