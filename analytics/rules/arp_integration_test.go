@@ -21,11 +21,11 @@ import (
 	"github.com/flowhouse/flowhouse/tenant"
 )
 
-// discard is the enricher's next sink: this test reads what the pollers
+// discardFlows is the enricher's next sink: this test reads what the pollers
 // stored, not flows.
-type discard struct{}
+type discardFlows struct{}
 
-func (discard) Write([]flow.Flow) {}
+func (discardFlows) Write([]flow.Flow) {}
 
 // arpLab is a real snmpd in a network namespace whose neighbour table the
 // test changes, polled by flowhouse's enricher into an engine, with the
@@ -60,7 +60,7 @@ func newARPLab(t *testing.T, e engine, neigh map[string]string) *arpLab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lab.enricher, err = enrich.New(ecfg, enrich.Deps{Next: discard{}, DB: e.DB, Tenants: tenants})
+	lab.enricher, err = enrich.New(ecfg, enrich.Deps{Next: discardFlows{}, DB: e.DB, Tenants: tenants})
 	if err != nil {
 		t.Fatal(err)
 	}
