@@ -39,6 +39,9 @@ func (k Kind[P]) setDefaults(c *BuiltinConfig) { *k.Config(c) = k.Defaults() }
 
 func (k Kind[P]) validate(c *BuiltinConfig, key string) []error {
 	b := k.Config(c)
+	if !b.Enabled {
+		return nil // a rule that does not run has nothing to check
+	}
 	prefix := key + "." + k.Name
 	errs := validateCommon(prefix, b.Interval, b.Timeout, b.Severity, b.For, b.KeepFiringFor, b.Labels)
 	if err := b.Params.Validate(); err != nil {
