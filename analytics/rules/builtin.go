@@ -12,10 +12,13 @@ import (
 
 // BuiltinConfig holds one section per built-in rule, under rules.builtin.
 type BuiltinConfig struct {
+	VolumeDestination    Builtin[VolumeParams]      `mapstructure:"volume_destination" yaml:"volume_destination"`
+	VolumeInterface      Builtin[VolumeParams]      `mapstructure:"volume_interface" yaml:"volume_interface"`
+	InterfaceUtilisation Builtin[UtilisationParams] `mapstructure:"interface_utilisation" yaml:"interface_utilisation"`
 }
 
 // builtins is every built-in rule, in the order of the documentation.
-var builtins = []registration{}
+var builtins = []registration{VolumeDestination, VolumeInterface, InterfaceUtilisation}
 
 // registration is a Kind with its parameter type hidden, so that kinds of
 // different parameters live in one list.
