@@ -115,12 +115,12 @@ FROM (
     )
     GROUP BY tenant, exporter_address, if_index, d
     HAVING low >= %s AND polls >= %d
-) ANY LEFT JOIN (
+) AS c ANY LEFT JOIN (
     SELECT tenant, exporter_address, if_index, argMax(if_name, updated_at) AS if_name, argMax(if_alias, updated_at) AS if_alias
     FROM interfaces
     WHERE %s
     GROUP BY tenant, exporter_address, if_index
-) USING (tenant, exporter_address, if_index)
+) AS i USING (tenant, exporter_address, if_index)
 ORDER BY tenant, exporter, if_index, d`,
 		AddrText("exporter_address"), tenants, perTenantFrom(env), to,
 		strconv.FormatFloat(minThreshold*100, 'g', -1, 64), minPolls, tenants)

@@ -262,3 +262,99 @@ func TestVolumeStateWriteFailureIsCounted(t *testing.T) {
 		}
 	})
 }
+
+// destTraffic is what one destination receives: bps (±10% per 10 s) in a
+// flow every 10 s, times factor during [from, to) minutes, then from
+// sources (one source: a bulk transfer).
+type destTraffic struct {
+	tenant, dst string
+	bps         float64
+	factor      float64
+	from, to    int
+	sources     int
+	proto       uint8
+}
+
+func (d destTraffic) flows(start time.Time, minutes int, r *rand.Rand) []flow.Flow {
+	const sampling = 1000
+	var out []flow.Flow
+	for s := 0; s < minutes*6; s++ {
+		at := start.Add(time.Duration(s) * 10 * time.Second)
+		bits := d.bps * 10 * (0.9 + 0.2*r.Float64())
+		n, proto, flags := 1, uint8(6), uint8(0x18) // PSH ACK: an established TCP stream
+		if m := s / 6; m >= d.from && m < d.to {
+			bits *= d.factor
+			n, proto = max(1, d.sources), d.proto
+			if proto != 6 {
+				flags = 0
+			}
+		}
+		for i := range n {
+			bytes := uint64(bits / 8 / sampling / float64(n))
+			out = append(out, flow.Flow{
+				TimeReceivedMs: at.Add(time.Duration(i) * time.Millisecond).UnixMilli(), Tenant: d.tenant,
+				ExporterAddr: addr("192.0.2.1"), SamplingRate: sampling, InIf: 1, OutIf: 2,
+				SrcAddr: addr(fmt.Sprintf("203.0.%d.%d", 113+i/250, 1+i%250)), DstAddr: addr(d.dst),
+				SrcPort: 443, DstPort: 40000, IPProto: proto, TCPFlags: flags, IPVersion: 4,
+				Bytes: bytes, Packets: max(1, bytes/1400),
+			})
+		}
+	}
+	return out
+}
+
+// volume_destination: an attack ten times the usual rate fires, a bulk
+// transfer four times it fires at the rule's (info) severity, a small
+// destination stays under the floor, a steady one is quiet, and a tenant
+// whose override wants twenty times the usual does not fire for ten.
+func TestVolumeDestination(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		start := testStart()
+		r := rand.New(rand.NewPCG(9, 10))
+		var flows []flow.Flow
+		for _, d := range []destTraffic{
+			{tenant: "a", dst: "198.51.100.7", bps: 80e6, factor: 10, from: 40, to: 45, sources: 200, proto: 17},
+			{tenant: "a", dst: "198.51.100.8", bps: 80e6, factor: 4, from: 40, to: 45, sources: 1, proto: 6},
+			{tenant: "a", dst: "198.51.100.9", bps: 2e6, factor: 10, from: 40, to: 45, sources: 50, proto: 17},
+			{tenant: "a", dst: "198.51.100.10", bps: 80e6},
+			{tenant: "b", dst: "198.51.100.7", bps: 80e6, factor: 10, from: 40, to: 45, sources: 200, proto: 17},
+		} {
+			flows = append(flows, d.flows(start, 45, r)...)
+		}
+		e.Insert(t, flows)
+		p := VolumeDestination.Defaults().Params
+		p.Warmup = 30 * time.Minute
+		over := map[string]VolumeParams{"b": {MinRatio: 20}}
+		ev := newVolume(t, VolumeDestination, Deps{DB: e.DB})
+		var last []Finding
+		for s := 2; s <= 45*2; s++ { // every 30 s from minute 1 to 45
+			env := testEnv(t, e, "volume_destination", start.Add(time.Duration(s)*30*time.Second), p, over, "a", "b")
+			fs, err := ev.Evaluate(context.Background(), env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s <= 80 && len(fs) != 0 {
+				t.Fatalf("run at %s, before the attack, found %v", time.Duration(s)*30*time.Second, subjects(fs))
+			}
+			last = fs
+		}
+		if got, want := subjects(last), []string{"a:198.51.100.7", "a:198.51.100.8"}; !slices.Equal(got, want) {
+			t.Fatalf("found %v, want %v", got, want)
+		}
+		wantRatio := map[string]float64{"198.51.100.7": 10, "198.51.100.8": 4}
+		for _, f := range last {
+			dst := f.Labels["dst_address"]
+			ratio := annotationFloat(t, f, "ratio")
+			if math.Abs(ratio-wantRatio[dst]) > 0.15*wantRatio[dst] || f.Severity != "" {
+				t.Errorf("%s: ratio %g severity %q, want about %g at the rule's severity", dst, ratio, f.Severity, wantRatio[dst])
+			}
+			re := regexp.MustCompile(`^` + regexp.QuoteMeta(dst) + ` receiving [0-9.]+ Mbit/s, [0-9.]+ times its usual (7[5-9]|8[0-5])[0-9.]* Mbit/s \(z [0-9.]+\)$`)
+			if s := f.Annotations["summary"]; !re.MatchString(s) {
+				t.Errorf("summary %q", s)
+			}
+		}
+		if VolumeDestination.Defaults().Severity != "info" {
+			t.Errorf("default severity %q, want info", VolumeDestination.Defaults().Severity)
+		}
+	})
+}
