@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/flowhouse/flowhouse/analytics/alerts"
@@ -83,10 +84,14 @@ func (p VolumeParams) learning() learning {
 		minZ: p.MinZ, minRatio: p.MinRatio, floorBps: p.FloorMbps * 1e6}
 }
 
-func volumeDefaults(interval time.Duration, floor, track float64) func() Builtin[VolumeParams] {
+// volumeDefaults: both rules run every minute, the length of their
+// window, so every flow (every rollup minute) is read once; a shorter
+// interval would read each flow again for little news, since exporters
+// report at active timeouts of up to a minute anyway.
+func volumeDefaults(floor, track float64) func() Builtin[VolumeParams] {
 	return func() Builtin[VolumeParams] {
 		return Builtin[VolumeParams]{
-			Enabled: true, Interval: interval, Timeout: interval * 2 / 3, Severity: notify.SeverityInfo,
+			Enabled: true, Interval: time.Minute, Timeout: 40 * time.Second, Severity: notify.SeverityInfo,
 			For: Evaluations(2), KeepFiringFor: For(2 * time.Minute),
 			Params: VolumeParams{
 				Window: time.Minute, HalfLife: time.Hour, MinZ: 5, MinRatio: 3, FloorMbps: floor, TrackMbps: track,
@@ -102,7 +107,7 @@ var VolumeDestination = Kind[VolumeParams]{
 	Name: "volume_destination",
 	Description: "Volumetric anomaly per destination address: the rate it receives against its own baseline " +
 		"(EWMA mean and variance), above min_z deviations, min_ratio times the mean and floor_mbps.",
-	Defaults: volumeDefaults(30*time.Second, 100, 1),
+	Defaults: volumeDefaults(100, 1),
 	Config:   func(c *BuiltinConfig) *Builtin[VolumeParams] { return &c.VolumeDestination },
 	New: func(d Deps) (Evaluator[VolumeParams], error) {
 		return &volumeRule{source: destinations{}, state: newRuleState("volume_destination", d)}, nil
@@ -115,7 +120,7 @@ var VolumeInterface = Kind[VolumeParams]{
 	Name: "volume_interface",
 	Description: "Volumetric anomaly per exporter interface and direction, from the per-minute rollup: " +
 		"the rate against its own baseline, above min_z deviations, min_ratio times the mean and floor_mbps.",
-	Defaults: volumeDefaults(time.Minute, 50, 0.01),
+	Defaults: volumeDefaults(50, 0.01),
 	Config:   func(c *BuiltinConfig) *Builtin[VolumeParams] { return &c.VolumeInterface },
 	New: func(d Deps) (Evaluator[VolumeParams], error) {
 		return &volumeRule{source: interfaces{}, state: newRuleState("volume_interface", d)}, nil
@@ -263,15 +268,25 @@ func (destinations) window(now time.Time, d time.Duration) (time.Time, time.Time
 	return now.Add(-d), now
 }
 
+// samples groups by the tenant's position in tenants rather than by the
+// tenant: a key of fixed width (the address and a UInt8) aggregates about
+// twice as fast as one with a string (measured on the embedded engine).
 func (destinations) samples(ctx context.Context, db dbapi.Querier, tenants []string, from, to time.Time, minBps float64, maxKeys int) ([]sample, error) {
 	secs := to.Sub(from).Seconds()
-	q := fmt.Sprintf(`SELECT tenant, %s AS dst, sum(%s) AS bits
-FROM flows
-WHERE %s AND %s
-GROUP BY tenant, dst_address
-HAVING bits >= %d
-ORDER BY bits DESC
-LIMIT %d`, AddrText("dst_address"), Bits, TenantIn("tenant", tenants), ReceivedWithin(to, to.Sub(from)),
+	quoted := make([]string, len(tenants))
+	for i, t := range tenants {
+		quoted[i] = quote(t)
+	}
+	q := fmt.Sprintf(`SELECT ti, %s AS dst, bits
+FROM (
+    SELECT indexOf([%s], tenant) AS ti, dst_address, sum(%s) AS bits
+    FROM flows
+    WHERE %s AND %s
+    GROUP BY ti, dst_address
+    HAVING bits >= %d
+    ORDER BY bits DESC
+    LIMIT %d
+)`, AddrText("dst_address"), strings.Join(quoted, ", "), Bits, TenantIn("tenant", tenants), ReceivedWithin(to, to.Sub(from)),
 		uint64(minBps*secs), maxKeys)
 	rows, err := db.Query(ctx, q)
 	if err != nil {
@@ -280,13 +295,17 @@ LIMIT %d`, AddrText("dst_address"), Bits, TenantIn("tenant", tenants), ReceivedW
 	defer rows.Close()
 	var out []sample
 	for rows.Next() {
-		var tenant, dst string
+		var ti uint64
+		var dst string
 		var bits uint64
-		if err := rows.Scan(&tenant, &dst, &bits); err != nil {
+		if err := rows.Scan(&ti, &dst, &bits); err != nil {
 			return nil, fmt.Errorf("destinations' rates: %w", err)
 		}
+		if ti < 1 || ti > uint64(len(tenants)) {
+			return nil, fmt.Errorf("destinations' rates: tenant index %d of %d", ti, len(tenants))
+		}
 		dst = ParseAddr(dst)
-		out = append(out, sample{key: stateKey{tenant, dst}, bps: float64(bits) / secs,
+		out = append(out, sample{key: stateKey{tenants[ti-1], dst}, bps: float64(bits) / secs,
 			labels: map[string]string{"dst_address": dst}, name: dst, verb: "receiving"})
 	}
 	if err := rows.Err(); err != nil {

@@ -305,8 +305,9 @@ func (d destTraffic) flows(start time.Time, minutes int, r *rand.Rand) []flow.Fl
 
 // volume_destination: an attack ten times the usual rate fires, a bulk
 // transfer four times it fires at the rule's (info) severity, a small
-// destination stays under the floor, a steady one is quiet, and a tenant
-// whose override wants twenty times the usual does not fire for ten.
+// destination stays under the floor, steady ones are quiet (the same
+// address in another tenant too), and a tenant whose override wants
+// twenty times the usual does not fire for ten.
 func TestVolumeDestination(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, e engine) {
 		start := testStart()
@@ -317,18 +318,19 @@ func TestVolumeDestination(t *testing.T) {
 			{tenant: "a", dst: "198.51.100.8", bps: 80e6, factor: 4, from: 40, to: 45, sources: 1, proto: 6},
 			{tenant: "a", dst: "198.51.100.9", bps: 2e6, factor: 10, from: 40, to: 45, sources: 50, proto: 17},
 			{tenant: "a", dst: "198.51.100.10", bps: 80e6},
-			{tenant: "b", dst: "198.51.100.7", bps: 80e6, factor: 10, from: 40, to: 45, sources: 200, proto: 17},
+			{tenant: "b", dst: "198.51.100.7", bps: 80e6}, // a's address in another tenant, steady
+			{tenant: "c", dst: "198.51.100.7", bps: 80e6, factor: 10, from: 40, to: 45, sources: 200, proto: 17},
 		} {
 			flows = append(flows, d.flows(start, 45, r)...)
 		}
 		e.Insert(t, flows)
 		p := VolumeDestination.Defaults().Params
 		p.Warmup = 30 * time.Minute
-		over := map[string]VolumeParams{"b": {MinRatio: 20}}
+		over := map[string]VolumeParams{"c": {MinRatio: 20}}
 		ev := newVolume(t, VolumeDestination, Deps{DB: e.DB})
 		var last []Finding
 		for s := 2; s <= 45*2; s++ { // every 30 s from minute 1 to 45
-			env := testEnv(t, e, "volume_destination", start.Add(time.Duration(s)*30*time.Second), p, over, "a", "b")
+			env := testEnv(t, e, "volume_destination", start.Add(time.Duration(s)*30*time.Second), p, over, "a", "b", "c")
 			fs, err := ev.Evaluate(context.Background(), env)
 			if err != nil {
 				t.Fatal(err)
