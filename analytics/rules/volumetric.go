@@ -127,13 +127,34 @@ var VolumeInterface = Kind[VolumeParams]{
 	},
 }
 
-// sample is one key's rate over the window.
+// sample is one key's rate over the window. The labels and the sentence
+// of a finding are made only for the few samples that fire.
 type sample struct {
-	key    stateKey
-	bps    float64
-	labels map[string]string
-	// name is the subject in a sentence ("198.51.100.7", "ge-0/0/1 of edge-1").
-	name, verb string
+	key stateKey
+	bps float64
+	// iface is the interface of a volume_interface sample; nil for a
+	// destination.
+	iface *ifaceSample
+}
+
+type ifaceSample struct {
+	exporter, exporterName, ifIndex, ifName string
+	in                                      bool
+}
+
+// describe is the subject's labels, its name in a sentence and the verb
+// of its rate.
+func (s sample) describe() (labels map[string]string, name, verb string) {
+	if s.iface == nil {
+		return map[string]string{"dst_address": s.key.key}, s.key.key, "receiving"
+	}
+	x := s.iface
+	dir, verb := "out", "sending"
+	if x.in {
+		dir, verb = "in", "receiving"
+	}
+	return map[string]string{"exporter_address": x.exporter, "if_index": x.ifIndex, "direction": dir},
+		interfaceName(x.exporter, x.exporterName, x.ifIndex, x.ifName, ""), verb
 }
 
 // volumeSource is what the two volumetric rules differ in: the keys and
@@ -189,22 +210,33 @@ func (r *volumeRule) Evaluate(ctx context.Context, env *Env[VolumeParams]) ([]Fi
 
 // observe gives every tracked key of the run's tenants its sample (0 for
 // a key absent from the window: that is how a key that vanished decays)
-// and returns the keys that fire.
+// and returns the keys that fire. A key given its sample has updated =
+// to, which is how the second loop knows it was present.
 func (r *volumeRule) observe(env *Env[VolumeParams], got []sample, to time.Time, window time.Duration) []Finding {
-	present := make(map[stateKey]bool, len(got))
+	type tenantParams struct {
+		p        VolumeParams
+		l        learning
+		trackBps float64
+	}
+	params := make(map[string]*tenantParams, len(env.Tenants))
+	for _, t := range env.Tenants {
+		p := env.Params(t)
+		params[t] = &tenantParams{p: p, l: p.learning(), trackBps: p.TrackMbps * 1e6}
+	}
 	var findings []Finding
 	for _, s := range got {
-		present[s.key] = true
-		p := env.Params(s.key.tenant)
-		b := r.state.keys[s.key]
-		if b == nil {
-			if s.bps < p.TrackMbps*1e6 {
-				continue
-			}
-			r.state.keys[s.key] = &baseline{mean: s.bps, firstSeen: to, lastSeen: to, updated: to, dirty: true}
+		tp := params[s.key.tenant]
+		if tp == nil {
 			continue
 		}
-		if s.bps >= p.TrackMbps*1e6 {
+		b := r.state.keys[s.key]
+		if b == nil {
+			if s.bps >= tp.trackBps {
+				r.state.keys[s.key] = &baseline{mean: s.bps, firstSeen: to, lastSeen: to, updated: to, dirty: true}
+			}
+			continue
+		}
+		if s.bps >= tp.trackBps {
 			b.lastSeen = to
 		}
 		step := min(to.Sub(b.updated), window)
@@ -212,20 +244,15 @@ func (r *volumeRule) observe(env *Env[VolumeParams], got []sample, to time.Time,
 			continue
 		}
 		prev := *b
-		if j := b.observe(s.bps, to, step, p.learning()); j.fire {
-			findings = append(findings, volumeFinding(s, &prev, j, p, window))
+		if j := b.observe(s.bps, to, step, tp.l); j.fire {
+			findings = append(findings, volumeFinding(s, &prev, j, tp.p, window))
 		}
-	}
-	tenants := make(map[string]bool, len(env.Tenants))
-	for _, t := range env.Tenants {
-		tenants[t] = true
 	}
 	for k, b := range r.state.keys {
-		if present[k] || !tenants[k.tenant] {
-			continue
-		}
 		if step := min(to.Sub(b.updated), window); step > 0 {
-			b.observe(0, to, step, env.Params(k.tenant).learning())
+			if tp := params[k.tenant]; tp != nil {
+				b.observe(0, to, step, tp.l)
+			}
 		}
 	}
 	return findings
@@ -239,14 +266,15 @@ func volumeFinding(s sample, b *baseline, j judgement, p VolumeParams, window ti
 	if math.IsInf(j.ratio, 0) {
 		times = "usually idle"
 	}
-	summary := fmt.Sprintf("%s %s %s, %s (z %.1f)", s.name, s.verb, HumanBits(s.bps), times, j.z)
+	labels, name, verb := s.describe()
+	summary := fmt.Sprintf("%s %s %s, %s (z %.1f)", name, verb, HumanBits(s.bps), times, j.z)
 	desc := fmt.Sprintf("Rate over the last %s against a baseline learnt over %s (EWMA, half-life %s): mean %s, "+
 		"standard deviation %s. Fires above %g deviations, %g times the mean and %s. A volume anomaly only: "+
 		"the attack rules say what kind of traffic it is.",
 		window, b.observed.Round(time.Second), p.HalfLife, HumanBits(b.mean), HumanBits(b.stddev()),
 		p.MinZ, p.MinRatio, HumanBits(p.FloorMbps*1e6))
 	return Finding{Tenant: s.key.tenant, Instance: alerts.Instance{
-		Labels: s.labels,
+		Labels: labels,
 		Value:  s.bps,
 		Annotations: map[string]string{
 			"summary":     summary,
@@ -271,23 +299,25 @@ func (destinations) window(now time.Time, d time.Duration) (time.Time, time.Time
 // samples groups by the tenant's position in tenants rather than by the
 // tenant: a key of fixed width (the address and a UInt8) aggregates about
 // twice as fast as one with a string (measured on the embedded engine).
+// The sum is of sampling-scaled octets (rules.Bits / 8), so that the
+// engine does one multiplication a flow less.
 func (destinations) samples(ctx context.Context, db dbapi.Querier, tenants []string, from, to time.Time, minBps float64, maxKeys int) ([]sample, error) {
 	secs := to.Sub(from).Seconds()
 	quoted := make([]string, len(tenants))
 	for i, t := range tenants {
 		quoted[i] = quote(t)
 	}
-	q := fmt.Sprintf(`SELECT ti, %s AS dst, bits
+	q := fmt.Sprintf(`SELECT ti, %s AS dst, octets
 FROM (
-    SELECT indexOf([%s], tenant) AS ti, dst_address, sum(%s) AS bits
+    SELECT indexOf([%s], tenant) AS ti, dst_address, sum(bytes * sampling_rate) AS octets
     FROM flows
     WHERE %s AND %s
     GROUP BY ti, dst_address
-    HAVING bits >= %d
-    ORDER BY bits DESC
+    HAVING octets >= %d
+    ORDER BY octets DESC
     LIMIT %d
-)`, AddrText("dst_address"), strings.Join(quoted, ", "), Bits, TenantIn("tenant", tenants), ReceivedWithin(to, to.Sub(from)),
-		uint64(minBps*secs), maxKeys)
+)`, AddrText("dst_address"), strings.Join(quoted, ", "), TenantIn("tenant", tenants), ReceivedWithin(to, to.Sub(from)),
+		uint64(minBps*secs/8), maxKeys)
 	rows, err := db.Query(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("destinations' rates: %w", err)
@@ -295,18 +325,16 @@ FROM (
 	defer rows.Close()
 	var out []sample
 	for rows.Next() {
-		var ti uint64
+		var ti, octets uint64
 		var dst string
-		var bits uint64
-		if err := rows.Scan(&ti, &dst, &bits); err != nil {
+		if err := rows.Scan(&ti, &dst, &octets); err != nil {
 			return nil, fmt.Errorf("destinations' rates: %w", err)
 		}
 		if ti < 1 || ti > uint64(len(tenants)) {
 			return nil, fmt.Errorf("destinations' rates: tenant index %d of %d", ti, len(tenants))
 		}
 		dst = ParseAddr(dst)
-		out = append(out, sample{key: stateKey{tenants[ti-1], dst}, bps: float64(bits) / secs,
-			labels: map[string]string{"dst_address": dst}, name: dst, verb: "receiving"})
+		out = append(out, sample{key: stateKey{tenants[ti-1], dst}, bps: float64(octets) * 8 / secs})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("destinations' rates: %w", err)
@@ -372,18 +400,13 @@ LIMIT %d`, AddrText("exporter_address"), Bits, TenantIn("tenant", tenants), Rece
 }
 
 func interfaceSample(tenant, exporter, exporterName string, ifIndex uint32, ifName string, in bool, bps float64) sample {
-	dir, verb := "out", "sending"
+	dir := "out"
 	if in {
-		dir, verb = "in", "receiving"
+		dir = "in"
 	}
 	idx := strconv.FormatUint(uint64(ifIndex), 10)
-	return sample{
-		key:    stateKey{tenant, exporter + "|" + idx + "|" + dir},
-		bps:    bps,
-		labels: map[string]string{"exporter_address": exporter, "if_index": idx, "direction": dir},
-		name:   interfaceName(exporter, exporterName, idx, ifName, ""),
-		verb:   verb,
-	}
+	return sample{key: stateKey{tenant, exporter + "|" + idx + "|" + dir}, bps: bps,
+		iface: &ifaceSample{exporter: exporter, exporterName: exporterName, ifIndex: idx, ifName: ifName, in: in}}
 }
 
 // interfaceName is an interface in a sentence: "ge-0/0/1 (uplink) of
