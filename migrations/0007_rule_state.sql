@@ -6,7 +6,7 @@
 -- ReplacingMergeTree keeps only it once parts merge: read with FINAL or
 -- argMax(column, version) GROUP BY rule, tenant, key. Rules stop loading
 -- keys not seen for their forget_after; on servers with TTL the rows go
--- 30 days after their last write.
+-- 30 days after their latest sample (updated_at).
 CREATE TABLE IF NOT EXISTS rule_state (
     rule             {{lc}},
     tenant           {{lc}},

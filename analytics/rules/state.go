@@ -257,7 +257,7 @@ func (s *ruleState) write(ctx context.Context, now time.Time, keys []stateKey) e
 	n := len(keys)
 	tenant, key := make([]string, n), make([]string, n)
 	mean, variance, observed := make([]float64, n), make([]float64, n), make([]float64, n)
-	first, seen, anomalous := make([]int64, n), make([]int64, n), make([]int64, n)
+	first, seen, anomalous, updated := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
 	version := make([]uint64, n)
 	for i, k := range keys {
 		b := s.keys[k]
@@ -265,13 +265,14 @@ func (s *ruleState) write(ctx context.Context, now time.Time, keys []stateKey) e
 		tenant[i], key[i] = k.tenant, k.key
 		mean[i], variance[i], observed[i] = b.mean, b.variance, b.observed.Seconds()
 		first[i], seen[i], anomalous[i] = unixOrZero(b.firstSeen), unixOrZero(b.lastSeen), unixOrZero(b.anomalousSince)
+		updated[i] = unixOrZero(b.updated)
 		version[i] = b.version
 	}
 	q := `INSERT INTO rule_state (rule, tenant, key, mean, variance, observed_seconds, first_seen, last_seen, anomalous_since, updated_at, version)
-SELECT ?, t, k, m, v, o, toDateTime(f), toDateTime(s), toDateTime(a), toDateTime(?), ver
-FROM (SELECT ? AS t, ? AS k, ? AS m, ? AS v, ? AS o, ? AS f, ? AS s, ? AS a, ? AS ver)
-ARRAY JOIN t, k, m, v, o, f, s, a, ver`
-	if err := s.db.Exec(ctx, q, s.rule, now.Unix(), tenant, key, mean, variance, observed, first, seen, anomalous, version); err != nil {
+SELECT ?, t, k, m, v, o, toDateTime(f), toDateTime(s), toDateTime(a), toDateTime(u), ver
+FROM (SELECT ? AS t, ? AS k, ? AS m, ? AS v, ? AS o, ? AS f, ? AS s, ? AS a, ? AS u, ? AS ver)
+ARRAY JOIN t, k, m, v, o, f, s, a, u, ver`
+	if err := s.db.Exec(ctx, q, s.rule, tenant, key, mean, variance, observed, first, seen, anomalous, updated, version); err != nil {
 		return fmt.Errorf("write %d keys to rule_state: %w", n, err)
 	}
 	return nil
