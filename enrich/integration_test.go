@@ -347,7 +347,7 @@ func TestARPFallbackToIPNetToMedia(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c2.Close()
-	if _, table, err := c2.ARP(); err != nil || table != "ipNetToPhysical" {
+	if _, table, err := c2.ARP(); err != nil || table != "ipNetToPhysical+ipNetToMedia" {
 		t.Errorf("full view: table %s err %v", table, err)
 	}
 }
