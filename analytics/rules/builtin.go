@@ -12,10 +12,18 @@ import (
 
 // BuiltinConfig holds one section per built-in rule, under rules.builtin.
 type BuiltinConfig struct {
+	Amplification Builtin[AmplificationParams] `mapstructure:"amplification" yaml:"amplification"`
+	SYNFlood      Builtin[SYNFloodParams]      `mapstructure:"syn_flood" yaml:"syn_flood"`
+	UDPFlood      Builtin[UDPFloodParams]      `mapstructure:"udp_flood" yaml:"udp_flood"`
+	ICMPFlood     Builtin[ICMPFloodParams]     `mapstructure:"icmp_flood" yaml:"icmp_flood"`
+	PortScan      Builtin[PortScanParams]      `mapstructure:"port_scan" yaml:"port_scan"`
+	HostScan      Builtin[HostScanParams]      `mapstructure:"host_scan" yaml:"host_scan"`
 }
 
 // builtins is every built-in rule, in the order of the documentation.
-var builtins = []registration{}
+var builtins = []registration{
+	Amplification, SYNFlood, UDPFlood, ICMPFlood, PortScan, HostScan,
+}
 
 // registration is a Kind with its parameter type hidden, so that kinds of
 // different parameters live in one list.
