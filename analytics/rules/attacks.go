@@ -254,7 +254,7 @@ func judgeAmplification(p AmplificationParams, dst string, rows []destRow, secs 
 		summary += fmt.Sprintf(" (and %d more reflector ports)", len(ports)-1)
 	}
 	desc := fmt.Sprintf("UDP from reflector ports to %s over the last %s: %s, %s, %.0f bytes per packet. Vectors: %s.",
-		dst, time.Duration(secs*float64(time.Second)), HumanBits(bps), HumanPackets(pps), v.avg(), strings.Join(vectors, "; "))
+		dst, fmtWindow(secs), HumanBits(bps), HumanPackets(pps), v.avg(), strings.Join(vectors, "; "))
 	return floodInstance(dst, bps, top.Class, summary, desc, map[string]string{
 		"bps": fmtNum(bps), "pps": fmtNum(pps), "sources": fmt.Sprint(v.Sources),
 		"avg_packet_bytes": fmtNum(v.avg()), "reflector_port": fmt.Sprint(top.Port), "reflector": top.Name,

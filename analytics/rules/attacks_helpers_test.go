@@ -27,7 +27,9 @@ type fb struct {
 	off    int
 }
 
-func newFB(tenant string, rate uint32) fb { return fb{now: attackNow, tenant: tenant, rate: max(rate, 1)} }
+func newFB(tenant string, rate uint32) fb {
+	return fb{now: attackNow, tenant: tenant, rate: max(rate, 1)}
+}
 
 // from shifts the sources of many by off, so that two groups of flows
 // come from different hosts.

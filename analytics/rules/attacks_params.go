@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -111,3 +112,6 @@ func hasPort(ports []int, p uint16) bool {
 	}
 	return false
 }
+
+// fmtWindow writes a window of secs seconds as "60s".
+func fmtWindow(secs float64) string { return strconv.FormatFloat(secs, 'f', -1, 64) + "s" }

@@ -36,6 +36,8 @@ type destRow struct {
 	Bytes   float64
 	Sources uint64 // distinct source addresses (uniq: about 1% off)
 	SYN     float64
+	// SYNSources: distinct sources of the SYN-only flows.
+	SYNSources uint64
 	// TopPort is the most frequent destination port of the row's flows:
 	// of SYN-only flows for TCP.
 	TopPort uint16
@@ -183,7 +185,7 @@ func (c *destCache) query(ctx context.Context, db dbapi.Querier, now time.Time, 
 	for rows.Next() {
 		var k destKey
 		var r destRow
-		if err := rows.Scan(&k.Tenant, &k.Dst, &r.Proto, &r.Refl, &r.Svc, &r.Packets, &r.Bytes, &r.Sources, &r.SYN, &r.TopPort); err != nil {
+		if err := rows.Scan(&k.Tenant, &k.Dst, &r.Proto, &r.Refl, &r.Svc, &r.Packets, &r.Bytes, &r.Sources, &r.SYN, &r.SYNSources, &r.TopPort); err != nil {
 			return nil, fmt.Errorf("per-destination flood query: %w", err)
 		}
 		k.Dst = ParseAddr(k.Dst)
@@ -209,13 +211,13 @@ func destSQL(now time.Time, d destDemand) string {
     if(ip_protocol = 17 AND refl = 0 AND dst_port IN (%s), dst_port, 0) AS svc,
     toFloat64(sum(%s)) AS pk, toFloat64(sum(bytes * sampling_rate)) AS bt,
     toUInt64(uniq(src_address)) AS srcs,
-    toFloat64(sumIf(%s, %s)) AS syn,
+    toFloat64(sumIf(%s, %s)) AS syn, toUInt64(uniqIf(src_address, %s)) AS synsrcs,
     topKIf(1)(dst_port, ip_protocol != 6 OR %s)[1] AS top
 FROM flows
 WHERE %s AND %s AND ip_protocol IN (1, 6, 17, 58)
 GROUP BY tenant, dst_address, ip_protocol, refl, svc
 HAVING if(ip_protocol = 6, syn, pk) >= %s`,
-		AddrText("dst_address"), refl, svc, Packets, Packets, synOnly, synOnly,
+		AddrText("dst_address"), refl, svc, Packets, Packets, synOnly, synOnly, synOnly,
 		ReceivedWithin(now, d.Window), TenantIn("tenant", d.Tenants),
 		strconv.FormatFloat(d.Floor, 'f', 0, 64))
 }

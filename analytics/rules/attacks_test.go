@@ -66,11 +66,12 @@ func TestSYNFloodRule(t *testing.T) {
 	runCases(t, SYNFlood, []ruleCase[SYNFloodParams]{
 		{name: "flood on a server", flows: concat(syn(b, 200, false, "192.0.2.10", 443, 3000), legit(50, 1000)),
 			want:      []string{"t1 dst_address=192.0.2.10"},
-			summaries: []string{"192.0.2.10 receiving 3 kpps of TCP SYN without ACK (75% of its TCP packets) from 250 sources, mostly to port 443: SYN flood"},
+			summaries: []string{"192.0.2.10 receiving 3 kpps of TCP SYN without ACK (75% of its TCP packets) from 200 sources, mostly to port 443: SYN flood"},
 			class:     "syn_flood"},
 		{name: "busy server with stray SYNs", flows: concat(syn(b, 100, false, "192.0.2.10", 443, 1500), legit(400, 20000))},
 		{name: "share 44%", flows: concat(syn(b, 100, false, "192.0.2.10", 443, 1200), legit(100, 1500))},
 		{name: "900 pps", flows: syn(b, 100, false, "192.0.2.10", 443, 900)},
+		{name: "9 sources", flows: syn(b, 9, false, "192.0.2.10", 443, 3000)},
 		{name: "bulk transfer", flows: b.bulk("203.0.113.240", "192.0.2.240")},
 		{name: "sampled 1 in 100", flows: syn(s100, 300, false, "192.0.2.10", 443, 1500),
 			want: []string{"t1 dst_address=192.0.2.10"}, summaries: []string{"receiving 1.5 kpps of TCP SYN"}, class: "syn_flood"},

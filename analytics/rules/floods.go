@@ -15,7 +15,10 @@ type SYNFloodParams struct {
 	// MinPPS: SYN-only packets per second to the destination.
 	MinPPS float64 `mapstructure:"min_pps" yaml:"min_pps"`
 	// MinSYNShare: SYN-only packets as a share of all TCP packets to it.
-	MinSYNShare        float64  `mapstructure:"min_syn_share" yaml:"min_syn_share"`
+	MinSYNShare float64 `mapstructure:"min_syn_share" yaml:"min_syn_share"`
+	// MinSources: distinct sources of the SYNs. A fast port scan is SYNs
+	// from one source too: it is port_scan's.
+	MinSources         int      `mapstructure:"min_sources" yaml:"min_sources"`
 	IgnoreDestinations []string `mapstructure:"ignore_destinations" yaml:"ignore_destinations"`
 }
 
@@ -24,6 +27,7 @@ func (p SYNFloodParams) Validate() error {
 	e.window("window", p.Window)
 	e.positive("min_pps", p.MinPPS)
 	e.share("min_syn_share", p.MinSYNShare)
+	e.positive("min_sources", float64(p.MinSources))
 	e.prefixes("ignore_destinations", p.IgnoreDestinations)
 	return errors.Join(e...)
 }
@@ -35,7 +39,7 @@ var SYNFlood = Kind[SYNFloodParams]{
 	Name:        "syn_flood",
 	Description: "TCP SYN flood: most TCP packets to a destination are SYN without ACK, above a rate",
 	Defaults: func() Builtin[SYNFloodParams] {
-		return floodDefaults(notify.SeverityCritical, SYNFloodParams{Window: time.Minute, MinPPS: 1000, MinSYNShare: 0.5})
+		return floodDefaults(notify.SeverityCritical, SYNFloodParams{Window: time.Minute, MinPPS: 1000, MinSYNShare: 0.5, MinSources: 10})
 	},
 	Config: func(c *BuiltinConfig) *Builtin[SYNFloodParams] { return &c.SYNFlood },
 	New: func(Deps) (Evaluator[SYNFloodParams], error) {
@@ -54,29 +58,31 @@ func judgeSYNFlood(p SYNFloodParams, dst string, rows []destRow, secs float64) (
 	var tcp volume
 	var syn float64
 	var port uint16
+	var sources uint64
 	for _, r := range rows {
 		if r.Proto != 6 {
 			continue
 		}
 		tcp.add(r)
 		syn += r.SYN
+		sources += r.SYNSources
 		port = r.TopPort
 	}
 	if tcp.Packets == 0 {
 		return alerts.Instance{}, false
 	}
 	pps, share := syn/secs, syn/tcp.Packets
-	if pps < p.MinPPS || share < p.MinSYNShare {
+	if pps < p.MinPPS || share < p.MinSYNShare || sources < uint64(p.MinSources) {
 		return alerts.Instance{}, false
 	}
 	summary := fmt.Sprintf("%s receiving %s of TCP SYN without ACK (%.0f%% of its TCP packets) from %d sources, mostly to port %d: SYN flood",
-		dst, HumanPackets(pps), share*100, tcp.Sources, port)
-	desc := fmt.Sprintf("TCP to %s over the last %s: %s of SYN-only packets, %.0f%% of %s of TCP (%s) from %d sources; top destination port of the SYNs: %d.",
-		dst, time.Duration(secs*float64(time.Second)), HumanPackets(pps), share*100, HumanPackets(tcp.Packets/secs),
+		dst, HumanPackets(pps), share*100, sources, port)
+	desc := fmt.Sprintf("TCP to %s over the last %s: %s of SYN-only packets from %d sources, %.0f%% of %s of TCP (%s) from %d sources; top destination port of the SYNs: %d.",
+		dst, fmtWindow(secs), HumanPackets(pps), sources, share*100, HumanPackets(tcp.Packets/secs),
 		HumanBits(tcp.Bytes*8/secs), tcp.Sources, port)
 	return floodInstance(dst, pps, "syn_flood", summary, desc, map[string]string{
-		"pps": fmtNum(pps), "syn_share": fmt.Sprintf("%.3f", share), "sources": fmt.Sprint(tcp.Sources),
-		"bps": fmtNum(tcp.Bytes * 8 / secs), "dst_port": fmt.Sprint(port),
+		"pps": fmtNum(pps), "syn_share": fmt.Sprintf("%.3f", share), "sources": fmt.Sprint(sources),
+		"tcp_sources": fmt.Sprint(tcp.Sources), "bps": fmtNum(tcp.Bytes * 8 / secs), "dst_port": fmt.Sprint(port),
 	}), true
 }
 
@@ -154,7 +160,7 @@ func judgeUDPFlood(p UDPFloodParams, dst string, rows []destRow, secs float64) (
 	summary := fmt.Sprintf("%s receiving %s (%s) of UDP from %d sources, %.0f bytes per packet: UDP flood",
 		dst, HumanPackets(pps), HumanBits(bps), v.Sources, v.avg())
 	desc := fmt.Sprintf("UDP to %s over the last %s, not from reflector ports nor to service ports: %s, %s from %d sources, %.0f bytes per packet; top destination port %d.",
-		dst, time.Duration(secs*float64(time.Second)), HumanPackets(pps), HumanBits(bps), v.Sources, v.avg(), port)
+		dst, fmtWindow(secs), HumanPackets(pps), HumanBits(bps), v.Sources, v.avg(), port)
 	return floodInstance(dst, pps, "udp_flood", summary, desc, map[string]string{
 		"pps": fmtNum(pps), "bps": fmtNum(bps), "sources": fmt.Sprint(v.Sources),
 		"avg_packet_bytes": fmtNum(v.avg()), "dst_port": fmt.Sprint(port),
@@ -212,7 +218,7 @@ func judgeICMPFlood(p ICMPFloodParams, dst string, rows []destRow, secs float64)
 	}
 	summary := fmt.Sprintf("%s receiving %s (%s) of ICMP from %d sources: ICMP flood", dst, HumanPackets(pps), HumanBits(bps), v.Sources)
 	desc := fmt.Sprintf("ICMP and ICMPv6 to %s over the last %s: %s, %s from %d sources, %.0f bytes per packet.",
-		dst, time.Duration(secs*float64(time.Second)), HumanPackets(pps), HumanBits(bps), v.Sources, v.avg())
+		dst, fmtWindow(secs), HumanPackets(pps), HumanBits(bps), v.Sources, v.avg())
 	return floodInstance(dst, pps, "icmp_flood", summary, desc, map[string]string{
 		"pps": fmtNum(pps), "bps": fmtNum(bps), "sources": fmt.Sprint(v.Sources), "avg_packet_bytes": fmtNum(v.avg()),
 	}), true

@@ -121,12 +121,13 @@ HAVING n >= %d`, AddrText("src_address"), AddrText("dst_address"), Packets,
 }
 
 func portScanInstance(r scanRow, need int, w time.Duration) alerts.Instance {
-	summary := fmt.Sprintf("%s probed %d ports of %s in %s: port scan", r.Src, r.FanOut, r.Dst, w)
+	ws := fmtWindow(w.Seconds())
+	summary := fmt.Sprintf("%s probed %d ports of %s in %s: port scan", r.Src, r.FanOut, r.Dst, ws)
 	desc := fmt.Sprintf("%s sent TCP SYN/FIN without ACK to %d distinct ports of %s over the last %s (threshold %d).",
-		r.Src, r.FanOut, r.Dst, w, need)
+		r.Src, r.FanOut, r.Dst, ws, need)
 	if r.Rate > 1 {
 		summary = fmt.Sprintf("%s probed %d ports of %s in %s (sampled 1 in %d, about %d probed): port scan",
-			r.Src, r.FanOut, r.Dst, w, r.Rate, r.FanOut*r.Rate)
+			r.Src, r.FanOut, r.Dst, ws, r.Rate, r.FanOut*r.Rate)
 		desc += fmt.Sprintf(" Flows are sampled 1 in %d: about %d ports were probed; the threshold is scaled down to %d.", r.Rate, r.FanOut*r.Rate, need)
 	}
 	return alerts.Instance{
@@ -246,6 +247,7 @@ func prefixSQL(env *Env[HostScanParams], tenants []string) string {
 }
 
 func hostScanInstance(r scanRow, p HostScanParams, need int, w time.Duration) alerts.Instance {
+	ws := fmtWindow(w.Seconds())
 	prefix := r.Dst
 	if a, err := netip.ParseAddr(r.Dst); err == nil {
 		bits := p.IPv6Prefix
@@ -254,11 +256,11 @@ func hostScanInstance(r scanRow, p HostScanParams, need int, w time.Duration) al
 		}
 		prefix = netip.PrefixFrom(a, bits).Masked().String()
 	}
-	summary := fmt.Sprintf("%s probed port %d on %d hosts of %s in %s: host scan", r.Src, r.Port, r.FanOut, prefix, w)
+	summary := fmt.Sprintf("%s probed port %d on %d hosts of %s in %s: host scan", r.Src, r.Port, r.FanOut, prefix, ws)
 	desc := fmt.Sprintf("%s sent TCP SYN/FIN without ACK to port %d of %d distinct hosts in %s over the last %s (threshold %d).",
-		r.Src, r.Port, r.FanOut, prefix, w, need)
+		r.Src, r.Port, r.FanOut, prefix, ws, need)
 	if r.Rate > 1 {
-		summary = fmt.Sprintf("%s probed port %d on %d hosts of %s in %s (sampled 1 in %d): host scan", r.Src, r.Port, r.FanOut, prefix, w, r.Rate)
+		summary = fmt.Sprintf("%s probed port %d on %d hosts of %s in %s (sampled 1 in %d): host scan", r.Src, r.Port, r.FanOut, prefix, ws, r.Rate)
 		desc += fmt.Sprintf(" Flows are sampled 1 in %d: more hosts were probed than seen; the threshold is scaled down to %d.", r.Rate, need)
 	}
 	return alerts.Instance{
