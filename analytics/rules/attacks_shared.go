@@ -38,8 +38,9 @@ type destRow struct {
 	SYN     float64
 	// SYNSources: distinct sources of the SYN-only flows.
 	SYNSources uint64
-	// TopPort is the most frequent destination port of the row's flows:
-	// of SYN-only flows for TCP.
+	// TopPort is the most frequent destination port of the row's flows
+	// (of SYN-only flows for TCP), when one port has most of them
+	// (anyHeavy: a heavy hitter, else any port).
 	TopPort uint16
 }
 
@@ -201,25 +202,37 @@ func (c *destCache) query(ctx context.Context, db dbapi.Querier, now time.Time, 
 // a handshake that did not complete (or a SYN-only sampled packet).
 const synOnly = "bitAnd(tcp_flags, 18) = 2"
 
-// destSQL is the shared query. The WHERE keeps only the protocols the
-// rules look at; the HAVING drops the rows of ordinary destinations so
-// that few rows come back.
+// destSQL is the shared query. Grouping every destination of the window
+// with distinct counts costs microseconds per row, so it runs in two
+// steps: the subquery finds the candidate destinations with sums alone
+// (packets not TCP, SYN-only TCP packets, above the floor), and only their
+// flows are grouped with distinct counts. The subquery groups by address
+// alone, all tenants together (a tenant column in the key triples its
+// cost): an address that is a candidate in one tenant's traffic is one in
+// all, which costs a few rows, never a finding, since the outer query
+// and the rules judge each tenant on its own. The WHERE keeps only the
+// protocols the rules look at; the HAVING drops the small rows of the
+// candidates.
 func destSQL(now time.Time, d destDemand) string {
 	refl, svc := portList(d.Refl), portList(d.Svc)
+	where := fmt.Sprintf("%s AND %s AND ip_protocol IN (1, 6, 17, 58)", ReceivedWithin(now, d.Window), TenantIn("tenant", d.Tenants))
+	floor := strconv.FormatFloat(d.Floor, 'f', 0, 64)
 	return fmt.Sprintf(`SELECT toString(tenant), %s, ip_protocol,
     if(ip_protocol = 17 AND src_port IN (%s), src_port, 0) AS refl,
     if(ip_protocol = 17 AND refl = 0 AND dst_port IN (%s), dst_port, 0) AS svc,
     toFloat64(sum(%s)) AS pk, toFloat64(sum(bytes * sampling_rate)) AS bt,
     toUInt64(uniq(src_address)) AS srcs,
     toFloat64(sumIf(%s, %s)) AS syn, toUInt64(uniqIf(src_address, %s)) AS synsrcs,
-    topKIf(1)(dst_port, ip_protocol != 6 OR %s)[1] AS top
+    toUInt16(anyHeavyIf(dst_port, ip_protocol != 6 OR %s)) AS top
 FROM flows
-WHERE %s AND %s AND ip_protocol IN (1, 6, 17, 58)
+WHERE %s AND dst_address IN (
+    SELECT dst_address FROM flows WHERE %s
+    GROUP BY dst_address
+    HAVING sumIf(%s, ip_protocol != 6) >= %s OR sumIf(%s, ip_protocol = 6 AND %s) >= %s)
 GROUP BY tenant, dst_address, ip_protocol, refl, svc
 HAVING if(ip_protocol = 6, syn, pk) >= %s`,
 		AddrText("dst_address"), refl, svc, Packets, Packets, synOnly, synOnly, synOnly,
-		ReceivedWithin(now, d.Window), TenantIn("tenant", d.Tenants),
-		strconv.FormatFloat(d.Floor, 'f', 0, 64))
+		where, where, Packets, floor, Packets, synOnly, floor, floor)
 }
 
 // portList is the SQL list of ports; an empty list is (0), which no

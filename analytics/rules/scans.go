@@ -24,6 +24,16 @@ import (
 // a probe.
 const probe = "ip_protocol = 6 AND bitAnd(tcp_flags, 16) = 0 AND bitAnd(tcp_flags, 3) != 0"
 
+// probeWhere selects the probes of the window from sources that sent at
+// least floor of them: a scan of n ports or hosts is at least n probes.
+// Counting by source first is cheap; the distinct counts of the outer
+// query then run on the few candidate sources only.
+func probeWhere(now time.Time, w time.Duration, tenants []string, floor int) string {
+	base := fmt.Sprintf("%s AND %s AND %s", ReceivedWithin(now, w), TenantIn("tenant", tenants), probe)
+	return fmt.Sprintf("%s AND src_address IN (SELECT src_address FROM flows WHERE %s GROUP BY src_address HAVING count() >= %d)",
+		base, base, floor)
+}
+
 // scanThreshold is the fan-out a scan must show among the flows of a
 // sampling rate: sampling 1-in-N keeps about K/N of a scan's K probes, so
 // the threshold is divided by N, but never below the sampled minimum,
@@ -99,10 +109,10 @@ func (portScan) Evaluate(ctx context.Context, env *Env[PortScanParams]) ([]Findi
 		q := fmt.Sprintf(`SELECT toString(tenant), %s, %s, toUInt16(0), toUInt64(uniq(dst_port)) AS n,
     toUInt64(max(sampling_rate)), toFloat64(sum(%s))
 FROM flows
-WHERE %s AND %s AND %s
+WHERE %s
 GROUP BY tenant, src_address, dst_address
 HAVING n >= %d`, AddrText("src_address"), AddrText("dst_address"), Packets,
-			ReceivedWithin(env.Now, w), TenantIn("tenant", tenants), probe, floor)
+			probeWhere(env.Now, w, tenants, floor), floor)
 		rows, err := scanQuery(ctx, env.DB, q)
 		if err != nil {
 			return nil, fmt.Errorf("port scan query: %w", err)
@@ -198,10 +208,10 @@ func (hostScan) Evaluate(ctx context.Context, env *Env[HostScanParams]) ([]Findi
 		q := fmt.Sprintf(`SELECT toString(tenant), %s, %s AS net, dst_port, toUInt64(uniq(dst_address)) AS n,
     toUInt64(max(sampling_rate)), toFloat64(sum(%s))
 FROM flows
-WHERE %s AND %s AND %s
+WHERE %s
 GROUP BY tenant, src_address, dst_port, net
 HAVING n >= %d`, AddrText("src_address"), prefixSQL(env, tenants), Packets,
-			ReceivedWithin(env.Now, w), TenantIn("tenant", tenants), probe, floor)
+			probeWhere(env.Now, w, tenants, floor), floor)
 		rows, err := scanQuery(ctx, env.DB, q)
 		if err != nil {
 			return nil, fmt.Errorf("host scan query: %w", err)
