@@ -3,6 +3,7 @@ package rules
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -125,6 +126,9 @@ func shareAge(interval time.Duration) time.Duration { return min(interval/2, 5*t
 // get returns the rows of the window of d that ends at now, by tenant and
 // destination, from a result shared with other rules or from a query.
 func (c *destCache) get(ctx context.Context, db dbapi.Querier, rule string, now time.Time, maxAge time.Duration, d destDemand) (map[destKey][]destRow, error) {
+	if t := reflect.TypeOf(db); t == nil || !t.Comparable() {
+		return c.query(ctx, db, now, d) // results are told apart by querier: this one cannot be
+	}
 	c.mu.Lock()
 	c.demands[rule+"/"+d.Window.String()] = d
 	c.evict(now)

@@ -199,3 +199,45 @@ func TestFloodRulesShareOneQuery(t *testing.T) {
 		}
 	})
 }
+
+// TestFloodRulesShareConcurrently: rules evaluated at once (the
+// scheduler's concurrency) wait for the one query under way.
+func TestFloodRulesShareConcurrently(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		b := newFB("t1", 1)
+		e.Insert(t, b.many(200, false, "192.0.2.10", tcp, highPort, port(443), 0x02, 3000, 44))
+		floodShare.reset()
+		db := &countingDB{Querier: e.Reader}
+		c := DefaultConfig()
+		var ss []*scheduled
+		for _, k := range []registration{Amplification, SYNFlood, UDPFlood, ICMPFlood} {
+			s, err := k.build(&c.Builtin, Deps{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ss = append(ss, s)
+		}
+		tick := func(at time.Time) []int {
+			found := make([]int, len(ss))
+			errs := make(chan error, len(ss))
+			for i, s := range ss {
+				go func() {
+					f, err := s.evaluate(evalContext{ctx: context.Background(), now: at, tenants: []string{"t1"}, db: db})
+					found[i] = len(f)
+					errs <- err
+				}()
+			}
+			for range ss {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+			return found
+		}
+		tick(attackNow.Add(-time.Minute)) // learns the demands
+		db.dest.Store(0)
+		if found := tick(attackNow); db.dest.Load() != 1 || found[1] != 1 || found[0]+found[2]+found[3] != 0 {
+			t.Errorf("%d queries, findings per rule %v; want 1 query and the SYN flood alone", db.dest.Load(), found)
+		}
+	})
+}
