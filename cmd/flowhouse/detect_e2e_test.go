@@ -178,25 +178,87 @@ func TestEndToEndDetection(t *testing.T) {
 	}
 }
 
+// testBuiltin shortens the windows and lowers the packet-rate floors to
+// the scale of a test (a few thousand flows/s on two cores shared with
+// the engine), and resolves at once (keep_firing_for 0), so that each
+// attack fires and resolves within a minute. Classification (ports,
+// flags, sources, packet sizes) is at its defaults.
+const testBuiltin = `
+    amplification: {keep_firing_for: "0", params: {window: 20s}}
+    syn_flood: {keep_firing_for: "0", params: {window: 20s, min_pps: 100}}
+    udp_flood: {keep_firing_for: "0", params: {window: 20s, min_pps: 100}}
+    icmp_flood: {keep_firing_for: "0", params: {window: 20s, min_pps: 100}}
+    port_scan: {keep_firing_for: "0", params: {window: 20s}}
+    host_scan: {keep_firing_for: "0", params: {window: 20s}}`
+
+// attacks are flowgen's scenarios, the rule that must name each, and the
+// address its alert is about.
+var attacks = []struct {
+	scenario, rule, class string
+	subject               string
+}{
+	{"amplification", "amplification", "reflection", flowgen.AmplificationVictim.String()},
+	{"synflood", "syn_flood", "syn_flood", flowgen.SYNFloodTarget.Addr().String()},
+	{"udpflood", "udp_flood", "udp_flood", flowgen.UDPFloodVictim.String()},
+	{"icmpflood", "icmp_flood", "icmp_flood", flowgen.ICMPFloodVictim.String()},
+	{"portscan", "port_scan", "port_scan", flowgen.PortScanSource.String()},
+	{"hostscan", "host_scan", "host_scan", flowgen.HostScanSource.String()},
+}
+
 func testDetection(t *testing.T, engine string) {
 	r := startDetectionReceivers(t)
-	s := startServerWith(t, engine, detectionConfig(r, "    {}"))
-	const attack = 25 * time.Second
-	wait := runFlowgen(t, s, 3000, 5*time.Second+attack, fmt.Sprintf("amplification@5s+%s", attack))
-	victim := flowgen.AmplificationVictim.String()
+	s := startServerWith(t, engine, detectionConfig(r, testBuiltin))
+	const attack = 30 * time.Second
+	var scenarios []string
+	for _, a := range attacks {
+		scenarios = append(scenarios, fmt.Sprintf("%s@5s+%s", a.scenario, attack))
+	}
+	scenarios = append(scenarios, fmt.Sprintf("bulk@5s+%s", attack)) // the negative control
+	wait := runFlowgen(t, s, 6000, 5*time.Second+attack, strings.Join(scenarios, ","))
 
-	var fired alerts.Alert
-	receivers.WaitFor(t, 60*time.Second, "the SQL rule's alert firing", func() bool {
-		for _, a := range alertsOf(t, s, "heavy_destination") {
-			if a.Status == alerts.StatusFiring && a.Subject["dst"] == victim {
-				fired = a
-				return true
+	fired := map[string]alerts.Alert{}
+	receivers.WaitFor(t, 60*time.Second, "every attack's alert firing", func() bool {
+		for _, a := range attacks {
+			if _, ok := fired[a.rule]; ok {
+				continue
+			}
+			for _, x := range alertsOf(t, s, a.rule) {
+				if x.Status == alerts.StatusFiring && about(x, a.subject) {
+					fired[a.rule] = x
+				}
 			}
 		}
-		return false
+		return len(fired) == len(attacks)
 	})
-	t.Logf("heavy_destination fired %s after the first attack flow was received (%s)",
-		fired.FiredAt.Sub(firstReceived(t, s, victim)), fired.Annotations["summary"])
+	for _, a := range attacks {
+		x := fired[a.rule]
+		if !strings.Contains(x.Annotations["classification"], a.class) {
+			t.Errorf("%s: classification %q, want %q (%s)", a.rule, x.Annotations["classification"], a.class, x.Annotations["summary"])
+		}
+		t.Logf("%s fired %s after its first flow was received: %s", a.rule, x.FiredAt.Sub(firstReceived(t, s, a.subject)), x.Annotations["summary"])
+	}
+	checkNotifications(t, r, flowgen.AmplificationVictim.String())
+
+	wait()
+	receivers.WaitFor(t, 90*time.Second, "every alert resolved once the attacks stopped", func() bool {
+		for _, a := range attacks {
+			for _, x := range alertsOf(t, s, a.rule) {
+				if x.ID == fired[a.rule].ID && x.Status != alerts.StatusResolved {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	checkResolvedNotifications(t, r, flowgen.AmplificationVictim.String())
+	checkNothingAbove(t, s, notify.SeverityInfo, flowgen.BulkServer.Addr().String(), flowgen.BulkClient.Addr().String())
+	checkOnlyExpected(t, s)
+}
+
+// checkNotifications: the SQL rule's alert about victim reached every
+// receiver.
+func checkNotifications(t *testing.T, r *detectionReceivers, victim string) {
+	t.Helper()
 	receivers.WaitFor(t, 30*time.Second, "the alert in Alertmanager", func() bool {
 		return slices.ContainsFunc(r.am.Alerts(t), func(g receivers.GettableAlert) bool {
 			return g.Labels["alertname"] == "heavy_destination" && g.Labels["dst"] == victim && g.Labels["tenant"] == "default"
@@ -205,17 +267,45 @@ func testDetection(t *testing.T, engine string) {
 	receivers.WaitFor(t, 30*time.Second, "Alertmanager's own notification", func() bool { return r.amHook.WithStatus("firing") != nil })
 	receivers.WaitFor(t, 30*time.Second, "a signed webhook notification", func() bool { return webhookAlert(r.webhook, "firing", victim) })
 	receivers.WaitFor(t, 30*time.Second, "a mail", func() bool { return mailAbout(t, r.smtp, "FIRING", victim) })
+}
 
-	wait()
-	receivers.WaitFor(t, 90*time.Second, "the alert resolved once the attack stopped", func() bool {
-		list := alertsOf(t, s, "heavy_destination")
-		return len(list) > 0 && list[0].ID == fired.ID && list[0].Status == alerts.StatusResolved
-	})
-	receivers.WaitFor(t, 30*time.Second, "the alert resolved in Alertmanager", func() bool {
+func checkResolvedNotifications(t *testing.T, r *detectionReceivers, victim string) {
+	t.Helper()
+	receivers.WaitFor(t, 60*time.Second, "the alerts resolved in Alertmanager", func() bool {
 		return !slices.ContainsFunc(r.am.Alerts(t), func(g receivers.GettableAlert) bool { return g.Labels["alertname"] == "heavy_destination" })
 	})
 	receivers.WaitFor(t, 30*time.Second, "a resolved webhook notification", func() bool { return webhookAlert(r.webhook, "resolved", victim) })
 	receivers.WaitFor(t, 30*time.Second, "a resolved mail", func() bool { return mailAbout(t, r.smtp, "RESOLVED", victim) })
+}
+
+// checkNothingAbove: no alert above sev names any of addrs (the bulk
+// transfer is not an attack).
+func checkNothingAbove(t *testing.T, s *server, sev notify.Severity, addrs ...string) {
+	t.Helper()
+	list, err := alerts.NewReader(s.db).List(context.Background(), alerts.Filter{AllTenants: true, Limit: alerts.MaxLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range list {
+		for _, addr := range addrs {
+			if about(a, addr) && a.Severity != sev {
+				t.Errorf("the bulk transfer raised %s %s: %s", a.Severity, a.Rule, a.Annotations["summary"])
+			}
+		}
+	}
+}
+
+// checkOnlyExpected: every alert of an attack rule is about an attack of
+// that rule (no rule fired on another scenario or on the background).
+func checkOnlyExpected(t *testing.T, s *server) {
+	t.Helper()
+	for _, a := range attacks {
+		for _, x := range alertsOf(t, s, a.rule) {
+			if !about(x, a.subject) {
+				t.Errorf("%s also fired on %v: %s", a.rule, x.Subject, x.Annotations["summary"])
+			}
+		}
+	}
 }
 
 // webhookAlert reports whether the webhook got a payload of that status
