@@ -277,13 +277,12 @@ type ARPMACChangeParams struct {
 	// ObservationRefresh is enrich.polling.observation_refresh: how far
 	// back a steady entry last wrote a row, so how far before the window
 	// the previous MAC is looked for.
-	ObservationRefresh time.Duration `mapstructure:"observation_refresh" yaml:"observation_refresh"`
+	ObservationRefresh time.Duration `mapstructure:"-" yaml:"-"`
 }
 
 // Validate names the wrong keys.
 func (p ARPMACChangeParams) Validate() error {
-	return errors.Join(positive(durationKey{"window", p.Window}, durationKey{"min_known", p.MinKnown},
-		durationKey{"observation_refresh", p.ObservationRefresh})...)
+	return errors.Join(positive(durationKey{"window", p.Window}, durationKey{"min_known", p.MinKnown})...)
 }
 
 // ARPMACChange: a known address now answers with another MAC.
@@ -308,7 +307,7 @@ func (arpMACChange) Evaluate(ctx context.Context, env *Env[ARPMACChangeParams]) 
 	var look, win time.Duration
 	for _, t := range env.Tenants {
 		p := env.Params(t)
-		look, win = max(look, p.Window+p.MinKnown+p.ObservationRefresh), max(win, p.Window)
+		look, win = max(look, p.Window+p.MinKnown+refreshOr(p.ObservationRefresh)), max(win, p.Window)
 	}
 	hs, err := loadIPHistory(ctx, env.DB, env.Tenants, env.Now.Add(-look), env.Now.Add(-win), env.Now)
 	if err != nil {
@@ -326,7 +325,7 @@ func (arpMACChange) Evaluate(ctx context.Context, env *Env[ARPMACChangeParams]) 
 // macChangeOf finds the latest change within the window, seen by any
 // exporter, whose previous MAC had been known for min_known.
 func macChangeOf(h ipHistory, p ARPMACChangeParams, now time.Time) (Finding, bool) {
-	from := now.Add(-(p.Window + p.MinKnown + p.ObservationRefresh))
+	from := now.Add(-(p.Window + p.MinKnown + refreshOr(p.ObservationRefresh)))
 	var (
 		best    arpTransition
 		found   bool
@@ -386,12 +385,12 @@ type ARPFlipFlopParams struct {
 	MinChanges int `mapstructure:"min_changes" yaml:"min_changes"`
 	// ObservationRefresh is enrich.polling.observation_refresh (how far
 	// before the window the MAC before the first change is looked for).
-	ObservationRefresh time.Duration `mapstructure:"observation_refresh" yaml:"observation_refresh"`
+	ObservationRefresh time.Duration `mapstructure:"-" yaml:"-"`
 }
 
 // Validate names the wrong keys.
 func (p ARPFlipFlopParams) Validate() error {
-	errs := positive(durationKey{"window", p.Window}, durationKey{"observation_refresh", p.ObservationRefresh})
+	errs := positive(durationKey{"window", p.Window})
 	if p.MinChanges < 2 {
 		errs = append(errs, fmt.Errorf("min_changes: %d is below 2 (a flip-flop is a change and a change back)", p.MinChanges))
 	}
@@ -420,7 +419,7 @@ func (arpFlipFlop) Evaluate(ctx context.Context, env *Env[ARPFlipFlopParams]) ([
 	var look, win time.Duration
 	for _, t := range env.Tenants {
 		p := env.Params(t)
-		look, win = max(look, p.Window+p.ObservationRefresh), max(win, p.Window)
+		look, win = max(look, p.Window+refreshOr(p.ObservationRefresh)), max(win, p.Window)
 	}
 	hs, err := loadIPHistory(ctx, env.DB, env.Tenants, env.Now.Add(-look), env.Now.Add(-win), env.Now)
 	if err != nil {
@@ -450,7 +449,7 @@ type flipFlop struct {
 // entries at different times, and merging their rows would make one
 // change look like several.
 func flipFlopOf(h ipHistory, p ARPFlipFlopParams, now time.Time) (Finding, bool) {
-	from := now.Add(-(p.Window + p.ObservationRefresh))
+	from := now.Add(-(p.Window + refreshOr(p.ObservationRefresh)))
 	var best flipFlop
 	for _, x := range exporters(h.ByExporter) {
 		counts := map[[2]uint64]int{}
@@ -511,12 +510,12 @@ type ARPMACManyIPsParams struct {
 	ExcludeMACs []string `mapstructure:"exclude_macs" yaml:"exclude_macs"`
 	// ObservationRefresh is enrich.polling.observation_refresh: an entry
 	// whose last row is older than twice that is no longer current.
-	ObservationRefresh time.Duration `mapstructure:"observation_refresh" yaml:"observation_refresh"`
+	ObservationRefresh time.Duration `mapstructure:"-" yaml:"-"`
 }
 
 // Validate names the wrong keys.
 func (p ARPMACManyIPsParams) Validate() error {
-	errs := positive(durationKey{"observation_refresh", p.ObservationRefresh})
+	var errs []error
 	if p.MinIPv4 < 2 {
 		errs = append(errs, fmt.Errorf("min_ipv4: %d is below 2", p.MinIPv4))
 	}
@@ -586,7 +585,7 @@ func (arpMACManyIPs) Evaluate(ctx context.Context, env *Env[ARPMACManyIPsParams]
 	look, minV4, minV6 := time.Duration(0), 0, 0
 	for i, t := range env.Tenants {
 		p := env.Params(t)
-		look = max(look, 2*p.ObservationRefresh)
+		look = max(look, 2*refreshOr(p.ObservationRefresh))
 		if i == 0 || p.MinIPv4 < minV4 {
 			minV4 = p.MinIPv4
 		}
@@ -678,13 +677,12 @@ type ARPNewMACParams struct {
 	// ObservationRefresh is enrich.polling.observation_refresh: a steady
 	// exporter writes a row at least this often, which is how its first
 	// observation is found within warmup + refresh.
-	ObservationRefresh time.Duration `mapstructure:"observation_refresh" yaml:"observation_refresh"`
+	ObservationRefresh time.Duration `mapstructure:"-" yaml:"-"`
 }
 
 // Validate names the wrong keys.
 func (p ARPNewMACParams) Validate() error {
-	errs := positive(durationKey{"window", p.Window}, durationKey{"warmup", p.Warmup},
-		durationKey{"observation_refresh", p.ObservationRefresh})
+	errs := positive(durationKey{"window", p.Window}, durationKey{"warmup", p.Warmup})
 	if !p.LocallyAdministeredSeverity.Valid() {
 		errs = append(errs, fmt.Errorf("locally_administered_severity: %q is not critical, error, warning or info", p.LocallyAdministeredSeverity))
 	}
@@ -740,7 +738,7 @@ func (arpNewMAC) Evaluate(ctx context.Context, env *Env[ARPNewMACParams]) ([]Fin
 	var look, win time.Duration
 	for _, t := range env.Tenants {
 		p := env.Params(t)
-		look, win = max(look, p.Window+p.Warmup+p.ObservationRefresh), max(win, p.Window)
+		look, win = max(look, p.Window+p.Warmup+refreshOr(p.ObservationRefresh)), max(win, p.Window)
 	}
 	where := TenantIn("tenant", env.Tenants) + " AND " + TimeWithin("time", env.Now.Add(-look), env.Now)
 	q := fmt.Sprintf(newMACSQL, where, notFHRP("mac"), env.Now.Add(-win).Unix(), TenantIn("tenant", env.Tenants))
@@ -817,4 +815,23 @@ func (m newMAC) finding(p ARPNewMACParams, exporterFirst, now time.Time) (Findin
 		in.Annotations["locally_administered"] = "true"
 	}
 	return Finding{Tenant: m.tenant, Instance: in}, true
+}
+
+// UseObservationRefresh gives the ARP rules enrich's
+// polling.observation_refresh, how often a steady ARP entry writes a row
+// (wired in cmd: one setting, in enrich's section).
+func (c *Config) UseObservationRefresh(d time.Duration) {
+	c.Builtin.ARPMACChange.Params.ObservationRefresh = d
+	c.Builtin.ARPFlipFlop.Params.ObservationRefresh = d
+	c.Builtin.ARPMACManyIPs.Params.ObservationRefresh = d
+	c.Builtin.ARPNewMAC.Params.ObservationRefresh = d
+}
+
+// refreshOr is the observation refresh a rule was given, or enrich's
+// default when it was given none (UseObservationRefresh not called).
+func refreshOr(d time.Duration) time.Duration {
+	if d <= 0 {
+		return time.Hour
+	}
+	return d
 }

@@ -29,16 +29,18 @@ func checkRules(ctx context.Context, cfg *config.Config, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	rulesCfg := cfg.Rules
+	rulesCfg.UseObservationRefresh(cfg.Enrich.Polling.ObservationRefresh)
 	if len(cfg.Rules.SQL) == 0 {
-		return rules.Check(ctx, cfg.Rules, nil, tenants)
+		return rules.Check(ctx, rulesCfg, nil, tenants)
 	}
 	reader, closeDB, why := openRuleReader(ctx, cfg)
 	if reader == nil {
 		fmt.Fprintf(stderr, "flowhouse check-config: SQL rules not dry-run on the engine (%s); serve does it at start\n", why)
-		return rules.Check(ctx, cfg.Rules, nil, tenants)
+		return rules.Check(ctx, rulesCfg, nil, tenants)
 	}
 	defer closeDB()
-	return rules.Check(ctx, cfg.Rules, reader, tenants)
+	return rules.Check(ctx, rulesCfg, reader, tenants)
 }
 
 // openRuleReader opens the database read-only for the dry run, or says

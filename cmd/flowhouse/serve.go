@@ -239,7 +239,9 @@ func (p *parts) newDetection(cfg *config.Config, db store.DB, log *slog.Logger, 
 		return err
 	}
 	p.reader = &ruleReader{}
-	p.rules, err = rules.New(cfg.Rules, rules.SchedulerDeps{DB: db, Reader: p.reader, Alerts: p.alerts,
+	rulesCfg := cfg.Rules
+	rulesCfg.UseObservationRefresh(cfg.Enrich.Polling.ObservationRefresh)
+	p.rules, err = rules.New(rulesCfg, rules.SchedulerDeps{DB: db, Reader: p.reader, Alerts: p.alerts,
 		Tenants: p.tenants, Logger: log, Registerer: reg})
 	return err
 }
