@@ -8,7 +8,7 @@
 #
 # While installing, a temporary /usr/sbin/policy-rc.d that exits 101 keeps
 # the packages' services (clickhouse-server, snmpd, pmacct,
-# prometheus-alertmanager) from starting;
+# prometheus-alertmanager, fastnetmon) from starting;
 # it is removed afterwards only if this script created it.
 #
 # Usage: scripts/deps.sh            (as root, or as a user with sudo)
@@ -30,6 +30,7 @@ PACKAGES=(
 	ieee-data
 	prometheus-alertmanager
 	python3-aiosmtpd
+	fastnetmon
 )
 
 if [[ "${1:-}" == "--list" ]]; then

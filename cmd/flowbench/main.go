@@ -46,6 +46,7 @@ type options struct {
 	maxLoss   float64
 	engines   []string
 	library   string
+	fnm       bool // the FastNetMon comparison (fastnetmon.go)
 }
 
 func main() {
@@ -62,6 +63,7 @@ func main() {
 	var engines string
 	flag.StringVar(&engines, "engines", "server,embedded", "engines to measure: server (ClickHouse server), embedded (chDB)")
 	flag.StringVar(&o.library, "library", "var/lib/libchdb.so", "the embedded engine's library (make deps installs it)")
+	flag.BoolVar(&o.fnm, "fastnetmon", fastnetmonInstalled(), "also compare detection with FastNetMon CE (default: when "+fnmBinary+" exists)")
 	flag.Parse()
 	o.engines = strings.Split(engines, ",")
 	for _, r := range strings.Split(rates, ",") {
@@ -190,7 +192,10 @@ func run(o options) error {
 			}
 		}
 	}
-	return write(o.out, rep)
+	if err := write(o.out, rep); err != nil {
+		return err
+	}
+	return fastnetmonStage(ctx, o)
 }
 
 // storeTarget is where the measured flowhouse stores: a ClickHouse server

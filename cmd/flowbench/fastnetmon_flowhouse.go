@@ -1,0 +1,153 @@
+package main
+
+// flowhouse as the other detector of the comparison: the binary with its
+// default configuration (built-in rules at their defaults), the embedded
+// engine in a temporary directory, every listener on a loopback port of
+// ours; its alerts read from the alerts table over its query endpoint.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type fnmFlowhouse struct {
+	dir       string
+	udpPort   int
+	httpAddr  string
+	queryAddr string
+	cmd       *exec.Cmd
+	done      chan struct{}
+	log       *os.File
+}
+
+// fnmStartFlowhouse starts `flowhouse serve` and waits for it to be ready.
+func fnmStartFlowhouse(ctx context.Context, o options) (*fnmFlowhouse, error) {
+	lib, err := filepath.Abs(o.library)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(lib); err != nil {
+		return nil, fmt.Errorf("embedded engine library: %w (run make deps)", err)
+	}
+	f := &fnmFlowhouse{done: make(chan struct{})}
+	if f.dir, err = os.MkdirTemp("", "flowbench-detect-"); err != nil {
+		return nil, err
+	}
+	ports := make([]int, 3)
+	for i, network := range []string{"udp", "tcp", "tcp"} {
+		if ports[i], err = freePort(network); err != nil {
+			os.RemoveAll(f.dir)
+			return nil, err
+		}
+	}
+	f.udpPort = ports[0]
+	f.httpAddr, f.queryAddr = fmt.Sprintf("127.0.0.1:%d", ports[1]), fmt.Sprintf("127.0.0.1:%d", ports[2])
+	if f.log, err = os.Create(filepath.Join(f.dir, "flowhouse.log")); err != nil {
+		os.RemoveAll(f.dir)
+		return nil, err
+	}
+	f.cmd = exec.Command(o.flowhouse, "serve")
+	f.cmd.Env = append(os.Environ(),
+		"FLOWHOUSE_CLICKHOUSE_ADDR=",
+		"FLOWHOUSE_CLICKHOUSE_EMBEDDED_LIBRARY="+lib,
+		"FLOWHOUSE_CLICKHOUSE_EMBEDDED_PATH="+filepath.Join(f.dir, "data"),
+		"FLOWHOUSE_CLICKHOUSE_EMBEDDED_HTTP_LISTEN="+f.queryAddr,
+		"FLOWHOUSE_SPOOL_DIR="+filepath.Join(f.dir, "spool"),
+		fmt.Sprintf("FLOWHOUSE_COLLECTOR_LISTENERS=127.0.0.1:%d", f.udpPort),
+		"FLOWHOUSE_HTTP_LISTEN="+f.httpAddr,
+		"FLOWHOUSE_LOG_LEVEL=warn",
+	)
+	f.cmd.Stdout, f.cmd.Stderr = f.log, f.log
+	f.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := f.cmd.Start(); err != nil {
+		f.log.Close()
+		os.RemoveAll(f.dir)
+		return nil, err
+	}
+	go func() { _ = f.cmd.Wait(); close(f.done) }()
+	if err := waitReady(ctx, f.httpAddr, 60*time.Second); err != nil {
+		tail, _ := os.ReadFile(f.log.Name())
+		f.stop()
+		return nil, fmt.Errorf("%w\n%s", err, tail)
+	}
+	return f, nil
+}
+
+func (f *fnmFlowhouse) target() netip.AddrPort {
+	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(f.udpPort))
+}
+
+// stop ends flowhouse (SIGTERM, SIGKILL after 30 s) and removes its
+// directory.
+func (f *fnmFlowhouse) stop() {
+	defer os.RemoveAll(f.dir)
+	defer f.log.Close()
+	_ = f.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-f.done:
+	case <-time.After(30 * time.Second):
+		_ = f.cmd.Process.Kill()
+		<-f.done
+	}
+}
+
+// fnmAlertsQuery lists every alert that fired: its current row.
+const fnmAlertsQuery = `SELECT rule, subject_values AS subject,
+	annotation_values[indexOf(annotation_names, 'classification')] AS classification,
+	toUnixTimestamp(fired_at) AS fired, severity, last_value
+FROM alerts FINAL
+WHERE fired_at > toDateTime(0, 'UTC')
+ORDER BY fired_at
+FORMAT JSONEachRow`
+
+// alerts reads the alerts that fired so far through the query endpoint.
+func (f *fnmFlowhouse) alerts(ctx context.Context) ([]fnmDetection, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+f.queryAddr+"/?query="+url.QueryEscape(fnmAlertsQuery), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return nil, fmt.Errorf("alerts query: %s: %s", resp.Status, b)
+	}
+	var out []fnmDetection
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var row struct {
+			Rule, Classification, Severity string
+			Subject                        []string
+			Fired                          int64
+			LastValue                      float64 `json:"last_value"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &row); err != nil {
+			return nil, fmt.Errorf("alerts query: %w: %s", err, sc.Bytes())
+		}
+		kind := row.Rule
+		if row.Classification != "" && row.Classification != row.Rule {
+			kind += " (" + row.Classification + ")"
+		}
+		out = append(out, fnmDetection{Detector: "flowhouse", Subject: strings.Join(row.Subject, " "), Subjects: row.Subject,
+			Kind: kind, At: time.Unix(row.Fired, 0), Power: fmt.Sprintf("%s %.4g", row.Severity, row.LastValue)})
+	}
+	return out, sc.Err()
+}
