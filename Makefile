@@ -60,6 +60,7 @@ test: test-deps vet fmt-check unit fuzz-short
 # Decoder benchmarks against goflow2 and end-to-end load steps into a
 # ClickHouse server; writes bench/results/report.{md,json}. A few minutes.
 bench: deps build
+	@scripts/deps.sh --bench
 	$(GO) run ./cmd/flowbench -flowhouse $(BIN) -out bench/results
 
 clean:

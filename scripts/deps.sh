@@ -13,6 +13,7 @@
 #
 # Usage: scripts/deps.sh            (as root, or as a user with sudo)
 #        scripts/deps.sh --list     (print the package list and exit)
+#        scripts/deps.sh --bench    (also what make bench needs)
 set -euo pipefail
 
 PACKAGES=(
@@ -30,10 +31,20 @@ PACKAGES=(
 	ieee-data
 	prometheus-alertmanager
 	python3-aiosmtpd
-	fastnetmon
 )
+# --bench adds what only `make bench` uses: FastNetMon CE, the detector
+# the bench compares detection with (its service stays stopped; the
+# bench runs it with a configuration of its own, usage reports off).
+list=0
+for arg in "$@"; do
+	case "$arg" in
+	--bench) PACKAGES+=(fastnetmon) ;;
+	--list) list=1 ;;
+	*) echo "deps.sh: unknown argument $arg" >&2; exit 2 ;;
+	esac
+done
 
-if [[ "${1:-}" == "--list" ]]; then
+if [[ $list -eq 1 ]]; then
 	printf '%s\n' "${PACKAGES[@]}"
 	exit 0
 fi
