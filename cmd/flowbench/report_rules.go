@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/flowhouse/flowhouse/flowgen"
+)
+
+// ruleCostTarget is the CPU the rules may take at default intervals.
+const ruleCostTarget = 0.10
+
+// detectionStages runs the stages the flags turn on; a failing stage is
+// recorded and the next one runs.
+func detectionStages(ctx context.Context, o options, rep *Report, protocols []flowgen.Protocol) {
+	fail := func(stage string, err error) {
+		if rep.StageErrors == nil {
+			rep.StageErrors = map[string]string{}
+		}
+		rep.StageErrors[stage] = err.Error()
+		fmt.Fprintf(os.Stderr, "flowbench: %s: %v\n", stage, err)
+	}
+	if o.rules.cost {
+		t := time.Now()
+		sizes, err := ruleCostStage(ctx, o, o.rules)
+		rep.RuleCost = sizes
+		if err != nil {
+			fail("rule_cost", err)
+		}
+		fmt.Fprintf(os.Stderr, "rules cost stage: %s\n", time.Since(t).Round(time.Second))
+	}
+	if o.rules.load {
+		t := time.Now()
+		res, err := ruleLoadStage(ctx, o, o.rules, protocols)
+		rep.RuleLoad = res
+		if err != nil {
+			fail("rule_load", err)
+		}
+		fmt.Fprintf(os.Stderr, "rules load stage: %s\n", time.Since(t).Round(time.Second))
+	}
+	if o.rules.delay {
+		t := time.Now()
+		res, err := delayStage(ctx, o, o.rules.delayOpts, protocols)
+		rep.Delay = res
+		if err != nil {
+			fail("detection_delay", err)
+		}
+		fmt.Fprintf(os.Stderr, "detection delay stage: %s\n", time.Since(t).Round(time.Second))
+	}
+}
+
+func writeDetection(b *strings.Builder, rep *Report) {
+	if len(rep.RuleCost) > 0 {
+		writeRuleCost(b, rep.RuleCost)
+	}
+	if rep.RuleLoad != nil {
+		writeRuleLoad(b, rep.RuleLoad)
+	}
+	if rep.Delay != nil {
+		writeDelay(b, rep.Delay)
+	}
+	if len(rep.StageErrors) > 0 {
+		b.WriteString("\n## Stages that failed\n\n")
+		for stage, err := range rep.StageErrors {
+			fmt.Fprintf(b, "- %s: %s\n", stage, err)
+		}
+	}
+}
+
+func writeRuleCost(b *strings.Builder, sizes []RuleCostSize) {
+	b.WriteString("\n## Detection: evaluation cost of the rules\n\n" +
+		"Synthetic flows (INSERT ... SELECT FROM system.numbers; 3 tenants, 300 exporters, 2400 interfaces, 50k destinations with a log-uniform tail, random sources, " +
+		"70% TCP / 25% UDP / 5% ICMP, sampling 1 and 1000) over the window ending now; every rule run with Scheduler.Run on a fixed clock, " +
+		"ticks as its schedule would (rules of one interval at the same instant: the flood rules share their per-destination query, so the first of them in the list pays for it). " +
+		"CPU is getrusage(RUSAGE_SELF) of the process around each run (the embedded engine runs in it; a server's /proc/PID/stat added), less the process's idle CPU. " +
+		"Share = median CPU per evaluation / default interval.\n")
+	for _, s := range sizes {
+		if s.Error != "" {
+			fmt.Fprintf(b, "\n%s: **failed**: %s\n", s.Engine, s.Error)
+			continue
+		}
+		fmt.Fprintf(b, "\n### %s, %.0f flows/s x %.0f s = %d rows", s.Engine, s.Rate, s.WindowSecs, s.Rows)
+		if s.Extrapolated {
+			fmt.Fprintf(b, " (**measured at %d rows**: the insert budget ran out)", s.RowsMeasured)
+		}
+		fmt.Fprintf(b, "\n\nFilled at %.0f rows/s (%.0f s so far), %d active parts; idle CPU subtracted %.3f cores.\n\n", s.InsertRowsPerSec, s.InsertSeconds, s.Parts, s.IdleCores)
+		b.WriteString("| rule | interval | evaluations | errors | wall median ms | wall p90 ms | CPU median ms | CPU p90 ms | share of one core |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+		for _, r := range s.Rules {
+			fmt.Fprintf(b, "| %s | %gs | %d | %d | %.0f | %.0f | %.0f | %.0f | %.2f%% |\n", r.Rule, r.IntervalSeconds, r.Evaluations, r.Errors, r.WallMedianMs, r.WallP90Ms, r.CPUMedianMs, r.CPUP90Ms, r.CPUShare*100)
+		}
+		verdict := "within"
+		if s.TotalCPUShare > ruleCostTarget {
+			verdict = "**over**"
+		}
+		fmt.Fprintf(b, "| **total** | | | | | | | | **%.1f%%** (%s the target of %.0f%%) |\n", s.TotalCPUShare*100, verdict, ruleCostTarget*100)
+		if s.Extrapolated {
+			fmt.Fprintf(b, "\nExtrapolated linearly to %d rows (an estimate, not measured): %.1f%% of one core.\n", s.Rows, s.TotalCPUShareExtra*100)
+		}
+		for _, r := range s.Rules {
+			if r.LastError != "" {
+				fmt.Fprintf(b, "\n%s failed: `%s`\n", r.Rule, r.LastError)
+			}
+		}
+	}
+}
+
+func writeRuleLoad(b *strings.Builder, r *RuleLoadResult) {
+	fmt.Fprintf(b, "\n## Detection: CPU of the rules while ingesting\n\nflowhouse serve (embedded engine) under the same flowgen load twice: every built-in rule disabled (FLOWHOUSE_RULES_BUILTIN_<NAME>_ENABLED=false), then all at their defaults (%d enabled: %s). CPU from /proc/PID/stat over the load and the drain.\n\n",
+		len(r.Enabled), strings.Join(r.Enabled, ", "))
+	b.WriteString("| rules | offered/s | achieved/s | sent | stored | loss | CPU s | wall s | CPU (cores) | rule evaluations | rule errors | rule time s |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	for _, run := range r.Runs {
+		s := run.Step
+		fmt.Fprintf(b, "| %s | %.0f | %.0f | %d | %d | %.3f%% | %.1f | %.1f | %.2f | %.0f | %.0f | %.1f |\n", run.Rules, s.OfferedRate, s.AchievedRate, s.Sent, s.Stored, s.LossRatio*100,
+			s.CPUSeconds, s.WallSeconds, s.CPUCores, run.Evaluations, run.EvaluationErrors, run.EvaluationSeconds)
+	}
+	fmt.Fprintf(b, "\nDifference (on - off): %+.1f CPU s, **%+.3f cores** (%+.1f%% of one core).\n", r.CPUSecondsOn-r.CPUSecondsOff, r.CPUCoresDiff, r.CPUCoresDiff*100)
+}
+
+func writeDelay(b *strings.Builder, d *DelayResult) {
+	fmt.Fprintf(b, "\n## Detection: delay per scenario\n\nflowgen -> flowhouse serve (embedded engine, default rules) -> alerts. Background %.0f flows/s from its own exporters (the spike on ifIndex 2 after the lead); after %s every attack scenario at once, %.0f flows/s each, for %s, from 4 other exporters (127.0.2.x). "+
+		"Delay = alerts.fired_at of the earliest alert naming the scenario's address - min(time_received) of its flows in flows (both whole seconds). %d flows sent, %d stored; %.0f rule evaluations, %.0f errors.\n\n",
+		d.Background, d.Lead, d.PerAttack, d.Attack, d.Sent, d.StoredAll, d.RuleEvaluation, d.RuleErrors)
+	b.WriteString("| scenario | address | flows sent / stored | detected | rule | severity | delay from first flow s | from attack start s | rules that fired | above info |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	for _, s := range d.Scenarios {
+		if s.Missing {
+			fmt.Fprintf(b, "| %s | | | not in flowgen yet | | | | | | |\n", s.Scenario)
+			continue
+		}
+		det, delay, fromStart := "no", "", ""
+		if s.Detected {
+			det, delay, fromStart = "yes", fmt.Sprintf("%.0f", s.DelaySeconds), fmt.Sprintf("%.0f", s.DelayStart)
+		}
+		if s.Scenario == "bulk" {
+			det += " (control)"
+		}
+		fmt.Fprintf(b, "| %s | %s | %d / %d | %s | %s | %s | %s | %s | %s | %v |\n", s.Scenario, s.Address, s.Sent, s.Stored, det, s.Rule, s.Severity, delay, fromStart, strings.Join(s.Rules, ", "), s.AboveInfo)
+	}
+	if len(d.Unmatched) > 0 {
+		fmt.Fprintf(b, "\nAlerts no scenario accounts for (%d):\n\n", len(d.Unmatched))
+		for i, u := range d.Unmatched {
+			if i == 20 {
+				fmt.Fprintf(b, "- ... %d more\n", len(d.Unmatched)-20)
+				break
+			}
+			fmt.Fprintf(b, "- %s\n", u)
+		}
+	}
+}
