@@ -1,299 +1,41 @@
 package enrich_test
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
-	"strconv"
-	"strings"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/gosnmp/gosnmp"
-	"golang.org/x/sys/unix"
-
-	"github.com/flowhouse/flowhouse/internal/testkit"
+	"github.com/flowhouse/flowhouse/internal/peers"
 )
 
-// Real net-snmp agents for the tests: on the host's loopback, or inside a
-// network namespace the test creates (for interface names, aliases and
-// ARP entries it controls), reached through a relay.
+// Real net-snmp agents for the tests, from package peers (shared with the
+// ARP rules' tests): on the host's loopback, or inside a network
+// namespace the test creates, reached through a relay.
 
-const snmpdConfTemplate = `agentAddress udp:127.0.0.1:%d
-rocommunity  public 127.0.0.1
-rocommunity  legacy 127.0.0.1 -V noipnet
-rwcommunity  private 127.0.0.1 .1.3.6.1.2.1.31.1.1.1.18
-rwcommunity  cachectl 127.0.0.1 .1.3.6.1.4.1.8072.1.5.3
-view noipnet included .1
-view noipnet excluded .1.3.6.1.2.1.4.35
-createUser flowro    SHA     "flowauthpass1" AES     "flowprivpass1"
-createUser flowro256 SHA-256 "flowauthpass2" AES-256 "flowprivpass2"
-createUser flowauth  SHA     "flowauthpass3"
-rouser flowro    authpriv
-rouser flowro256 authpriv
-rouser flowauth  auth
-sysName %s
-`
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("this test needs root to create network namespaces (ip netns add); run it as root, as CI does")
-	}
-	for _, bin := range []string{"ip", "snmpd", "snmpset"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Fatalf("this test needs %s (scripts/deps.sh installs snmpd, snmp, iproute2): %v", bin, err)
-		}
-	}
-}
-
-func run(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-var nsSeq atomic.Int64
-
-// newNetns creates a network namespace with lo up; it is deleted at the end.
-func newNetns(t *testing.T) string {
-	t.Helper()
-	requireRoot(t)
-	name := fmt.Sprintf("fh-enr-%d-%d", os.Getpid(), nsSeq.Add(1))
-	run(t, "ip", "netns", "add", name)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	run(t, "ip", "-n", name, "link", "set", "lo", "up")
-	return name
-}
-
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
-}
-
+// agent is a running snmpd; addr is where the test reaches it.
 type agent struct {
-	addr string // host:port reachable from the test
-	ns   string // namespace, "" on the host
-	port int    // port inside its namespace
+	*peers.SNMPAgent
+	addr string
 }
+
+func (a *agent) setAlias(t *testing.T, ifIndex uint32, alias string) { a.SetAlias(t, ifIndex, alias) }
+
+func run(t *testing.T, args ...string) string { t.Helper(); return peers.MustRun(t, args...) }
+
+func freeUDPPort(t *testing.T) int { return peers.FreeUDPPort(t) }
 
 // startSnmpd runs snmpd (in ns when not empty) until the test ends.
 func startSnmpd(t *testing.T, ns, sysName string) *agent {
 	t.Helper()
-	if _, err := exec.LookPath("snmpd"); err != nil {
-		t.Fatalf("snmpd is missing (apt-get install snmpd; scripts/deps.sh does): %v", err)
-	}
-	dir := t.TempDir()
-	port := 1161
-	if ns == "" {
-		port = freeUDPPort(t)
-	}
-	conf := filepath.Join(dir, "snmpd.conf")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, snmpdConfTemplate, port, sysName), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"snmpd", "-f", "-C", "-c", conf, "-Lf", filepath.Join(dir, "snmpd.log"), "-p", filepath.Join(dir, "snmpd.pid"), "-M", "/dev/null", "-m", ""}
-	if ns != "" {
-		args = append([]string{"ip", "netns", "exec", ns}, args...)
-	}
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Env = append(os.Environ(), "SNMP_PERSISTENT_DIR="+filepath.Join(dir, "persist"))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	a := &agent{ns: ns, port: port, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
-	if ns != "" {
-		a.addr = startRelay(t, ns, port)
-	}
-	// Ready when it answers.
-	answers := func() bool {
-		host, p, _ := net.SplitHostPort(a.addr)
-		pn, _ := strconv.Atoi(p)
-		g := &gosnmp.GoSNMP{Target: host, Port: uint16(pn), Community: "public", Version: gosnmp.Version2c, Timeout: 200 * time.Millisecond, Retries: 0}
-		if err := g.Connect(); err != nil {
-			return false
-		}
-		_, err := g.Get([]string{"1.3.6.1.2.1.1.5.0"})
-		g.Conn.Close()
-		return err == nil
-	}
-	if !testkit.Within(10*time.Second, answers) {
-		log, _ := os.ReadFile(filepath.Join(dir, "snmpd.log"))
-		t.Fatalf("snmpd did not answer on %s within 10s; log:\n%s", a.addr, log)
-	}
-	a.noCache(t)
-	return a
+	a := peers.StartSnmpd(t, ns, sysName)
+	return &agent{a, a.Addr}
 }
 
-// snmpset sets ifAlias of ifIndex with the agent's write community.
-func (a *agent) setAlias(t *testing.T, ifIndex uint32, alias string) {
-	t.Helper()
-	args := []string{"snmpset", "-v2c", "-c", "private", "-On", fmt.Sprintf("127.0.0.1:%d", a.port),
-		fmt.Sprintf("1.3.6.1.2.1.31.1.1.1.18.%d", ifIndex), "s", alias}
-	if a.ns != "" {
-		args = append([]string{"ip", "netns", "exec", a.ns}, args...)
-	}
-	run(t, args...)
-}
+func ifIndexOf(t *testing.T, ns, name string) uint32 { t.Helper(); return peers.IfIndexOf(t, ns, name) }
 
-// noCache sets snmpd's cache timeouts (NET-SNMP-AGENT-MIB nsCacheTimeout)
-// of ipNetToPhysicalTable and ifTable to 0, so that a change made by the
-// test shows in the next poll, not 5 s later.
-func (a *agent) noCache(t *testing.T) {
-	t.Helper()
-	for _, table := range []string{"1.3.6.1.2.1.4.35", "1.3.6.1.2.1.2.2"} {
-		args := []string{"snmpset", "-v2c", "-c", "cachectl", "-On", fmt.Sprintf("127.0.0.1:%d", a.port),
-			"1.3.6.1.4.1.8072.1.5.3.1.2." + table, "i", "0"}
-		if a.ns != "" {
-			args = append([]string{"ip", "netns", "exec", a.ns}, args...)
-		}
-		run(t, args...)
-	}
-}
-
-// inNetns runs fn on an OS thread moved into namespace ns; sockets fn
-// creates stay in ns.
-func inNetns(ns string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		target, err := os.Open(filepath.Join("/var/run/netns", ns))
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			// The thread stays locked and dies with the goroutine.
-			errc <- errors.Join(ferr, err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
-
-// startRelay forwards UDP from a host loopback port to 127.0.0.1:port in
-// ns, one namespace socket per client, datagram for datagram.
-func startRelay(t *testing.T, ns string, port int) string {
-	t.Helper()
-	l, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		mu    sync.Mutex
-		peers = map[string]*net.UDPConn{}
-		done  = make(chan struct{})
-	)
-	t.Cleanup(func() {
-		close(done)
-		l.Close()
-		mu.Lock()
-		for _, c := range peers {
-			c.Close()
-		}
-		mu.Unlock()
-	})
-	go func() {
-		buf := make([]byte, 65536)
-		for {
-			n, from, err := l.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			c := peers[from.String()]
-			if c == nil {
-				err = inNetns(ns, func() error {
-					var err error
-					c, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
-					return err
-				})
-				if err != nil {
-					mu.Unlock()
-					continue
-				}
-				peers[from.String()] = c
-				go func(c *net.UDPConn, to *net.UDPAddr) {
-					b := make([]byte, 65536)
-					for {
-						n, err := c.Read(b)
-						if err != nil {
-							return
-						}
-						l.WriteToUDP(b[:n], to)
-					}
-				}(c, from)
-			}
-			mu.Unlock()
-			c.Write(bytes.Clone(buf[:n]))
-		}
-	}()
-	return l.LocalAddr().String()
-}
-
-// ifIndexOf reads an interface's ifIndex in ns.
-func ifIndexOf(t *testing.T, ns, name string) uint32 {
-	t.Helper()
-	out := run(t, "ip", "-n", ns, "-o", "link", "show", "dev", name)
-	idx, _, _ := strings.Cut(out, ":")
-	n, err := strconv.Atoi(strings.TrimSpace(idx))
-	if err != nil {
-		t.Fatalf("ifindex of %s in %s: %q", name, ns, out)
-	}
-	return uint32(n)
-}
-
-// labNamespace is a namespace with named interfaces and fixed neighbours:
-// wan0 (10.255.2.1/24) and lan0 (10.255.3.1/24), a veth pair, and the
-// neighbours given as ip -> mac on lan0.
 func labNamespace(t *testing.T, wan, lan string, neigh map[string]string) string {
 	t.Helper()
-	ns := newNetns(t)
-	run(t, "ip", "-n", ns, "link", "add", wan, "type", "veth", "peer", "name", lan)
-	run(t, "ip", "-n", ns, "addr", "add", "10.255.2.1/24", "dev", wan)
-	run(t, "ip", "-n", ns, "addr", "add", "10.255.3.1/24", "dev", lan)
-	run(t, "ip", "-n", ns, "link", "set", wan, "up")
-	run(t, "ip", "-n", ns, "link", "set", lan, "up")
-	for ip, mac := range neigh {
-		run(t, "ip", "-n", ns, "neigh", "replace", ip, "lladdr", mac, "dev", lan, "nud", "permanent")
-	}
-	return ns
+	return peers.LabNamespace(t, wan, lan, neigh)
 }
 
 func withTimeout(t *testing.T, d time.Duration) context.Context {

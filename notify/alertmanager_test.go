@@ -3,127 +3,22 @@ package notify
 import (
 	"encoding/json"
 	"fmt"
-	"io"
+	"github.com/flowhouse/flowhouse/internal/receivers"
 	"maps"
-	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 )
 
-// alertmanagerBin is Debian's prometheus-alertmanager (0.25 on bookworm).
-const alertmanagerBin = "/usr/bin/prometheus-alertmanager"
+// The real receivers (package receivers), under this file's names.
+type (
+	gettableAlert = receivers.GettableAlert
+	amHook        = receivers.Hook
+)
 
-// alertmanager is a real Alertmanager started by a test.
-type alertmanager struct {
-	url string
-}
-
-// startAlertmanager runs Alertmanager on a free loopback port with its
-// own configuration and storage under t.TempDir(), clustering off
-// (--cluster.listen-address= empty: no gossip port on every address).
-// It notifies hookURL, with Alertmanager's own webhook, grouping by
-// alertname with short timings.
-func startAlertmanager(t *testing.T, hookURL string) *alertmanager {
-	t.Helper()
-	requireBinary(t, alertmanagerBin, "prometheus-alertmanager")
-	dir := t.TempDir()
-	conf := fmt.Sprintf(`route:
-  receiver: hook
-  group_by: ['alertname']
-  group_wait: 1s
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
-  - name: hook
-    webhook_configs:
-      - url: %s
-        send_resolved: true
-`, hookURL)
-	confFile := filepath.Join(dir, "alertmanager.yml")
-	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	d := startDaemon(t, "alertmanager "+addr, alertmanagerBin,
-		"--config.file="+confFile,
-		"--storage.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr,
-		"--web.external-url=http://"+addr,
-		"--cluster.listen-address=",
-		"--log.level=warn")
-	am := &alertmanager{url: "http://" + addr}
-	waitFor(t, 20*time.Second, "alertmanager ready on "+addr, func() bool {
-		if d.exited() {
-			t.Fatalf("alertmanager exited: %s", d.out.String())
-		}
-		resp, err := http.Get(am.url + "/-/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	return am
-}
-
-// gettableAlert is what GET /api/v2/alerts lists (the fields looked at).
-type gettableAlert struct {
-	Labels       map[string]string `json:"labels"`
-	Annotations  map[string]string `json:"annotations"`
-	StartsAt     time.Time         `json:"startsAt"`
-	EndsAt       time.Time         `json:"endsAt"`
-	UpdatedAt    time.Time         `json:"updatedAt"`
-	GeneratorURL string            `json:"generatorURL"`
-	Fingerprint  string            `json:"fingerprint"`
-	Status       struct {
-		State string `json:"state"`
-	} `json:"status"`
-}
-
-func (am *alertmanager) alerts(t *testing.T) []gettableAlert {
-	t.Helper()
-	resp, err := http.Get(am.url + "/api/v2/alerts")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out []gettableAlert
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// amHook keeps the webhook payloads Alertmanager sends.
-type amHook struct {
-	mu       sync.Mutex
-	payloads []map[string]any
-}
-
-func (h *amHook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	var m map[string]any
-	if json.Unmarshal(body, &m) == nil {
-		h.mu.Lock()
-		h.payloads = append(h.payloads, m)
-		h.mu.Unlock()
-	}
-}
-
-func (h *amHook) withStatus(status string) map[string]any {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, p := range h.payloads {
-		if p["status"] == status {
-			return p
-		}
-	}
-	return nil
+func startAlertmanager(t *testing.T, hookURL string) *receivers.Alertmanager {
+	return receivers.StartAlertmanager(t, hookURL)
 }
 
 // TestAlertmanager posts to an HA pair of real Alertmanagers: the alert
@@ -136,11 +31,11 @@ func TestAlertmanager(t *testing.T) {
 	hook := &amHook{}
 	hs := httptest.NewServer(hook)
 	t.Cleanup(hs.Close)
-	ams := []*alertmanager{startAlertmanager(t, hs.URL), startAlertmanager(t, hs.URL)}
+	ams := []*receivers.Alertmanager{startAlertmanager(t, hs.URL), startAlertmanager(t, hs.URL)}
 
 	c := fastConfig()
 	c.Receivers = []ReceiverConfig{{Name: "am", Alertmanager: AlertmanagerConfig{
-		URLs: []string{ams[0].url, ams[1].url + "/"}, ResendInterval: time.Second}}}
+		URLs: []string{ams[0].URL, ams[1].URL + "/"}, ResendInterval: time.Second}}}
 	c.Routes = []RouteConfig{{Receivers: []string{"am"}}}
 	n := startNotifier(t, c)
 
@@ -151,8 +46,8 @@ func TestAlertmanager(t *testing.T) {
 	posted := time.Now()
 
 	want := a.LabelSet()
-	find := func(am *alertmanager) *gettableAlert {
-		for _, g := range am.alerts(t) {
+	find := func(am *receivers.Alertmanager) *gettableAlert {
+		for _, g := range am.Alerts(t) {
 			if maps.Equal(g.Labels, want) {
 				return &g
 			}
@@ -162,45 +57,45 @@ func TestAlertmanager(t *testing.T) {
 	firstEnd := make([]time.Time, len(ams))
 	for i, am := range ams {
 		var g *gettableAlert
-		waitFor(t, 20*time.Second, "the alert in alertmanager "+am.url, func() bool { g = find(am); return g != nil })
+		waitFor(t, 20*time.Second, "the alert in alertmanager "+am.URL, func() bool { g = find(am); return g != nil })
 		if g.Status.State != "active" {
-			t.Errorf("%s: state %q, want active", am.url, g.Status.State)
+			t.Errorf("%s: state %q, want active", am.URL, g.Status.State)
 		}
 		if !maps.Equal(g.Annotations, a.Annotations) {
-			t.Errorf("%s: annotations %v, want %v", am.url, g.Annotations, a.Annotations)
+			t.Errorf("%s: annotations %v, want %v", am.URL, g.Annotations, a.Annotations)
 		}
 		if !g.StartsAt.Equal(a.StartsAt) {
-			t.Errorf("%s: startsAt %v, want %v", am.url, g.StartsAt, a.StartsAt)
+			t.Errorf("%s: startsAt %v, want %v", am.URL, g.StartsAt, a.StartsAt)
 		}
 		if g.GeneratorURL != a.GeneratorURL {
-			t.Errorf("%s: generatorURL %q", am.url, g.GeneratorURL)
+			t.Errorf("%s: generatorURL %q", am.URL, g.GeneratorURL)
 		}
 		if fp := Fingerprint(want); g.Fingerprint != fp {
-			t.Errorf("%s: Alertmanager's fingerprint %s, ours %s", am.url, g.Fingerprint, fp)
+			t.Errorf("%s: Alertmanager's fingerprint %s, ours %s", am.URL, g.Fingerprint, fp)
 		}
 		// endsAt is 4 re-send intervals ahead of the post.
 		if g.EndsAt.Before(posted.Add(3*time.Second)) || g.EndsAt.After(time.Now().Add(5*time.Second)) {
-			t.Errorf("%s: endsAt %v, want about 4s after %v", am.url, g.EndsAt, posted)
+			t.Errorf("%s: endsAt %v, want about 4s after %v", am.URL, g.EndsAt, posted)
 		}
 		firstEnd[i] = g.EndsAt
 	}
 	// The re-sends (every second) move endsAt on.
 	for i, am := range ams {
-		waitFor(t, 20*time.Second, "a re-send moving endsAt on in "+am.url, func() bool {
+		waitFor(t, 20*time.Second, "a re-send moving endsAt on in "+am.URL, func() bool {
 			g := find(am)
 			return g != nil && g.EndsAt.After(firstEnd[i].Add(time.Second))
 		})
 	}
-	waitFor(t, 20*time.Second, "Alertmanager's firing notification", func() bool { return hook.withStatus("firing") != nil })
+	waitFor(t, 20*time.Second, "Alertmanager's firing notification", func() bool { return hook.WithStatus("firing") != nil })
 
 	end := time.Now().UTC().Truncate(time.Millisecond)
 	mustNotify(t, n, resolvedAt(a, end))
 	for _, am := range ams {
-		waitFor(t, 20*time.Second, "the alert to leave the active alerts of "+am.url, func() bool { return find(am) == nil })
+		waitFor(t, 20*time.Second, "the alert to leave the active alerts of "+am.URL, func() bool { return find(am) == nil })
 	}
 	var resolved map[string]any
 	waitFor(t, 20*time.Second, "Alertmanager's resolved notification", func() bool {
-		resolved = hook.withStatus("resolved")
+		resolved = hook.WithStatus("resolved")
 		return resolved != nil
 	})
 	t.Logf("Alertmanager's resolved notification: %v", resolved)

@@ -2,8 +2,8 @@ package notify
 
 import (
 	"context"
+	"github.com/flowhouse/flowhouse/internal/receivers"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -38,17 +38,10 @@ func resolvedAt(a Alert, at time.Time) Alert {
 	return a
 }
 
-// waitFor polls cond until it holds or timeout passes; it never sleeps a
-// fixed time for the thing itself to happen.
+// waitFor polls cond until it holds or timeout passes.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	receivers.WaitFor(t, timeout, what, cond)
 }
 
 // counter reads flowhouse_notify_failed_total or _sent_total.
@@ -71,15 +64,7 @@ func sent(n *Notifier, recv string) float64 {
 }
 
 // freePort returns a TCP port of 127.0.0.1 that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t testing.TB) int { return receivers.FreePort(t) }
 
 // startNotifier makes and starts a Notifier, stopped at the test's end.
 func startNotifier(t testing.TB, cfg Config) *Notifier {

@@ -1,104 +1,36 @@
 package notify
 
 import (
-	"bufio"
-	"encoding/json"
-	"fmt"
+	"github.com/flowhouse/flowhouse/internal/receivers"
 	"io"
 	"mime"
 	"mime/quotedprintable"
 	"net/mail"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
-
-// python3 is Debian's: a pyenv or venv python3 earlier on PATH lacks the
-// Debian module.
-const python3 = "/usr/bin/python3"
 
 const (
 	smtpUser     = "flowhouse"
 	smtpPassword = "s3cret-pw"
 )
 
-// smtpServer is aiosmtpd (testdata/smtp_server.py) on a free loopback
-// port; it appends a JSON line per AUTH attempt and per message.
-type smtpServer struct {
-	addr   string
-	out    string
-	caFile string
-}
-
-type smtpRecord struct {
-	// An AUTH attempt.
-	Auth string `json:"auth"`
-	OK   bool   `json:"ok"`
-	// A message.
-	From      string   `json:"from"`
-	To        []string `json:"to"`
-	TLS       bool     `json:"tls"`
-	User      string   `json:"user"`
-	Mechanism string   `json:"mechanism"`
-	Data      string   `json:"data"`
-}
+type (
+	smtpServer = receivers.SMTP
+	smtpRecord = receivers.SMTPRecord
+)
 
 func startSMTP(t *testing.T, mode string) *smtpServer {
-	t.Helper()
-	requireBinary(t, python3, "python3")
-	if out, err := exec.Command(python3, "-c", "import aiosmtpd").CombinedOutput(); err != nil {
-		t.Fatalf("%s cannot import aiosmtpd: install Debian's python3-aiosmtpd (run scripts/deps.sh as root): %v: %s", python3, err, out)
-	}
-	dir := t.TempDir()
-	cert, key := selfSigned(t, dir)
-	s := &smtpServer{addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), out: filepath.Join(dir, "mail.jsonl"), caFile: cert}
-	script, err := filepath.Abs("testdata/smtp_server.py")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, port, _ := strings.Cut(s.addr, ":")
-	d := startDaemon(t, "aiosmtpd "+mode+" "+s.addr, python3, script, mode, port, smtpUser, smtpPassword, cert, key, s.out,
-		strconv.Itoa(int(daemonLifetime.Seconds())))
-	d.waitDial(t, s.addr)
-	return s
-}
-
-func (s *smtpServer) records(t *testing.T) (auths, messages []smtpRecord) {
-	t.Helper()
-	f, err := os.Open(s.out)
-	if os.IsNotExist(err) {
-		return nil, nil
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var r smtpRecord
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			continue // a line being written
-		}
-		if r.Auth != "" {
-			auths = append(auths, r)
-		} else {
-			messages = append(messages, r)
-		}
-	}
-	return auths, messages
+	return receivers.StartSMTP(t, mode, smtpUser, smtpPassword)
 }
 
 func smtpConfig(s *smtpServer, tls string) Config {
 	c := fastConfig()
 	c.ExternalURL = "https://flowhouse.example/ui"
 	c.Receivers = []ReceiverConfig{{Name: "mail", SMTP: SMTPConfig{
-		Smarthost: s.addr, TLS: tls, CAFile: s.caFile, Hello: "flowhouse.test",
+		Smarthost: s.Addr, TLS: tls, CAFile: s.CAFile, Hello: "flowhouse.test",
 		From: "flowhouse <alerts@example.org>", To: []string{"Ops <ops@example.org>", "noc@example.net"},
 		Username: smtpUser, Password: smtpPassword,
 	}}}
@@ -155,7 +87,7 @@ func TestSMTP(t *testing.T) {
 			mustNotify(t, n, a1)
 			mustNotify(t, n, a2)
 			var msgs []smtpRecord
-			waitFor(t, 20*time.Second, "the message at the server", func() bool { _, msgs = s.records(t); return len(msgs) >= 1 })
+			waitFor(t, 20*time.Second, "the message at the server", func() bool { _, msgs = s.Records(t); return len(msgs) >= 1 })
 			got := msgs[0]
 			if got.From != "alerts@example.org" || strings.Join(got.To, ",") != "ops@example.org,noc@example.net" {
 				t.Errorf("envelope from %q to %q", got.From, got.To)
@@ -213,7 +145,7 @@ func TestSMTP(t *testing.T) {
 			end := time.Now().UTC().Truncate(time.Second)
 			mustNotify(t, n, resolvedAt(a1, end))
 			mustNotify(t, n, resolvedAt(a2, end))
-			waitFor(t, 20*time.Second, "the resolved message", func() bool { _, msgs = s.records(t); return len(msgs) >= 2 })
+			waitFor(t, 20*time.Second, "the resolved message", func() bool { _, msgs = s.Records(t); return len(msgs) >= 2 })
 			m, body = readMessage(t, msgs[1].Data)
 			subject, _ = new(mime.WordDecoder).DecodeHeader(m.Header.Get("Subject"))
 			if want := "[RESOLVED:2] critical: HighTraffic (tenant acme)"; subject != want {
@@ -243,7 +175,7 @@ func TestSMTPWrongPassword(t *testing.T) {
 	// been attempted, the first will not be retried any more.
 	mustNotify(t, n, testAlert("acme", "S", SeverityWarning))
 	waitFor(t, 20*time.Second, "the second failure", func() bool { return failed(n, "mail", ReasonSMTP) == 2 })
-	auths, msgs := s.records(t)
+	auths, msgs := s.Records(t)
 	if len(auths) != 2 || auths[0].OK || auths[0].User != smtpUser {
 		t.Errorf("AUTH attempts at the server: %+v, want 2 refused", auths)
 	}
@@ -259,7 +191,7 @@ func TestSMTPRequiresSTARTTLS(t *testing.T) {
 	n := startNotifier(t, smtpConfig(s, TLSStartTLS))
 	mustNotify(t, n, testAlert("acme", "R", SeverityWarning))
 	waitFor(t, 20*time.Second, "the failure counted", func() bool { return failed(n, "mail", ReasonTLS) == 1 })
-	if auths, msgs := s.records(t); len(auths)+len(msgs) != 0 {
+	if auths, msgs := s.Records(t); len(auths)+len(msgs) != 0 {
 		t.Errorf("the server got %v %v", auths, msgs)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/flowhouse/flowhouse/internal/receivers"
 	"io"
 	"maps"
 	"net/http"
@@ -423,7 +424,7 @@ func TestStopIsBounded(t *testing.T) {
 // The verification examples of README.md, run as they are written
 // against a request signed here: Python's verify() and the shell lines.
 func TestREADMEVerifyExamples(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
+	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -442,8 +443,8 @@ func TestREADMEVerifyExamples(t *testing.T) {
 		s = s[start+len("```"+lang+"\n"):]
 		return s[:strings.Index(s, "```")]
 	}
-	requireBinary(t, python3, "python3")
-	requireBinary(t, "/usr/bin/openssl", "openssl")
+	receivers.RequireBinary(t, receivers.Python3, "python3")
+	receivers.RequireBinary(t, "/usr/bin/openssl", "openssl")
 	body := []byte(`{"version":"4","alerts":[{"labels":{"x":"ü"}}]}` + "\n")
 	key := "readme-key"
 	ts := strconv.FormatInt(time.Now().Unix(), 10)
@@ -462,7 +463,7 @@ print(verify(sys.argv[4].encode(), headers, body))
 	for _, tc := range []struct {
 		name, sig, key, want string
 	}{{"signed", sig, key, "True"}, {"wrong key", sig, "other", "False"}, {"tampered", Sign([]byte(key), ts, []byte("{}")), key, "False"}} {
-		out, err := exec.Command(python3, "-c", py, ts, tc.sig, bodyFile, tc.key).CombinedOutput()
+		out, err := exec.Command(receivers.Python3, "-c", py, ts, tc.sig, bodyFile, tc.key).CombinedOutput()
 		if err != nil || strings.TrimSpace(string(out)) != tc.want {
 			t.Errorf("python, %s: %s %v, want %s", tc.name, out, err, tc.want)
 		}
@@ -474,7 +475,7 @@ print(verify(sys.argv[4].encode(), headers, body))
 		t.Errorf("shell: %q %v, want valid", out, err)
 	}
 	old := strconv.FormatInt(time.Now().Add(-time.Hour).Unix(), 10)
-	if out, _ := exec.Command(python3, "-c", py, old, Sign([]byte(key), old, body), bodyFile, key).CombinedOutput(); strings.TrimSpace(string(out)) != "False" {
+	if out, _ := exec.Command(receivers.Python3, "-c", py, old, Sign([]byte(key), old, body), bodyFile, key).CombinedOutput(); strings.TrimSpace(string(out)) != "False" {
 		t.Errorf("python takes an hour-old timestamp: %s", out)
 	}
 }

@@ -12,70 +12,23 @@ import (
 	"time"
 
 	"github.com/flowhouse/flowhouse/analytics/alerts"
-	"github.com/flowhouse/flowhouse/internal/chtest"
 	"github.com/flowhouse/flowhouse/internal/dbapi"
-	"github.com/flowhouse/flowhouse/migrations"
+	"github.com/flowhouse/flowhouse/internal/enginetest"
 	"github.com/flowhouse/flowhouse/notify"
-	"github.com/flowhouse/flowhouse/store"
 )
 
-func TestMain(m *testing.M) { chtest.Main(m) }
+func TestMain(m *testing.M) { enginetest.Main(m) }
 
 // TestServer runs the suite on the ClickHouse 18.16 server, a fresh
 // database per test.
 func TestServer(t *testing.T) {
-	suite(t, func(t *testing.T) dbapi.DB {
-		addr, database := chtest.Database(t)
-		cfg := store.DefaultConfig()
-		cfg.Addr, cfg.Database = addr, database
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		db, err := store.OpenServer(ctx, cfg, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		if _, err := migrations.Apply(ctx, db, migrations.Options{Retention: cfg.Retention}); err != nil {
-			t.Fatal(err)
-		}
-		return db
-	})
+	suite(t, func(t *testing.T) dbapi.DB { return enginetest.Server(t).DB })
 }
 
-// TestEmbedded runs the suite on the embedded engine. The library runs
-// one engine per process: this test opens it, and empties the tables
-// before each subtest. It fails when libchdb.so is missing; set
-// FLOWHOUSE_SKIP_EMBEDDED=1 to skip it.
+// TestEmbedded runs the suite on the embedded engine, its alert tables
+// emptied before each subtest.
 func TestEmbedded(t *testing.T) {
-	if os.Getenv("FLOWHOUSE_SKIP_EMBEDDED") != "" {
-		t.Skip("FLOWHOUSE_SKIP_EMBEDDED is set")
-	}
-	lib := os.Getenv("FLOWHOUSE_CLICKHOUSE_EMBEDDED_LIBRARY")
-	if lib == "" {
-		lib = filepath.Join("..", "..", "var", "lib", "libchdb.so")
-	}
-	if _, err := os.Stat(lib); err != nil {
-		t.Fatalf("the embedded engine's library is missing (%v): run `make deps`, or set FLOWHOUSE_SKIP_EMBEDDED=1 to skip", err)
-	}
-	cfg := store.DefaultConfig()
-	cfg.Embedded.Library, cfg.Embedded.Path = lib, t.TempDir()
-	ctx := context.Background()
-	db, err := store.OpenEmbedded(ctx, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if _, err := migrations.Apply(ctx, db, migrations.Options{Retention: cfg.Retention}); err != nil {
-		t.Fatal(err)
-	}
-	suite(t, func(t *testing.T) dbapi.DB {
-		for _, table := range []string{"alerts", "alert_events"} {
-			if err := db.Exec(ctx, "TRUNCATE TABLE "+table); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return db
-	})
+	suite(t, func(t *testing.T) dbapi.DB { return enginetest.Embedded(t, "alerts", "alert_events").DB })
 }
 
 func suite(t *testing.T, open func(t *testing.T) dbapi.DB) {

@@ -12,10 +12,14 @@ import (
 
 // BuiltinConfig holds one section per built-in rule, under rules.builtin.
 type BuiltinConfig struct {
+	ARPMACChange  Builtin[ARPMACChangeParams]  `mapstructure:"arp_mac_change" yaml:"arp_mac_change"`
+	ARPFlipFlop   Builtin[ARPFlipFlopParams]   `mapstructure:"arp_flip_flop" yaml:"arp_flip_flop"`
+	ARPMACManyIPs Builtin[ARPMACManyIPsParams] `mapstructure:"arp_mac_many_ips" yaml:"arp_mac_many_ips"`
+	ARPNewMAC     Builtin[ARPNewMACParams]     `mapstructure:"arp_new_mac" yaml:"arp_new_mac"`
 }
 
 // builtins is every built-in rule, in the order of the documentation.
-var builtins = []registration{}
+var builtins = []registration{ARPMACChange, ARPFlipFlop, ARPMACManyIPs, ARPNewMAC}
 
 // registration is a Kind with its parameter type hidden, so that kinds of
 // different parameters live in one list.
@@ -35,6 +39,9 @@ func (k Kind[P]) setDefaults(c *BuiltinConfig) { *k.Config(c) = k.Defaults() }
 
 func (k Kind[P]) validate(c *BuiltinConfig, key string) []error {
 	b := k.Config(c)
+	if !b.Enabled {
+		return nil // a rule that does not run has nothing to check
+	}
 	prefix := key + "." + k.Name
 	errs := validateCommon(prefix, b.Interval, b.Timeout, b.Severity, b.For, b.KeepFiringFor, b.Labels)
 	if err := b.Params.Validate(); err != nil {

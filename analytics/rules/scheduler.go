@@ -321,3 +321,32 @@ func errorReason(ctx context.Context, err error) string {
 	}
 	return store.ErrorReason(err)
 }
+
+// Check is what `flowhouse check-config` runs: cfg's rules against the
+// tenants known and, when reader is not nil, every SQL rule's dry run on
+// the engine. Nothing is evaluated.
+func Check(ctx context.Context, cfg Config, reader dbapi.Querier, tenants *tenant.Tenants) error {
+	if reader == nil {
+		reader = unavailable{}
+	}
+	s, err := New(cfg, SchedulerDeps{Reader: reader, Alerts: discard{}, Tenants: tenants})
+	if err != nil {
+		return err
+	}
+	if _, ok := reader.(unavailable); ok {
+		return nil
+	}
+	return s.Prepare(ctx)
+}
+
+type discard struct{}
+
+func (discard) Evaluate(context.Context, alerts.Evaluation) (alerts.Result, error) {
+	return alerts.Result{}, nil
+}
+
+type unavailable struct{}
+
+func (unavailable) Query(context.Context, string, ...any) (dbapi.Rows, error) {
+	return nil, errors.New("no database")
+}

@@ -3,6 +3,8 @@ package rules
 import (
 	"context"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -197,4 +199,31 @@ func TestHoldText(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The SQL rule of README.md passes its dry run on both engines.
+func TestREADMESQLRule(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(doc), "### SQL rules")
+	_, after, ok2 := strings.Cut(after, "      query: |\n")
+	block, _, ok3 := strings.Cut(after, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("README.md has no SQL rule example")
+	}
+	var lines []string
+	for _, l := range strings.Split(strings.TrimRight(block, "\n"), "\n") {
+		lines = append(lines, strings.TrimPrefix(l, "        "))
+	}
+	query := strings.Join(lines, "\n")
+	forEachEngine(t, func(t *testing.T, e engine) {
+		ts := testTenants(t, "acme")
+		cfg := DefaultConfig()
+		cfg.SQL = []SQLRule{{Name: "big_talkers", Query: query, Subject: []string{"dst"}}}
+		if err := Check(context.Background(), cfg, e.Reader, ts); err != nil {
+			t.Fatalf("%v\n%s", err, query)
+		}
+	})
 }

@@ -98,6 +98,20 @@ func embeddedLibrary(t *testing.T) string {
 
 func startServer(t *testing.T, engine string) *server {
 	t.Helper()
+	return startServerWith(t, engine, "")
+}
+
+// startServerWith starts serve with configYAML as its configuration file
+// (empty: none), under the test's environment variables.
+func startServerWith(t *testing.T, engine, configYAML string) *server {
+	t.Helper()
+	configPath := ""
+	if configYAML != "" {
+		configPath = filepath.Join(t.TempDir(), "flowhouse.yaml")
+		if err := os.WriteFile(configPath, []byte(configYAML), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	switch engine {
 	case "server":
 		addr, database := chtest.Database(t)
@@ -115,7 +129,7 @@ func startServer(t *testing.T, engine string) *server {
 	t.Setenv("FLOWHOUSE_HTTP_LISTEN", "127.0.0.1:0")
 	t.Setenv("FLOWHOUSE_SPOOL_DIR", t.TempDir())
 	t.Setenv("FLOWHOUSE_CLICKHOUSE_EMBEDDED_HTTP_LISTEN", "127.0.0.1:0")
-	cfg, err := config.Load("")
+	cfg, err := config.Load(configPath)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,6 +85,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch cmd {
 	case "check-config":
+		ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer cancel()
+		if err := checkRules(ctx, cfg, stderr); err != nil {
+			fmt.Fprintln(stderr, "flowhouse check-config:", err)
+			return 2
+		}
 		out, err := cfg.YAML()
 		if err != nil {
 			fmt.Fprintln(stderr, err)

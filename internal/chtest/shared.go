@@ -30,8 +30,15 @@ func Shared() (*Server, error) {
 
 // Main runs the tests and then stops the shared server, if any test
 // started it. Call it from TestMain.
-func Main(m *testing.M) {
+func Main(m *testing.M) { MainThen(m, nil) }
+
+// MainThen is Main with after run once the tests end, before the server
+// stops (to close what the tests kept open across tests).
+func MainThen(m *testing.M, after func()) {
 	code := m.Run()
+	if after != nil {
+		after()
+	}
 	shared.mu.Lock()
 	srv := shared.srv
 	shared.mu.Unlock()

@@ -1,4 +1,10 @@
-package notify
+// Package receivers starts real notification receivers for tests:
+// Debian's prometheus-alertmanager and an aiosmtpd mail server
+// (python3-aiosmtpd), both installed by scripts/deps.sh, each on a free
+// loopback port, in a temporary directory, under timeout(1), and stopped
+// when the test ends. A missing package fails the test with what to
+// install; it is never skipped.
+package receivers
 
 import (
 	"bytes"
@@ -20,25 +26,21 @@ import (
 	"time"
 )
 
-// Real receivers started by the tests: Debian's prometheus-alertmanager
-// and python3-aiosmtpd, installed by scripts/deps.sh. A missing one fails
-// the test with what to install; it is never skipped.
-
-// requireBinary fails the test (not skips it) when a package the test
+// RequireBinary fails the test (not skips it) when a package the test
 // needs is missing.
-func requireBinary(t testing.TB, path, pkg string) {
+func RequireBinary(t testing.TB, path, pkg string) {
 	t.Helper()
 	if fi, err := os.Stat(path); err != nil || fi.Mode()&0o111 == 0 {
 		t.Fatalf("%s is missing: install Debian's %s (run scripts/deps.sh as root)", path, pkg)
 	}
 }
 
-// daemonLifetime bounds every daemon a test starts: it runs under
-// timeout(1), so it stops by itself even if the test binary is killed.
-const daemonLifetime = 3 * time.Minute
+// Lifetime bounds every daemon a test starts: it runs under timeout(1),
+// so it stops by itself even if the test binary is killed.
+const Lifetime = 3 * time.Minute
 
-// daemon is a process started by a test, stopped at its end.
-type daemon struct {
+// Daemon is a process started by a test, stopped at its end.
+type Daemon struct {
 	name string
 	cmd  *exec.Cmd
 	out  *syncBuffer
@@ -62,12 +64,12 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// startDaemon runs bin with args under `timeout`, in its own process
+// StartDaemon runs bin with args under `timeout`, in its own process
 // group, and stops it (SIGTERM, then SIGKILL) when the test ends. Its
 // output is logged if the test fails.
-func startDaemon(t testing.TB, name, bin string, args ...string) *daemon {
+func StartDaemon(t testing.TB, name, bin string, args ...string) *Daemon {
 	t.Helper()
-	full := append([]string{"--kill-after=5s", strconv.Itoa(int(daemonLifetime.Seconds())) + "s", bin}, args...)
+	full := append([]string{"--kill-after=5s", strconv.Itoa(int(Lifetime.Seconds())) + "s", bin}, args...)
 	cmd := exec.Command("timeout", full...)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -75,7 +77,7 @@ func startDaemon(t testing.TB, name, bin string, args ...string) *daemon {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
-	d := &daemon{name: name, cmd: cmd, out: out, done: make(chan struct{})}
+	d := &Daemon{name: name, cmd: cmd, out: out, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(d.done) }()
 	t.Cleanup(func() {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
@@ -92,7 +94,8 @@ func startDaemon(t testing.TB, name, bin string, args ...string) *daemon {
 	return d
 }
 
-func (d *daemon) exited() bool {
+// Exited reports whether the daemon has ended.
+func (d *Daemon) Exited() bool {
 	select {
 	case <-d.done:
 		return true
@@ -101,11 +104,14 @@ func (d *daemon) exited() bool {
 	}
 }
 
-// waitDial waits until addr accepts TCP connections, or the daemon dies.
-func (d *daemon) waitDial(t testing.TB, addr string) {
+// Output is what the daemon printed so far.
+func (d *Daemon) Output() string { return d.out.String() }
+
+// WaitDial waits until addr accepts TCP connections, or the daemon dies.
+func (d *Daemon) WaitDial(t testing.TB, addr string) {
 	t.Helper()
-	waitFor(t, 20*time.Second, d.name+" listening on "+addr, func() bool {
-		if d.exited() {
+	WaitFor(t, 20*time.Second, d.name+" listening on "+addr, func() bool {
+		if d.Exited() {
 			t.Fatalf("%s exited: %s", d.name, d.out.String())
 		}
 		c, err := net.DialTimeout("tcp", addr, time.Second)
@@ -116,9 +122,33 @@ func (d *daemon) waitDial(t testing.TB, addr string) {
 	})
 }
 
-// selfSigned writes a certificate for 127.0.0.1 and localhost, and its
+// WaitFor polls cond until it holds or timeout passes; it never sleeps a
+// fixed time for the thing itself to happen.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// FreePort returns a TCP port of 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// SelfSigned writes a certificate for 127.0.0.1 and localhost, and its
 // key, to dir; the certificate is its own CA.
-func selfSigned(t testing.TB, dir string) (certFile, keyFile string) {
+func SelfSigned(t testing.TB, dir string) (certFile, keyFile string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
