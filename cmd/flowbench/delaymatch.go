@@ -105,8 +105,16 @@ FROM alerts FINAL ORDER BY fired, rule`)
 }
 
 // firstFlow is min(time_received) and count() of the flows of the
-// attack exporters that have addr as source or destination.
-func (e *endpoint) firstFlow(ctx context.Context, atk *flowgen.Report, addr string) (time.Time, uint64, error) {
+// attack exporters that have addr as source or destination and none of
+// the other scenarios' addresses (the host scan reaches the floods'
+// victims too).
+func (e *endpoint) firstFlow(ctx context.Context, atk *flowgen.Report, addr string, others []string) (time.Time, uint64, error) {
+	exclude := "toIPv6('0.0.0.0')"
+	for _, o := range others {
+		if o != addr {
+			exclude += ", toIPv6('" + o + "')"
+		}
+	}
 	var exps []string
 	for _, x := range atk.Exporters {
 		if ap, err := netipParse(x.Address); err == nil {
@@ -117,7 +125,8 @@ func (e *endpoint) firstFlow(ctx context.Context, atk *flowgen.Report, addr stri
 		First int64       `json:"first"`
 		N     json.Number `json:"n"`
 	}](ctx, e, fmt.Sprintf(`SELECT toUnixTimestamp(min(time_received)) AS first, count() AS n FROM flows
-WHERE exporter_address IN (%s) AND (src_address = toIPv6('%s') OR dst_address = toIPv6('%s'))`, strings.Join(exps, ", "), addr, addr))
+WHERE exporter_address IN (%s) AND (src_address = toIPv6('%[2]s') OR dst_address = toIPv6('%[2]s'))
+  AND src_address NOT IN (%[3]s) AND dst_address NOT IN (%[3]s)`, strings.Join(exps, ", "), addr, exclude))
 	if err != nil || len(rows) == 0 {
 		return time.Time{}, 0, err
 	}
@@ -140,6 +149,12 @@ func netipParse(addrPort string) (string, error) {
 // that name its address, and takes the earliest firing as its detection.
 func matchScenarios(ctx context.Context, q *endpoint, d delayOptions, attacks []delayScenario, spike bool, bg, atk *flowgen.Report, start time.Time, alerts []alertRow) []ScenarioDelay {
 	var out []ScenarioDelay
+	var addrs []string
+	for _, a := range attacks {
+		if ad := scenarioAddress(atk, a.name); ad != "" {
+			addrs = append(addrs, ad)
+		}
+	}
 	for _, a := range attacks {
 		sd := ScenarioDelay{Scenario: a.name, Missing: a.missing, Start: start.UTC().Truncate(time.Second)}
 		if a.missing || atk == nil {
@@ -153,7 +168,7 @@ func matchScenarios(ctx context.Context, q *endpoint, d delayOptions, attacks []
 		}
 		sd.Address = scenarioAddress(atk, a.name)
 		if sd.Address != "" {
-			first, n, err := q.firstFlow(ctx, atk, sd.Address)
+			first, n, err := q.firstFlow(ctx, atk, sd.Address, addrs)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "delay: first flow of %s: %v\n", a.name, err)
 			}

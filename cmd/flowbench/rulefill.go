@@ -118,6 +118,19 @@ FROM (
   )
 )`
 
+// arpSQL fills arp_observations: 250 neighbours behind each of the 300
+// exporters, seen new 3 hours before unix time %[1]d and refreshed every
+// hour since (the ARP rules look back hours, whatever the flow rate).
+const arpSQL = `INSERT INTO arp_observations (time, time_ms, tenant, exporter_address, if_index, ip_address, mac, vendor, event)
+SELECT toDateTime(%[1]d - 10800 + b * 3600 + j, 'UTC') AS t, toUInt64(t) * 1000, ['t0', 't1', 't2'][x %% 3 + 1],
+  IPv4ToIPv6(toUInt32(167837696 + x)), 1 + n %% 8, IPv4ToIPv6(toUInt32(184549376 + x * 256 + n)),
+  toUInt64(95637381120 + x * 256 + n), 'Xensource', if(b = 0, 'new', 'refresh')
+FROM (
+  SELECT toUInt32(number %% 4) AS b, toUInt32(intDiv(number, 4) %% 250) AS n, toUInt32(intDiv(number, 1000)) AS x,
+    toUInt32(intHash64(number) %% 3600) AS j
+  FROM system.numbers LIMIT 300000
+)`
+
 // filler inserts the synthetic flows in chunks, within a time budget,
 // with the rollup views detached (their per-block aggregation makes an
 // INSERT ... SELECT into flows about ten times slower on this engine);
@@ -168,11 +181,12 @@ func (f *filler) fill(ctx context.Context, want uint64) (bool, error) {
 	return true, nil
 }
 
-// fillOthers fills the rollups at rate and interface_counters, after
-// emptying them.
+// fillOthers fills the rollups at rate, interface_counters and
+// arp_observations, after emptying them.
 func (f *filler) fillOthers(ctx context.Context, rate float64) error {
 	end, secs := f.end.Unix(), int(f.window.Seconds())
 	stmts := []string{"TRUNCATE TABLE flows_1m", "TRUNCATE TABLE flows_1h", "TRUNCATE TABLE interface_counters",
+		"TRUNCATE TABLE arp_observations", fmt.Sprintf(arpSQL, end),
 		fmt.Sprintf(rollupSQL, "flows_1m", rate, secs/60, 60, end),
 		fmt.Sprintf(rollupSQL, "flows_1h", rate, max(1, secs/3600+1), 3600, end),
 		fmt.Sprintf(countersSQL, end, secs)}
