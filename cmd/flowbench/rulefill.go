@@ -99,7 +99,7 @@ FROM (
     toUInt32(1 + intDiv(number, %[3]d * 2400) %% 8) AS ifout,
     [6, 17, 1][intDiv(number, %[3]d * 19200) %% 3 + 1] AS proto,
     greatest(1, %[2]g * %[4]d / 57600 * [0.7, 0.25, 0.05][intDiv(number, %[3]d * 19200) %% 3 + 1] * 3) AS fl
-  FROM system.numbers LIMIT %[3]d * 57600
+  FROM system.numbers LIMIT %[6]d
 )`
 
 // countersSQL fills interface_counters: every interface of the 300
@@ -114,7 +114,7 @@ FROM (
   FROM (
     SELECT number, toUInt32(number %% intDiv(%[2]d, 30)) AS b, toUInt32(intDiv(number, intDiv(%[2]d, 30)) %% 300) AS x,
       toUInt32(1 + intDiv(number, intDiv(%[2]d, 30) * 300) %% 16) AS ifx
-    FROM system.numbers LIMIT intDiv(%[2]d, 30) * 4800
+    FROM system.numbers LIMIT %[3]d
   )
 )`
 
@@ -187,9 +187,9 @@ func (f *filler) fillOthers(ctx context.Context, rate float64) error {
 	end, secs := f.end.Unix(), int(f.window.Seconds())
 	stmts := []string{"TRUNCATE TABLE flows_1m", "TRUNCATE TABLE flows_1h", "TRUNCATE TABLE interface_counters",
 		"TRUNCATE TABLE arp_observations", fmt.Sprintf(arpSQL, end),
-		fmt.Sprintf(rollupSQL, "flows_1m", rate, secs/60, 60, end),
-		fmt.Sprintf(rollupSQL, "flows_1h", rate, max(1, secs/3600+1), 3600, end),
-		fmt.Sprintf(countersSQL, end, secs)}
+		fmt.Sprintf(rollupSQL, "flows_1m", rate, secs/60, 60, end, secs/60*57600),
+		fmt.Sprintf(rollupSQL, "flows_1h", rate, secs/3600+1, 3600, end, (secs/3600+1)*57600),
+		fmt.Sprintf(countersSQL, end, secs, secs/30*4800)}
 	for _, q := range stmts {
 		if err := f.db.Exec(ctx, q); err != nil {
 			return fmt.Errorf("filling rollups and counters: %w", err)
