@@ -111,6 +111,11 @@ func TestTablesHaveExpectedColumns(t *testing.T) {
 			"streams.expected Array(UInt64)", "streams.lost Array(UInt64)", "streams.resets Array(UInt64)",
 			"updated_at DateTime('UTC')",
 		}},
+		{"rule_state", []string{
+			"rule String", "tenant String", "key String", "mean Float64", "variance Float64", "observed_seconds Float64",
+			"first_seen DateTime('UTC')", "last_seen DateTime('UTC')", "anomalous_since DateTime('UTC')",
+			"updated_at DateTime('UTC')", "version UInt64",
+		}},
 		{"schema_migrations", []string{"version UInt32", "name String", "checksum String", "applied_at DateTime('UTC')"}},
 	} {
 		t.Run(tc.table, func(t *testing.T) {
@@ -254,7 +259,7 @@ func TestRenderVariants(t *testing.T) {
 				"exporter_address   IPv6,", "tenant             LowCardinality(String),",
 				"time_received      DateTime('UTC') CODEC(DoubleDelta, LZ4),",
 				"TTL time_received + INTERVAL 30 DAY", "TTL time_received + INTERVAL 36 HOUR",
-				"SETTINGS ttl_only_drop_parts = 1",
+				"SETTINGS ttl_only_drop_parts = 1", "TTL updated_at + INTERVAL 30 DAY",
 				"protocols         Array(LowCardinality(String)),",
 				"ADD COLUMN IF NOT EXISTS in_vrf_id  UInt32 AFTER out_if_boundary",
 			},

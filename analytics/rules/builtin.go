@@ -12,14 +12,17 @@ import (
 
 // BuiltinConfig holds one section per built-in rule, under rules.builtin.
 type BuiltinConfig struct {
-	ARPMACChange  Builtin[ARPMACChangeParams]  `mapstructure:"arp_mac_change" yaml:"arp_mac_change"`
-	ARPFlipFlop   Builtin[ARPFlipFlopParams]   `mapstructure:"arp_flip_flop" yaml:"arp_flip_flop"`
-	ARPMACManyIPs Builtin[ARPMACManyIPsParams] `mapstructure:"arp_mac_many_ips" yaml:"arp_mac_many_ips"`
-	ARPNewMAC     Builtin[ARPNewMACParams]     `mapstructure:"arp_new_mac" yaml:"arp_new_mac"`
+	VolumeDestination    Builtin[VolumeParams]        `mapstructure:"volume_destination" yaml:"volume_destination"`
+	VolumeInterface      Builtin[VolumeParams]        `mapstructure:"volume_interface" yaml:"volume_interface"`
+	InterfaceUtilisation Builtin[UtilisationParams]   `mapstructure:"interface_utilisation" yaml:"interface_utilisation"`
+	ARPMACChange         Builtin[ARPMACChangeParams]  `mapstructure:"arp_mac_change" yaml:"arp_mac_change"`
+	ARPFlipFlop          Builtin[ARPFlipFlopParams]   `mapstructure:"arp_flip_flop" yaml:"arp_flip_flop"`
+	ARPMACManyIPs        Builtin[ARPMACManyIPsParams] `mapstructure:"arp_mac_many_ips" yaml:"arp_mac_many_ips"`
+	ARPNewMAC            Builtin[ARPNewMACParams]     `mapstructure:"arp_new_mac" yaml:"arp_new_mac"`
 }
 
 // builtins is every built-in rule, in the order of the documentation.
-var builtins = []registration{ARPMACChange, ARPFlipFlop, ARPMACManyIPs, ARPNewMAC}
+var builtins = []registration{VolumeDestination, VolumeInterface, InterfaceUtilisation, ARPMACChange, ARPFlipFlop, ARPMACManyIPs, ARPNewMAC}
 
 // registration is a Kind with its parameter type hidden, so that kinds of
 // different parameters live in one list.

@@ -79,7 +79,7 @@ var embedded struct {
 // Embedded is the process's embedded engine, migrated, with tables
 // emptied. It fails the test when libchdb.so is missing (run make deps);
 // FLOWHOUSE_SKIP_EMBEDDED=1 skips it.
-func Embedded(t *testing.T, tables ...string) Engine {
+func Embedded(t testing.TB, tables ...string) Engine {
 	t.Helper()
 	if os.Getenv("FLOWHOUSE_SKIP_EMBEDDED") != "" {
 		t.Skip("FLOWHOUSE_SKIP_EMBEDDED is set")
