@@ -75,7 +75,7 @@ func writeRuleCost(b *strings.Builder, sizes []RuleCostSize) {
 		"Synthetic flows (INSERT ... SELECT FROM system.numbers, several at once; 3 tenants, 300 exporters with 8 input and 8 output interfaces, 50k destinations with a log-uniform tail (the busiest about 9%), random sources, " +
 		"70% TCP (4% SYN-only) / 25% UDP / 5% ICMP, sampling 1 and 1000) spread over the window ending when the stage started. The rollup views are detached while filling (they make the insert about ten times slower here); " +
 		"flows_1m and flows_1h are filled directly with one row per bucket, exporter, interface pair and protocol at the rate's sums; interface_counters with every interface every 30 s; arp_observations with 75k neighbours refreshed hourly over 3 hours. " +
-		"Merges of flows are stopped (a part per INSERT). Every rule is run with Scheduler.Run (findings go to a real alerts.Manager on the same engine) on a fixed clock, in ticks as its schedule would run it: " +
+		"Merges of flows are stopped (a part per INSERT). Every rule is run with Scheduler.Run (findings go to a real alerts.Manager on the same engine; a fresh scheduler per size, rule_state emptied) on a fixed clock, in ticks as its schedule would run it (a tick per interval, at most 60 s, ending at the data's end): " +
 		"rules of one interval at the same instant, so rules that share a query (the flood rules) share it as in serve and the first of them in the list pays for it. " +
 		"CPU is getrusage(RUSAGE_SELF) of the process around each run (the embedded engine runs in it; on a server the server's /proc/PID/stat is added), less the process's idle CPU over the run. " +
 		"Share = median CPU per evaluation / default interval; the target is the sum under 10% of one core.\n")

@@ -93,13 +93,19 @@ func ruleCostEngine(ctx context.Context, o options, ro ruleOptions, engine strin
 	defer mgr.Stop(context.Background())
 	var clock atomic.Int64
 	cfg := rules.DefaultConfig()
-	sched, err := rules.New(cfg, rules.SchedulerDeps{DB: eng.db, Reader: eng.reader, Alerts: mgr, Tenants: tenants,
-		Now: func() time.Time { return time.Unix(0, clock.Load()).UTC() }})
-	if err != nil {
-		return nil, err
-	}
-	if err := sched.Prepare(ctx); err != nil {
-		return nil, err
+	// A fresh scheduler per size, its rules' state emptied: stateful rules
+	// measure from their previous sample, and each size's ticks run the
+	// clock over the same times again.
+	newScheduler := func() (*rules.Scheduler, error) {
+		if err := eng.db.Exec(ctx, "TRUNCATE TABLE IF EXISTS rule_state"); err != nil {
+			return nil, err
+		}
+		sched, err := rules.New(cfg, rules.SchedulerDeps{DB: eng.db, Reader: eng.reader, Alerts: mgr, Tenants: tenants,
+			Now: func() time.Time { return time.Unix(0, clock.Load()).UTC() }})
+		if err != nil {
+			return nil, err
+		}
+		return sched, sched.Prepare(ctx)
 	}
 	end := time.Now().UTC().Truncate(time.Second)
 	f := &filler{db: eng.db, end: end, window: ro.costWindow, chunk: ro.costChunk, parallel: ro.costParallel, budget: ro.costBudget}
@@ -112,7 +118,7 @@ func ruleCostEngine(ctx context.Context, o options, ro ruleOptions, engine strin
 	if err := eng.db.Exec(ctx, "SYSTEM STOP MERGES flows"); err != nil {
 		return nil, err
 	}
-	m := &ruleMeter{eng: eng, sched: sched, clock: &clock, end: end, reps: ro.costReps, intervals: ruleIntervals(cfg)}
+	m := &ruleMeter{eng: eng, clock: &clock, end: end, reps: ro.costReps, intervals: ruleIntervals(cfg)}
 	var out []RuleCostSize
 	for _, rate := range ro.costRates {
 		size := RuleCostSize{Engine: eng.name, Rate: rate, WindowSecs: ro.costWindow.Seconds(), Rows: uint64(rate * ro.costWindow.Seconds())}
@@ -128,6 +134,9 @@ func ruleCostEngine(ctx context.Context, o options, ro ruleOptions, engine strin
 			return out, err
 		}
 		fmt.Fprintf(os.Stderr, "rules cost: rollups and counters filled in %s\n", time.Since(t).Round(time.Second))
+		if m.sched, err = newScheduler(); err != nil {
+			return out, err
+		}
 		t0 := time.Now()
 		size.Parts = settle(ctx, eng.reader)
 		size.IdleCores = m.idle(2 * time.Second)
@@ -168,7 +177,7 @@ func (m *ruleMeter) idle(d time.Duration) float64 {
 }
 
 // measure runs reps ticks of every rule. In tick k each rule's clock is
-// the data's end less (reps-1-k) of its interval (at most 30 s), as its
+// the data's end less (reps-1-k) of its interval (at most 60 s), as its
 // schedule would run it: rules of one interval run at the same time, so
 // the flood rules share their per-destination query as in serve (the
 // first of them in the list pays for it). The idle CPU of the process
@@ -183,7 +192,7 @@ func (m *ruleMeter) measure(idle float64) []RuleCost {
 	}
 	for k := range m.reps {
 		for _, n := range names {
-			step := min(m.intervals[n], 30*time.Second)
+			step := min(m.intervals[n], time.Minute)
 			if step <= 0 {
 				step = 10 * time.Second
 			}
