@@ -30,7 +30,7 @@ func delayFlags(d *delayOptions, on *bool) {
 	flag.StringVar(&d.scenarios, "rules-delay-scenarios", "amplification,synflood,portscan,hostscan,udpflood,icmpflood,bulk,spike",
 		"scenarios of the delay stage (names flowgen does not know are reported as missing)")
 	flag.Float64Var(&d.background, "rules-delay-background", 20000, "background flows/s of the delay stage")
-	flag.Float64Var(&d.perAttack, "rules-delay-attack-rate", 2000, "flows/s of each attack scenario")
+	flag.Float64Var(&d.perAttack, "rules-delay-attack-rate", 5000, "flows/s of each attack scenario")
 	flag.DurationVar(&d.lead, "rules-delay-lead", 60*time.Second, "background before the attacks start")
 	flag.DurationVar(&d.attack, "rules-delay-attack", 60*time.Second, "how long the attacks last")
 	flag.DurationVar(&d.grace, "rules-delay-grace", 20*time.Second, "background after the attacks, for late alerts")
@@ -42,8 +42,11 @@ type ScenarioDelay struct {
 	Scenario string `json:"scenario"`
 	Missing  bool   `json:"missing_in_flowgen,omitempty"`
 	Address  string `json:"address,omitempty"` // victim or source the flows and alerts are matched by
-	Sent     uint64 `json:"flows_sent"`
-	Stored   uint64 `json:"flows_stored"`
+	// Also are the other addresses of the scenario's description (a scan's
+	// target, the bulk transfer's client) that alerts are matched by.
+	Also   []string `json:"also_matched,omitempty"`
+	Sent   uint64   `json:"flows_sent"`
+	Stored uint64   `json:"flows_stored"`
 	// FirstFlow is min(time_received) of the scenario's flows; Start is
 	// when the attack generator started.
 	FirstFlow     time.Time `json:"first_flow_received"`
@@ -200,16 +203,24 @@ func runDelayTraffic(ctx context.Context, o options, d delayOptions, port int, p
 
 var ipv4InText = regexp.MustCompile(`\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b`)
 
-// scenarioAddress is the first IPv4 address of flowgen's description of
-// the scenario's target: the victim of floods, the source of scans.
-func scenarioAddress(rep *flowgen.Report, name string) string {
+// scenarioAddresses are the IPv4 addresses of flowgen's description of
+// the scenario's target, in order: the first is the victim of floods,
+// the source of scans, the server of the bulk transfer.
+func scenarioAddresses(rep *flowgen.Report, name string) []string {
 	if rep == nil {
-		return ""
+		return nil
 	}
 	for _, s := range rep.Scenarios {
 		if s.Name == name {
-			return ipv4InText.FindString(s.Target)
+			return ipv4InText.FindAllString(s.Target, -1)
 		}
+	}
+	return nil
+}
+
+func scenarioAddress(rep *flowgen.Report, name string) string {
+	if a := scenarioAddresses(rep, name); len(a) > 0 {
+		return a[0]
 	}
 	return ""
 }

@@ -167,6 +167,11 @@ func matchScenarios(ctx context.Context, q *endpoint, d delayOptions, attacks []
 			}
 		}
 		sd.Address = scenarioAddress(atk, a.name)
+		for _, ad := range scenarioAddresses(atk, a.name) {
+			if ad != sd.Address && !slices.Contains(addrs, ad) {
+				sd.Also = append(sd.Also, ad)
+			}
+		}
 		if sd.Address != "" {
 			first, n, err := q.firstFlow(ctx, atk, sd.Address, addrs)
 			if err != nil {
@@ -174,7 +179,7 @@ func matchScenarios(ctx context.Context, q *endpoint, d delayOptions, attacks []
 			}
 			sd.FirstFlow, sd.Stored = first, n
 		}
-		sd.detect(alerts, func(al alertRow) bool { return sd.Address != "" && al.mentions(sd.Address) })
+		sd.detect(alerts, sd.matches)
 		out = append(out, sd)
 	}
 	if spike && bg != nil {
@@ -186,6 +191,19 @@ func matchScenarios(ctx context.Context, q *endpoint, d delayOptions, attacks []
 		out = append(out, sd)
 	}
 	return out
+}
+
+// matches reports whether al names one of the scenario's addresses.
+func (sd *ScenarioDelay) matches(al alertRow) bool {
+	if sd.Address == "" {
+		return false
+	}
+	for _, a := range append([]string{sd.Address}, sd.Also...) {
+		if al.mentions(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // detect takes the earliest alert that match accepts and that fired
@@ -222,7 +240,7 @@ func unmatchedAlerts(alerts []alertRow, scen []ScenarioDelay) []string {
 	for _, al := range alerts {
 		matched := false
 		for _, sd := range scen {
-			if sd.Address != "" && al.mentions(sd.Address) || sd.Scenario == "spike" && strings.Contains(al.Rule, "interface") {
+			if sd.matches(al) || sd.Scenario == "spike" && strings.Contains(al.Rule, "interface") {
 				matched = true
 			}
 		}
