@@ -85,6 +85,12 @@ func writeRuleCost(b *strings.Builder, sizes []RuleCostSize) {
 			continue
 		}
 		fmt.Fprintf(b, "\n### %s, %.0f flows/s x %.0f s = %d rows", s.Engine, s.Rate, s.WindowSecs, s.Rows)
+		if s.NotMeasured {
+			fmt.Fprintf(b, ": **not measured**\n\nThe insert budget ran out (%.0f rows/s, %.0f s): too few more rows fitted to be worth measuring. "+
+				"Extrapolated linearly in rows from the previous size's %d rows (an estimate, not a measurement): **%.1f%% of one core**.\n",
+				s.InsertRowsPerSec, s.InsertSeconds, s.RowsMeasured, s.TotalCPUShareExtra*100)
+			continue
+		}
 		if s.Extrapolated {
 			fmt.Fprintf(b, " (**measured at %d rows**: the insert budget ran out)", s.RowsMeasured)
 		}

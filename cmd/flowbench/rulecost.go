@@ -30,12 +30,15 @@ type ruleOptions struct {
 	costBudget   time.Duration
 	costChunk    uint64
 	costParallel int
-	costWorker   string // set in the child process that runs the cost stage
-	load         bool
-	loadRate     float64
-	loadDuration time.Duration
-	delay        bool
-	delayOpts    delayOptions
+	// costMeasureBudget: no further tick of evaluations starts after this
+	// (evaluations of one rule are bounded by its timeout).
+	costMeasureBudget time.Duration
+	costWorker        string // set in the child process that runs the cost stage
+	load              bool
+	loadRate          float64
+	loadDuration      time.Duration
+	delay             bool
+	delayOpts         delayOptions
 }
 
 func ruleFlags(ro *ruleOptions) func() error {
@@ -43,11 +46,12 @@ func ruleFlags(ro *ruleOptions) func() error {
 	flag.BoolVar(&ro.cost, "rules-cost", true, "measure the evaluation cost of every rule on synthetic data (in a child process)")
 	flag.StringVar(&rates, "rules-cost-rates", "100000,300000", "flow rates the cost stage fills the window at, ascending")
 	flag.DurationVar(&ro.costWindow, "rules-cost-window", 10*time.Minute, "time the synthetic flows span, ending now")
-	flag.IntVar(&ro.costReps, "rules-cost-reps", 5, "evaluations of each rule per size")
+	flag.IntVar(&ro.costReps, "rules-cost-reps", 3, "evaluations of each rule per size")
 	flag.StringVar(&engines, "rules-cost-engines", "embedded", "engines of the cost stage: embedded, server")
-	flag.DurationVar(&ro.costBudget, "rules-cost-insert-budget", 150*time.Second, "time the cost stage may spend filling flows per engine; sizes it cannot fill are measured at the rows inserted and extrapolated")
+	flag.DurationVar(&ro.costBudget, "rules-cost-insert-budget", 120*time.Second, "time the cost stage may spend filling flows per engine; sizes it cannot fill are measured at the rows inserted and extrapolated")
 	flag.Uint64Var(&ro.costChunk, "rules-cost-chunk", 5_000_000, "rows per INSERT ... SELECT")
 	flag.IntVar(&ro.costParallel, "rules-cost-parallel", 2, "INSERT ... SELECT statements at once")
+	flag.DurationVar(&ro.costMeasureBudget, "rules-cost-measure-budget", 90*time.Second, "time after which no further tick of evaluations starts, per size")
 	flag.StringVar(&ro.costWorker, "rules-cost-worker", "", "internal: run the cost stage here and write its JSON to this file")
 	flag.BoolVar(&ro.load, "rules-load", true, "compare flowhouse's CPU under load with the rules on and off")
 	flag.Float64Var(&ro.loadRate, "rules-load-rate", 300000, "offered flows/s of the rules-on/off comparison")
@@ -201,7 +205,7 @@ func ruleCostStage(ctx context.Context, o options, ro ruleOptions) ([]RuleCostSi
 		"-rules-cost-rates="+strings.Join(rates, ","), "-rules-cost-window="+ro.costWindow.String(),
 		"-rules-cost-reps="+strconv.Itoa(ro.costReps), "-rules-cost-engines="+strings.Join(ro.costEngines, ","),
 		"-rules-cost-insert-budget="+ro.costBudget.String(), "-rules-cost-chunk="+strconv.FormatUint(ro.costChunk, 10),
-		"-rules-cost-parallel="+strconv.Itoa(ro.costParallel))
+		"-rules-cost-parallel="+strconv.Itoa(ro.costParallel), "-rules-cost-measure-budget="+ro.costMeasureBudget.String())
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Run(); err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/flowhouse/flowhouse/analytics/alerts"
 	"github.com/flowhouse/flowhouse/analytics/rules"
+	"github.com/flowhouse/flowhouse/internal/dbapi"
 	"github.com/flowhouse/flowhouse/tenant"
 )
 
@@ -38,8 +39,11 @@ type RuleCostSize struct {
 	// RowsMeasured are the rows in flows during the measurement: fewer
 	// than Rows when the insert budget ran out; then Extrapolated is set
 	// and the *Extrapolated figures scale the measured ones linearly.
-	RowsMeasured       uint64     `json:"rows_measured"`
-	Extrapolated       bool       `json:"extrapolated"`
+	RowsMeasured uint64 `json:"rows_measured"`
+	Extrapolated bool   `json:"extrapolated"`
+	// NotMeasured: so few more rows fit the budget than the previous size
+	// had that this size is extrapolated from the previous one.
+	NotMeasured        bool       `json:"not_measured,omitempty"`
 	InsertRowsPerSec   float64    `json:"insert_rows_per_second"`
 	InsertSeconds      float64    `json:"insert_seconds_total"`
 	Parts              uint64     `json:"flows_active_parts"`
@@ -100,7 +104,10 @@ func ruleCostEngine(ctx context.Context, o options, ro ruleOptions, engine strin
 		if err := eng.db.Exec(ctx, "TRUNCATE TABLE IF EXISTS rule_state"); err != nil {
 			return nil, err
 		}
-		sched, err := rules.New(cfg, rules.SchedulerDeps{DB: eng.db, Reader: eng.reader, Alerts: mgr, Tenants: tenants,
+		// A new Reader value too: rules that share results between them
+		// (the flood rules) key them by the reader, and must not reuse
+		// the previous size's.
+		sched, err := rules.New(cfg, rules.SchedulerDeps{DB: eng.db, Reader: &sizeReader{eng.reader}, Alerts: mgr, Tenants: tenants,
 			Now: func() time.Time { return time.Unix(0, clock.Load()).UTC() }})
 		if err != nil {
 			return nil, err
@@ -118,7 +125,7 @@ func ruleCostEngine(ctx context.Context, o options, ro ruleOptions, engine strin
 	if err := eng.db.Exec(ctx, "SYSTEM STOP MERGES flows"); err != nil {
 		return nil, err
 	}
-	m := &ruleMeter{eng: eng, clock: &clock, end: end, reps: ro.costReps, intervals: ruleIntervals(cfg)}
+	m := &ruleMeter{eng: eng, clock: &clock, end: end, reps: ro.costReps, budget: ro.costMeasureBudget, intervals: ruleIntervals(cfg)}
 	var out []RuleCostSize
 	for _, rate := range ro.costRates {
 		size := RuleCostSize{Engine: eng.name, Rate: rate, WindowSecs: ro.costWindow.Seconds(), Rows: uint64(rate * ro.costWindow.Seconds())}
@@ -127,36 +134,51 @@ func ruleCostEngine(ctx context.Context, o options, ro ruleOptions, engine strin
 			return out, err
 		}
 		size.RowsMeasured, size.InsertRowsPerSec, size.InsertSeconds = f.inserted, f.rowsPerSecond(), f.spent.Seconds()
-		// The rollups and counters at the rate measured (rows in flows
-		// over the window).
-		t := time.Now()
-		if err := f.fillOthers(ctx, float64(f.inserted)/ro.costWindow.Seconds()); err != nil {
-			return out, err
+		size.Extrapolated = !complete
+		if n := len(out); !complete && n > 0 && f.inserted < out[n-1].RowsMeasured*3/2 {
+			// Too few more rows to be worth measuring: extrapolated from
+			// the previous size.
+			prev := out[n-1]
+			size.RowsMeasured, size.Parts, size.NotMeasured = prev.RowsMeasured, prev.Parts, true
+			size.TotalCPUShareExtra = prev.TotalCPUShare * float64(size.Rows) / float64(prev.RowsMeasured)
+			fmt.Fprintf(os.Stderr, "rules cost: only %d rows of %d fit the insert budget: not measured\n", f.inserted, size.Rows)
+			return append(out, size), nil
 		}
-		fmt.Fprintf(os.Stderr, "rules cost: rollups and counters filled in %s\n", time.Since(t).Round(time.Second))
 		if m.sched, err = newScheduler(); err != nil {
 			return out, err
 		}
-		t0 := time.Now()
-		size.Parts = settle(ctx, eng.reader)
-		size.IdleCores = m.idle(2 * time.Second)
-		t1 := time.Now()
-		size.Rules = m.measure(size.IdleCores)
-		fmt.Fprintf(os.Stderr, "rules cost: settled in %s, measured in %s\n", t1.Sub(t0).Round(time.Second), time.Since(t1).Round(time.Second))
-		for _, r := range size.Rules {
-			size.TotalCPUShare += r.CPUShare
+		if err := m.size(ctx, f, &size); err != nil {
+			return out, err
 		}
-		if !complete && size.RowsMeasured > 0 {
-			size.Extrapolated = true
-			size.TotalCPUShareExtra = size.TotalCPUShare * float64(size.Rows) / float64(size.RowsMeasured)
-		}
-		fmt.Fprintf(os.Stderr, "rules cost on %s: %d rows: %d rules, %.1f%% of one core\n", eng.name, size.RowsMeasured, len(size.Rules), size.TotalCPUShare*100)
 		out = append(out, size)
 		if !complete {
 			break // the budget is spent: larger sizes cannot be filled either
 		}
 	}
 	return out, nil
+}
+
+// size measures every rule on what f has filled so far.
+func (m *ruleMeter) size(ctx context.Context, f *filler, size *RuleCostSize) error {
+	// The rollups and counters at the rate measured (rows in flows over
+	// the window).
+	t := time.Now()
+	if err := f.fillOthers(ctx, float64(f.inserted)/f.window.Seconds()); err != nil {
+		return err
+	}
+	size.Parts = settle(ctx, m.eng.reader)
+	size.IdleCores = m.idle(2 * time.Second)
+	t1 := time.Now()
+	size.Rules = m.measure(size.IdleCores)
+	fmt.Fprintf(os.Stderr, "rules cost: filled the rest in %s, measured in %s\n", t1.Sub(t).Round(time.Second), time.Since(t1).Round(time.Second))
+	for _, r := range size.Rules {
+		size.TotalCPUShare += r.CPUShare
+	}
+	if size.Extrapolated && size.RowsMeasured > 0 {
+		size.TotalCPUShareExtra = size.TotalCPUShare * float64(size.Rows) / float64(size.RowsMeasured)
+	}
+	fmt.Fprintf(os.Stderr, "rules cost on %s: %d rows: %d rules, %.1f%% of one core\n", m.eng.name, size.RowsMeasured, len(size.Rules), size.TotalCPUShare*100)
+	return nil
 }
 
 // ruleMeter runs the rules on a fixed clock and measures them.
@@ -166,6 +188,7 @@ type ruleMeter struct {
 	clock     *atomic.Int64
 	end       time.Time
 	reps      int
+	budget    time.Duration // no further tick starts after this
 	intervals map[string]time.Duration
 }
 
@@ -190,7 +213,12 @@ func (m *ruleMeter) measure(idle float64) []RuleCost {
 	for _, n := range names {
 		res[n] = &RuleCost{Rule: n, IntervalSeconds: m.intervals[n].Seconds()}
 	}
+	start := time.Now()
 	for k := range m.reps {
+		if k > 0 && m.budget > 0 && time.Since(start) > m.budget {
+			fmt.Fprintf(os.Stderr, "rules cost: measurement budget spent after %d ticks\n", k)
+			break
+		}
 		for _, n := range names {
 			step := min(m.intervals[n], time.Minute)
 			if step <= 0 {
@@ -223,3 +251,6 @@ func (m *ruleMeter) measure(idle float64) []RuleCost {
 	}
 	return out
 }
+
+// sizeReader is the engine's reader under a new identity.
+type sizeReader struct{ dbapi.Querier }
