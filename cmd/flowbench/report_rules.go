@@ -124,7 +124,10 @@ func writeRuleLoad(b *strings.Builder, r *RuleLoadResult) {
 		fmt.Fprintf(b, "| %s | %.0f | %.0f | %d | %d | %.3f%% | %.1f | %.1f | %.2f | %.0f | %.0f | %.1f |\n", run.Rules, s.OfferedRate, s.AchievedRate, s.Sent, s.Stored, s.LossRatio*100,
 			s.CPUSeconds, s.WallSeconds, s.CPUCores, run.Evaluations, run.EvaluationErrors, run.EvaluationSeconds)
 	}
-	fmt.Fprintf(b, "\nDifference (on - off): %+.1f CPU s, **%+.3f cores** (%+.1f%% of one core).\n", r.CPUSecondsOn-r.CPUSecondsOff, r.CPUCoresDiff, r.CPUCoresDiff*100)
+	fmt.Fprintf(b, "\nDifference (on - off): %+.1f CPU s, **%+.3f cores** (%+.1f%% of one core). "+
+		"A rule runs first within 10%% of its interval after the start, then every interval: in a run shorter than an interval (60 s rules in a 30 s run) it runs once, "+
+		"so the difference weighs those rules' first evaluations more than a steady state would; the table of rule evaluations says how many ran. "+
+		"The data they read is only what this run ingested (at most the run's length).\n", r.CPUSecondsOn-r.CPUSecondsOff, r.CPUCoresDiff, r.CPUCoresDiff*100)
 }
 
 func writeDelay(b *strings.Builder, d *DelayResult) {
