@@ -82,7 +82,7 @@ type NetworkConfig struct {
 type PollingConfig struct {
 	// Interfaces: sysName and the interface table.
 	Interfaces time.Duration `mapstructure:"interfaces" yaml:"interfaces"`
-	// ARP: ipNetToPhysicalTable, else ipNetToMediaTable.
+	// ARP: ipNetToPhysicalTable and ipNetToMediaTable (whose IPv4 MACs win).
 	ARP time.Duration `mapstructure:"arp" yaml:"arp"`
 	// Counters: ifHCInOctets/ifHCOutOctets.
 	Counters time.Duration `mapstructure:"counters" yaml:"counters"`

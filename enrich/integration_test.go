@@ -2,6 +2,7 @@ package enrich_test
 
 import (
 	"context"
+	"github.com/flowhouse/flowhouse/internal/testkit"
 	"net"
 	"net/netip"
 	"strconv"
@@ -178,16 +179,20 @@ func TestEnrichFromNamespaceAgent(t *testing.T) {
 	// Changes show after the next poll: alias, and an ARP entry moving to
 	// another MAC; the device inventory keeps the address history.
 	ag.setAlias(t, wanIdx, "peering at ix")
-	// net-snmp 5.9 keeps a row's old MAC when the kernel entry is changed
-	// in place (ip neigh replace), measured here: delete and add it.
-	run(t, "ip", "-n", ns, "neigh", "del", "10.255.3.9", "dev", "lan0")
-	run(t, "ip", "-n", ns, "neigh", "add", "10.255.3.9", "lladdr", "00:00:0c:99:99:99", "dev", "lan0", "nud", "permanent")
+	// In place, as on a router (enrich reads IPv4 MACs from
+	// ipNetToMediaTable, which net-snmp 5.9 keeps right then).
+	run(t, "ip", "-n", ns, "neigh", "replace", "10.255.3.9", "lladdr", "00:00:0c:99:99:99", "dev", "lan0", "nud", "permanent")
 	run(t, "ip", "-n", ns, "neigh", "replace", "10.255.3.11", "lladdr", "00:00:0c:12:34:56", "dev", "lan0", "nud", "permanent")
-	if err := e.PollNow(withTimeout(t, 10*time.Second), exp); err != nil {
-		t.Fatal(err)
-	}
-	e.Write([]flow.Flow{f})
-	got = next.last()
+	// snmpd serves a change made within a second of its last walk only
+	// once its cache expires: poll until the agent shows it.
+	testkit.Eventually(t, "the agent serving the new MAC", 10*time.Second, func() bool {
+		if err := e.PollNow(withTimeout(t, 10*time.Second), exp); err != nil {
+			t.Fatal(err)
+		}
+		e.Write([]flow.Flow{f})
+		got = next.last()
+		return got.DstMAC == mac("00:00:0c:99:99:99")
+	})
 	if got.InIfDescription != "peering at ix" || got.InIfBoundary != "" {
 		t.Errorf("after alias change: %q boundary %q", got.InIfDescription, got.InIfBoundary)
 	}
@@ -347,7 +352,7 @@ func TestARPFallbackToIPNetToMedia(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c2.Close()
-	if _, table, err := c2.ARP(); err != nil || table != "ipNetToPhysical" {
+	if _, table, err := c2.ARP(); err != nil || table != "ipNetToPhysical+ipNetToMedia" {
 		t.Errorf("full view: table %s err %v", table, err)
 	}
 }

@@ -550,6 +550,12 @@ func (g *Generator) scenarioTarget(k ScenarioKind) string {
 		return fmt.Sprintf("TCP SYN from %s:%d to %s, destination ports 1, 2, 3, ...", PortScanSource, portScanSourcePort, PortScanTarget)
 	case HostScan:
 		return fmt.Sprintf("TCP SYN from %s to 192.0.2.1-254, port %d", HostScanSource, HostScanPort)
+	case UDPFlood:
+		return fmt.Sprintf("small UDP packets from spoofed sources, random ports, to %s", UDPFloodVictim)
+	case ICMPFlood:
+		return fmt.Sprintf("ICMP echo requests from spoofed sources to %s", ICMPFloodVictim)
+	case Bulk:
+		return fmt.Sprintf("one TCP transfer from %s to %s (SYN, SYN-ACK, data and ACKs)", BulkServer, BulkClient)
 	case Spike:
 		return fmt.Sprintf("bytes and packets x10 on ifIndex %d (sFlow: x10 samples)", g.cfg.SpikeIfIndex)
 	}

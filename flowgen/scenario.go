@@ -18,10 +18,13 @@ const (
 	PortScan
 	HostScan
 	Spike
+	UDPFlood
+	ICMPFlood
+	Bulk
 	numScenarioKinds
 )
 
-var scenarioNames = [numScenarioKinds]string{"background", "amplification", "synflood", "portscan", "hostscan", "spike"}
+var scenarioNames = [numScenarioKinds]string{"background", "amplification", "synflood", "portscan", "hostscan", "spike", "udpflood", "icmpflood", "bulk"}
 
 func (k ScenarioKind) String() string {
 	if k < numScenarioKinds {
@@ -37,7 +40,7 @@ func ParseScenarioKind(s string) (ScenarioKind, error) {
 			return k, nil
 		}
 	}
-	return 0, fmt.Errorf("unknown scenario %q (want amplification, synflood, portscan, hostscan or spike)", s)
+	return 0, fmt.Errorf("unknown scenario %q (want amplification, synflood, portscan, hostscan, spike, udpflood, icmpflood or bulk)", s)
 }
 
 // Scenario is one injected pattern and when it is active, measured on the
@@ -109,6 +112,12 @@ var (
 	PortScanTarget      = netip.MustParseAddr("192.0.2.50")
 	HostScanSource      = netip.MustParseAddr("203.0.113.77")
 	HostScanPort        = uint16(22)
+	UDPFloodVictim      = netip.MustParseAddr("192.0.2.220")
+	ICMPFloodVictim     = netip.MustParseAddr("192.0.2.230")
+	// BulkServer sends a long TCP transfer to BulkClient (the negative
+	// control of the flood rules: one source, handshake and ACKs).
+	BulkServer = netip.MustParseAddrPort("203.0.113.240:443")
+	BulkClient = netip.MustParseAddrPort("192.0.2.240:50080")
 	// AmplificationPorts are the reflector services (DNS, NTP, SSDP,
 	// memcached, CLDAP, chargen) amplification flows come from.
 	AmplificationPorts = []uint16{53, 123, 1900, 11211, 389, 19}
@@ -123,6 +132,7 @@ type injector struct {
 	r        rng
 	nextPort uint16 // port scan: next destination port
 	nextHost uint8  // host scan: next last octet
+	bulkSeq  uint64 // bulk: records of the transfer so far
 }
 
 func newInjector(seed uint64) *injector {
@@ -181,12 +191,56 @@ func (in *injector) inject(f *Flow, k ScenarioKind, x *exporterModel, nowMs int6
 		in.nextHost = in.nextHost%254 + 1
 		f.SrcPort, f.DstPort = uint16(r.rangeIn(32768, 60999)), HostScanPort
 		f.Packets, size = 1, 60
+	case UDPFlood:
+		f.Proto = protoUDP
+		f.Src, f.Dst = in.outside(), UDPFloodVictim
+		f.SrcPort, f.DstPort = uint16(r.rangeIn(1024, 65535)), uint16(r.rangeIn(1024, 65535))
+		f.Packets = uint64(1 + r.intn(2))
+		size = r.rangeIn(60, 120)
+	case ICMPFlood:
+		f.Proto, f.ICMPType = protoICMP, 8
+		f.Src, f.Dst = in.outside(), ICMPFloodVictim
+		f.DstPort = uint16(f.ICMPType) << 8
+		f.Packets = uint64(1 + r.intn(3))
+		size = 84
+	case Bulk:
+		size = in.bulk(f)
 	}
 	f.Bytes = f.Packets * uint64(size)
-	f.OutIf = x.accessIf(f.Dst.As4()[3])
+	if f.InIf == 0 { // from the inside: in on the host's access interface
+		f.InIf = x.accessIf(f.Src.As4()[3])
+	} else {
+		f.OutIf = x.accessIf(f.Dst.As4()[3])
+	}
 	f.SrcVLAN, f.DstVLAN = x.vlan(f.InIf), x.vlan(f.OutIf)
 	f.EndMs = nowMs - int64(r.intn(1000))
 	f.StartMs = f.EndMs - int64(f.Packets-1)*int64(r.rangeIn(1, 20))
+}
+
+// bulk fills f with the next record of the bulk transfer and returns its
+// packet size: records alternate between the server's data (full-size
+// segments) and the client's ACKs; the first record of each direction
+// carries the handshake's SYN (SYN, then SYN-ACK).
+func (in *injector) bulk(f *Flow) int {
+	const syn, psh, ack = 0x02, 0x08, 0x10
+	toClient := in.bulkSeq%2 == 1
+	f.Proto, f.TCPFlags = protoTCP, psh|ack
+	if in.bulkSeq < 2 {
+		f.TCPFlags |= syn
+	}
+	in.bulkSeq++
+	if toClient {
+		f.Src, f.Dst = BulkServer.Addr(), BulkClient.Addr()
+		f.SrcPort, f.DstPort = BulkServer.Port(), BulkClient.Port()
+		f.Packets = uint64(in.r.rangeIn(800, 1200))
+		return 1500
+	}
+	f.Src, f.Dst = BulkClient.Addr(), BulkServer.Addr()
+	f.SrcPort, f.DstPort = BulkClient.Port(), BulkServer.Port()
+	f.InIf, f.OutIf = 0, 1                                             // set below from the client's access interface
+	f.SrcMAC, f.NextHop = [6]byte{0x02, 0, 0, 0, 0x50, 0x80}, gateway4 // to the exporter's MAC, as set
+	f.Packets = uint64(in.r.rangeIn(400, 600))                         // one ACK per two segments
+	return 52
 }
 
 // spike multiplies a flow crossing the spiking interface by ten.

@@ -158,7 +158,7 @@ type arpWant struct {
 	summary         []string
 }
 
-func checkFindings(t *testing.T, got []Finding, want []arpWant) {
+func checkARPFindings(t *testing.T, got []Finding, want []arpWant) {
 	t.Helper()
 	if len(got) != len(want) {
 		for _, f := range got {
@@ -407,7 +407,7 @@ func TestARPMACChangeOnEngines(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			forEachEngine(t, func(t *testing.T, e engine) {
 				arpInsert(t, e, c.rows...)
-				checkFindings(t, arpEval(t, ARPMACChange, e, now, []string{"a", "b"}, c.set), c.want)
+				checkARPFindings(t, arpEval(t, ARPMACChange, e, now, []string{"a", "b"}, c.set), c.want)
 			})
 		})
 	}
@@ -454,7 +454,7 @@ func TestARPFlipFlopOnEngines(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			forEachEngine(t, func(t *testing.T, e engine) {
 				arpInsert(t, e, c.rows...)
-				checkFindings(t, arpEval(t, ARPFlipFlop, e, now, []string{"a", "b"}, c.set), c.want)
+				checkARPFindings(t, arpEval(t, ARPFlipFlop, e, now, []string{"a", "b"}, c.set), c.want)
 			})
 		})
 	}
@@ -510,7 +510,7 @@ func TestARPMACManyIPsOnEngines(t *testing.T) {
 				if c.exporter != "" {
 					arpExporter(t, e, "a", c.exporter, now)
 				}
-				checkFindings(t, arpEval(t, ARPMACManyIPs, e, now, []string{"a", "b"}, c.set), c.want)
+				checkARPFindings(t, arpEval(t, ARPMACManyIPs, e, now, []string{"a", "b"}, c.set), c.want)
 			})
 		})
 	}
@@ -562,7 +562,7 @@ func TestARPNewMACOnEngines(t *testing.T) {
 				for mac, tenant := range c.devices {
 					arpDevice(t, e, tenant, mac, ago(now, 30*24*time.Hour))
 				}
-				checkFindings(t, arpEval(t, ARPNewMAC, e, now, []string{"a", "b"}, c.set), c.want)
+				checkARPFindings(t, arpEval(t, ARPNewMAC, e, now, []string{"a", "b"}, c.set), c.want)
 			})
 		})
 	}

@@ -12,6 +12,12 @@ import (
 
 // BuiltinConfig holds one section per built-in rule, under rules.builtin.
 type BuiltinConfig struct {
+	Amplification        Builtin[AmplificationParams] `mapstructure:"amplification" yaml:"amplification"`
+	SYNFlood             Builtin[SYNFloodParams]      `mapstructure:"syn_flood" yaml:"syn_flood"`
+	UDPFlood             Builtin[UDPFloodParams]      `mapstructure:"udp_flood" yaml:"udp_flood"`
+	ICMPFlood            Builtin[ICMPFloodParams]     `mapstructure:"icmp_flood" yaml:"icmp_flood"`
+	PortScan             Builtin[PortScanParams]      `mapstructure:"port_scan" yaml:"port_scan"`
+	HostScan             Builtin[HostScanParams]      `mapstructure:"host_scan" yaml:"host_scan"`
 	VolumeDestination    Builtin[VolumeParams]        `mapstructure:"volume_destination" yaml:"volume_destination"`
 	VolumeInterface      Builtin[VolumeParams]        `mapstructure:"volume_interface" yaml:"volume_interface"`
 	InterfaceUtilisation Builtin[UtilisationParams]   `mapstructure:"interface_utilisation" yaml:"interface_utilisation"`
@@ -22,7 +28,11 @@ type BuiltinConfig struct {
 }
 
 // builtins is every built-in rule, in the order of the documentation.
-var builtins = []registration{VolumeDestination, VolumeInterface, InterfaceUtilisation, ARPMACChange, ARPFlipFlop, ARPMACManyIPs, ARPNewMAC}
+var builtins = []registration{
+	Amplification, SYNFlood, UDPFlood, ICMPFlood, PortScan, HostScan,
+	VolumeDestination, VolumeInterface, InterfaceUtilisation,
+	ARPMACChange, ARPFlipFlop, ARPMACManyIPs, ARPNewMAC,
+}
 
 // registration is a Kind with its parameter type hidden, so that kinds of
 // different parameters live in one list.

@@ -63,6 +63,10 @@ Scenarios (-scenario NAME[@START[+DURATION]],...; times on the run's schedule):
   portscan       203.0.113.66 -> 192.0.2.50, TCP SYN to ports 1, 2, 3, ...
   hostscan       203.0.113.77 -> 192.0.2.1-254, TCP SYN to port 22
   spike          bytes and packets x10 on -spike-ifindex (sFlow: x10 samples)
+  udpflood       small UDP packets from spoofed sources, random ports, to 192.0.2.220
+  icmpflood      ICMP echo requests from spoofed sources to 192.0.2.230
+  bulk           one long TCP transfer 203.0.113.240:443 -> 192.0.2.240:50080
+                 (SYN, SYN-ACK, data and ACKs both ways): a negative control
 While injected scenarios are active they take -scenario-share of the flows.
 
 Flags:
@@ -95,7 +99,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		tplInterval = fs.Duration("template-interval", d.TemplateInterval, "v9/IPFIX: resend templates after this time (0: not by time)")
 		ctrInterval = fs.Duration("counter-interval", d.CounterInterval, "sFlow: send interface counter samples this often (0: never)")
 		flushIvl    = fs.Duration("flush", d.FlushInterval, "send a partly filled datagram after this")
-		scenarios   = fs.String("scenario", "", "scenarios to inject, comma-separated: amplification, synflood, portscan, hostscan, spike, each as NAME[@START[+DURATION]]")
+		scenarios   = fs.String("scenario", "", "scenarios to inject, comma-separated: amplification, synflood, portscan, hostscan, spike, udpflood, icmpflood, bulk, each as NAME[@START[+DURATION]]")
 		scStart     = fs.Duration("scenario-start", 0, "default start offset of scenarios")
 		scDuration  = fs.Duration("scenario-duration", 0, "default duration of scenarios (0: until the end)")
 		scShare     = fs.Float64("scenario-share", d.ScenarioShare, "share of flows that active injected scenarios take, 0..1")

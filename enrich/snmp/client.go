@@ -258,10 +258,59 @@ func (c *Client) Interfaces() ([]Interface, error) {
 	return out, nil
 }
 
-// ARP walks ipNetToPhysicalPhysAddress (IPv4 and IPv6 neighbours) and,
-// when that table is empty or absent, ipNetToMediaPhysAddress (IPv4). It
-// returns the table used: "ipNetToPhysical" or "ipNetToMedia".
+// ARP walks ipNetToPhysicalPhysAddress (IPv4 and IPv6 neighbours) and
+// ipNetToMediaPhysAddress (IPv4). It returns the table used:
+// "ipNetToPhysical", "ipNetToMedia" (the only one the agent has), or
+// "ipNetToPhysical+ipNetToMedia" when both list IPv4 neighbours.
+//
+// An IPv4 neighbour in both tables takes ipNetToMedia's MAC: net-snmp
+// 5.9.3 (Debian bookworm's, what Linux routers run) updates only the
+// first octet of an ipNetToPhysical row when the neighbour's MAC changes
+// in place (00:00:5e:00:53:09 replaced by 02:42:ac:11:00:02 reads back as
+// 02:00:5e:00:53:09, measured), while its ipNetToMedia row is right.
 func (c *Client) ARP() ([]ARPEntry, string, error) {
+	physical, err := c.arpPhysical()
+	if err != nil {
+		return nil, "", err
+	}
+	media, err := c.arpMedia()
+	if err != nil {
+		if len(physical) > 0 {
+			return physical, "ipNetToPhysical", nil // the agent may refuse the old table
+		}
+		return nil, "", err
+	}
+	switch {
+	case len(physical) == 0:
+		return media, "ipNetToMedia", nil
+	case len(media) == 0:
+		return physical, "ipNetToPhysical", nil
+	}
+	type key struct {
+		ifIndex uint32
+		ip      netip.Addr
+	}
+	inMedia := make(map[key]int, len(media))
+	for i, e := range media {
+		inMedia[key{e.IfIndex, e.IP}] = i
+	}
+	out := make([]ARPEntry, 0, len(physical)+len(media))
+	used := make([]bool, len(media))
+	for _, e := range physical {
+		if i, ok := inMedia[key{e.IfIndex, e.IP}]; ok {
+			e.MAC, used[i] = media[i].MAC, true
+		}
+		out = append(out, e)
+	}
+	for i, e := range media {
+		if !used[i] {
+			out = append(out, e)
+		}
+	}
+	return out, "ipNetToPhysical+ipNetToMedia", nil
+}
+
+func (c *Client) arpPhysical() ([]ARPEntry, error) {
 	var out []ARPEntry
 	err := c.walk(OIDIPNetToPhysical, func(idx []uint32, p gosnmp.SnmpPDU) {
 		// ifIndex.addrType.len.addr...
@@ -280,13 +329,12 @@ func (c *Client) ARP() ([]ARPEntry, string, error) {
 			out = append(out, ARPEntry{IfIndex: ifIndex, IP: ip, MAC: mac})
 		}
 	})
-	if err != nil {
-		return nil, "", err
-	}
-	if len(out) > 0 {
-		return out, "ipNetToPhysical", nil
-	}
-	err = c.walk(OIDIPNetToMedia, func(idx []uint32, p gosnmp.SnmpPDU) {
+	return out, err
+}
+
+func (c *Client) arpMedia() ([]ARPEntry, error) {
+	var out []ARPEntry
+	err := c.walk(OIDIPNetToMedia, func(idx []uint32, p gosnmp.SnmpPDU) {
 		if len(idx) != 5 {
 			return
 		}
@@ -298,10 +346,7 @@ func (c *Client) ARP() ([]ARPEntry, string, error) {
 			out = append(out, ARPEntry{IfIndex: idx[0], IP: ip, MAC: mac})
 		}
 	})
-	if err != nil {
-		return nil, "", err
-	}
-	return out, "ipNetToMedia", nil
+	return out, err
 }
 
 func addrFromIndex(idx []uint32) (netip.Addr, bool) {

@@ -50,7 +50,7 @@ func (e Engine) Exec(t testing.TB, stmts ...string) {
 func Main(m *testing.M) { chtest.MainThen(m, closeEmbedded) }
 
 // Server is a fresh migrated database on the shared server.
-func Server(t *testing.T) Engine {
+func Server(t testing.TB) Engine {
 	t.Helper()
 	addr, database := chtest.Database(t)
 	cfg := store.DefaultConfig()
