@@ -62,6 +62,7 @@ func main() {
 	flag.StringVar(&engines, "engines", "server,embedded", "engines to measure: server (ClickHouse server), embedded (chDB)")
 	flag.StringVar(&o.library, "library", "var/lib/libchdb.so", "the embedded engine's library (make deps installs it)")
 	checkRules := ruleFlags(&o.rules)
+	rewriteOnly := flag.Bool("rewrite", false, "only rewrite report.md and report.json from the report.json in -out (derived figures recomputed), measuring nothing")
 	flag.Parse()
 	if engines != "" {
 		o.engines = strings.Split(engines, ",")
@@ -74,6 +75,13 @@ func main() {
 	if err := checkRules(); err != nil {
 		fmt.Fprintf(os.Stderr, "flowbench: %v\n", err)
 		os.Exit(2)
+	}
+	if *rewriteOnly {
+		if err := rewrite(o); err != nil {
+			fmt.Fprintln(os.Stderr, "flowbench:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if o.rules.costWorker != "" {
 		if err := ruleCostWorker(o, o.rules); err != nil {

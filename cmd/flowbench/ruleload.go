@@ -28,9 +28,28 @@ type RuleLoadResult struct {
 	Runs          []RuleLoad `json:"runs"`
 	CPUSecondsOn  float64    `json:"cpu_seconds_rules_on"`
 	CPUSecondsOff float64    `json:"cpu_seconds_rules_off"`
-	// CPUCoresDiff is the difference of the runs' mean CPU (cores): the
-	// rules' share of one core while ingesting.
-	CPUCoresDiff float64 `json:"cpu_cores_difference"`
+	// CPUCoresDiff is the difference of the runs' CPU seconds over the
+	// load's duration: the rules' share of one core while ingesting. (The
+	// runs' own mean CPU differs by their drain, which can be long.)
+	CPUCoresDiff    float64 `json:"cpu_cores_difference"`
+	LoadSeconds     float64 `json:"load_seconds"`
+	LossRatioOn     float64 `json:"loss_ratio_rules_on"`
+	LossRatioOff    float64 `json:"loss_ratio_rules_off"`
+	MeanCoresDiffer float64 `json:"mean_cpu_cores_difference"`
+}
+
+// compare fills the comparison from the two runs (off, then on).
+func (r *RuleLoadResult) compare() {
+	if len(r.Runs) != 2 {
+		return
+	}
+	off, on := r.Runs[0].Step, r.Runs[1].Step
+	r.CPUSecondsOff, r.CPUSecondsOn = off.CPUSeconds, on.CPUSeconds
+	r.LossRatioOff, r.LossRatioOn = off.LossRatio, on.LossRatio
+	r.MeanCoresDiffer = on.CPUCores - off.CPUCores
+	if r.LoadSeconds > 0 {
+		r.CPUCoresDiff = (on.CPUSeconds - off.CPUSeconds) / r.LoadSeconds
+	}
 }
 
 // ruleLoadStage runs flowhouse (embedded engine) under the same load
@@ -69,8 +88,7 @@ func ruleLoadStage(ctx context.Context, o options, ro ruleOptions, protocols []f
 		fmt.Fprintf(os.Stderr, "rules %s: achieved %.0f/s loss %.4f%% cpu %.1f s (%.2f cores), %0.f rule evaluations\n",
 			mode, st.AchievedRate, st.LossRatio*100, st.CPUSeconds, st.CPUCores, run.Evaluations)
 	}
-	off, on := res.Runs[0].Step, res.Runs[1].Step
-	res.CPUSecondsOff, res.CPUSecondsOn = off.CPUSeconds, on.CPUSeconds
-	res.CPUCoresDiff = on.CPUCores - off.CPUCores
+	res.LoadSeconds = ro.loadDuration.Seconds()
+	res.compare()
 	return res, nil
 }
