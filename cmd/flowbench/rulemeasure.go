@@ -82,16 +82,8 @@ func ruleCostEngine(ctx context.Context, o options, ro ruleOptions, engine strin
 		return nil, err
 	}
 	defer eng.close()
-	tenants, err := tenant.New(tenant.Config{Default: "t0", Exporters: []tenant.Exporter{
-		{Match: "10.1.0.1", Tenant: "t1"}, {Match: "10.1.0.2", Tenant: "t2"}}})
+	tenants, mgr, err := costAlerts(ctx, eng)
 	if err != nil {
-		return nil, err
-	}
-	mgr, err := alerts.New(alerts.DefaultConfig(), alerts.Deps{DB: eng.db, Tenants: tenants})
-	if err != nil {
-		return nil, err
-	}
-	if err := mgr.Start(ctx); err != nil {
 		return nil, err
 	}
 	defer mgr.Stop(context.Background())
@@ -179,6 +171,21 @@ func (m *ruleMeter) size(ctx context.Context, f *filler, size *RuleCostSize) err
 	}
 	fmt.Fprintf(os.Stderr, "rules cost on %s: %d rows: %d rules, %.1f%% of one core\n", m.eng.name, size.RowsMeasured, len(size.Rules), size.TotalCPUShare*100)
 	return nil
+}
+
+// costAlerts are the tenants of the synthetic flows (t0, t1, t2) and a
+// started alert lifecycle on the engine.
+func costAlerts(ctx context.Context, eng *costEngine) (*tenant.Tenants, *alerts.Manager, error) {
+	tenants, err := tenant.New(tenant.Config{Default: "t0", Exporters: []tenant.Exporter{
+		{Match: "10.1.0.1", Tenant: "t1"}, {Match: "10.1.0.2", Tenant: "t2"}}})
+	if err != nil {
+		return nil, nil, err
+	}
+	mgr, err := alerts.New(alerts.DefaultConfig(), alerts.Deps{DB: eng.db, Tenants: tenants})
+	if err != nil {
+		return nil, nil, err
+	}
+	return tenants, mgr, mgr.Start(ctx)
 }
 
 // ruleMeter runs the rules on a fixed clock and measures them.
