@@ -16,7 +16,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -27,7 +26,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/flowhouse/flowhouse/flowgen"
@@ -47,6 +45,7 @@ type options struct {
 	engines   []string
 	library   string
 	fnm       bool // the FastNetMon comparison (fastnetmon.go)
+	rules     ruleOptions
 }
 
 func main() {
@@ -64,15 +63,34 @@ func main() {
 	flag.StringVar(&engines, "engines", "server,embedded", "engines to measure: server (ClickHouse server), embedded (chDB)")
 	flag.StringVar(&o.library, "library", "var/lib/libchdb.so", "the embedded engine's library (make deps installs it)")
 	flag.BoolVar(&o.fnm, "fastnetmon", fastnetmonInstalled(), "also compare detection with FastNetMon CE (default: when "+fnmBinary+" exists)")
+	checkRules := ruleFlags(&o.rules)
+	rewriteOnly := flag.Bool("rewrite", false, "only rewrite report.md and report.json from the report.json in -out (derived figures recomputed), measuring nothing")
 	flag.Parse()
-	o.engines = strings.Split(engines, ",")
-	for _, r := range strings.Split(rates, ",") {
-		v, err := strconv.ParseFloat(strings.TrimSpace(r), 64)
-		if err != nil || v <= 0 {
-			fmt.Fprintf(os.Stderr, "flowbench: -rates: %q is not a positive number\n", r)
-			os.Exit(2)
+	if engines != "" {
+		o.engines = strings.Split(engines, ",")
+	}
+	var err error
+	if o.rates, err = parseRates(rates); err != nil {
+		fmt.Fprintf(os.Stderr, "flowbench: -rates: %v\n", err)
+		os.Exit(2)
+	}
+	if err := checkRules(); err != nil {
+		fmt.Fprintf(os.Stderr, "flowbench: %v\n", err)
+		os.Exit(2)
+	}
+	if *rewriteOnly {
+		if err := rewrite(o); err != nil {
+			fmt.Fprintln(os.Stderr, "flowbench:", err)
+			os.Exit(1)
 		}
-		o.rates = append(o.rates, v)
+		return
+	}
+	if o.rules.costWorker != "" {
+		if err := ruleCostWorker(o, o.rules); err != nil {
+			fmt.Fprintln(os.Stderr, "flowbench: rules cost worker:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "flowbench:", err)
@@ -99,6 +117,10 @@ type Step struct {
 	MeanInsertMs     float64 `json:"mean_insert_ms"`
 	DrainSeconds     float64 `json:"drain_seconds"`
 	ClickHouseEngine string  `json:"engine"`
+	CPUSeconds       float64 `json:"flowhouse_cpu_seconds,omitempty"`
+	WallSeconds      float64 `json:"wall_seconds,omitempty"`
+
+	metrics map[string]float64 // flowhouse's /metrics at the end of the step
 }
 
 // DecodeResult is one decoder benchmark line.
@@ -124,6 +146,12 @@ type Report struct {
 	SustainedRate     map[string]float64 `json:"sustained_flows_per_second"`
 	MaxLoss           float64            `json:"max_loss_ratio"`
 	Decode            []DecodeResult     `json:"decode"`
+	// The detection stages (rules*.go, delay*.go); a stage that failed
+	// is named in StageErrors and the others are still reported.
+	RuleCost    []RuleCostSize    `json:"rule_cost,omitempty"`
+	RuleLoad    *RuleLoadResult   `json:"rule_load,omitempty"`
+	Delay       *DelayResult      `json:"detection_delay,omitempty"`
+	StageErrors map[string]string `json:"stage_errors,omitempty"`
 }
 
 func run(o options) error {
@@ -192,6 +220,7 @@ func run(o options) error {
 			}
 		}
 	}
+	detectionStages(ctx, o, rep, protocols)
 	if err := write(o.out, rep); err != nil {
 		return err
 	}
@@ -204,6 +233,7 @@ type storeTarget struct {
 	name          string
 	addr          string
 	library, path string
+	env           []string // more environment of flowhouse serve
 }
 
 func (t storeTarget) config(database string) store.Config {
@@ -228,64 +258,13 @@ func (t storeTarget) countRows(ctx context.Context, database string) (uint64, er
 
 func step(ctx context.Context, o options, target storeTarget, database string, rate float64, protocols []flowgen.Protocol) (Step, error) {
 	st := Step{OfferedRate: rate}
-	udpPort, err := freePort("udp")
+	srv, err := startServe(ctx, o, target, database, target.env...)
 	if err != nil {
 		return st, err
 	}
-	httpPort, err := freePort("tcp")
-	if err != nil {
-		return st, err
-	}
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", httpPort)
-	spoolDir, err := os.MkdirTemp("", "flowbench-spool-")
-	if err != nil {
-		return st, err
-	}
-	defer os.RemoveAll(spoolDir)
-	cmd := exec.CommandContext(ctx, o.flowhouse, "serve")
-	cmd.Env = append(os.Environ(),
-		"FLOWHOUSE_CLICKHOUSE_ADDR="+target.addr,
-		"FLOWHOUSE_CLICKHOUSE_EMBEDDED_LIBRARY="+target.library,
-		"FLOWHOUSE_CLICKHOUSE_EMBEDDED_PATH="+target.path,
-		"FLOWHOUSE_SPOOL_DIR="+spoolDir,
-		"FLOWHOUSE_CLICKHOUSE_DATABASE="+database,
-		fmt.Sprintf("FLOWHOUSE_COLLECTOR_LISTENERS=127.0.0.1:%d", udpPort),
-		"FLOWHOUSE_HTTP_LISTEN="+httpAddr,
-		"FLOWHOUSE_LOG_LEVEL=warn",
-	)
-	logFile, err := os.CreateTemp("", "flowbench-flowhouse-*.log")
-	if err != nil {
-		return st, err
-	}
-	defer os.Remove(logFile.Name())
-	defer logFile.Close()
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return st, err
-	}
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			done := make(chan struct{})
-			go func() { _ = cmd.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(30 * time.Second):
-				_ = cmd.Process.Kill()
-				<-done
-			}
-		}
-	}
-	defer stop()
-	if err := waitReady(ctx, httpAddr, 60*time.Second); err != nil {
-		logFile.Seek(0, io.SeekStart)
-		tail, _ := io.ReadAll(logFile)
-		return st, fmt.Errorf("%w\n%s", err, tail)
-	}
-	cpu0, _ := processCPU(cmd.Process.Pid)
+	defer srv.stop()
+	udpPort, httpAddr := srv.udpPort, srv.httpAddr
+	cpu0, _ := processCPU(srv.pid())
 	kernel0 := udpReceiveErrors()
 	start := time.Now()
 
@@ -309,14 +288,16 @@ func step(ctx context.Context, o options, target storeTarget, database string, r
 	}
 	st.DrainSeconds = time.Since(sendEnd).Seconds()
 	wall := time.Since(start).Seconds()
-	cpu1, _ := processCPU(cmd.Process.Pid)
+	cpu1, _ := processCPU(srv.pid())
 	st.CPUCores = (cpu1 - cpu0) / wall
-	st.PeakRSSMiB = peakRSSMiB(cmd.Process.Pid)
+	st.CPUSeconds, st.WallSeconds = cpu1-cpu0, wall
+	st.PeakRSSMiB = peakRSSMiB(srv.pid())
 	st.KernelDrops = udpReceiveErrors() - kernel0
 	if m, err := scrape(httpAddr); err == nil {
 		st.addMetrics(m)
+		st.metrics = m
 	}
-	stop()
+	srv.stop()
 	if st.Stored, err = target.countRows(ctx, database); err != nil {
 		return st, err
 	}
@@ -575,5 +556,6 @@ func write(dir string, rep *Report) error {
 	for _, name := range names {
 		fmt.Fprintf(&b, "\nSustained rate with loss at most %.1f%% on %s: **%.0f flows/s** (highest step measured).\n", rep.MaxLoss*100, name, rep.SustainedRate[name])
 	}
+	writeDetection(&b, rep)
 	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(b.String()), 0o644)
 }
