@@ -11,12 +11,13 @@ import (
 	"time"
 )
 
-// BenchmarkAttackRules times one evaluation of each attack and scan rule
-// over a window holding N synthetic flows (FLOWHOUSE_ATTACK_BENCH_ROWS,
+// BenchmarkAttackRules times evaluations of each attack and scan rule,
+// the first (which backfills the window) and a warm one (which reads one
+// new slice), over a window holding N synthetic flows (FLOWHOUSE_ATTACK_BENCH_ROWS,
 // comma-separated; default 1000000), on the embedded engine and on the
 // server (FLOWHOUSE_ATTACK_BENCH_ENGINES: embedded,server). "floods" is
-// one tick of the four flood rules sharing their query; each flood rule
-// alone runs the query itself.
+// one tick of the four flood rules sharing their slices; each flood rule
+// alone reads them itself.
 //
 //	go test ./analytics/rules -run '^$' -bench AttackRules -benchtime 3x
 func BenchmarkAttackRules(b *testing.B) {
@@ -51,42 +52,66 @@ func BenchmarkAttackRules(b *testing.B) {
 
 func benchRules(b *testing.B, e engine) {
 	c := DefaultConfig()
-	for _, k := range builtins {
+	eval := func(b *testing.B, s *scheduled, at time.Time) {
+		if _, err := s.evaluate(evalContext{ctx: context.Background(), now: at, tenants: []string{"t1"}, db: e.Reader}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	build := func(b *testing.B, k registration) *scheduled {
 		s, err := k.build(&c.Builtin, Deps{})
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.Run(k.name(), func(b *testing.B) {
+		return s
+	}
+	// first: a new evaluator backfills the window; warm: one that read
+	// the window a tick ago reads the one new slice.
+	for _, k := range builtins {
+		b.Run(k.name()+"/first", func(b *testing.B) {
 			for range b.N {
 				floodShare.reset()
-				if _, err := s.evaluate(evalContext{ctx: context.Background(), now: attackNow, tenants: []string{"t1"}, db: e.Reader}); err != nil {
-					b.Fatal(err)
-				}
+				eval(b, build(b, k), attackEval)
+			}
+		})
+		b.Run(k.name()+"/warm", func(b *testing.B) {
+			for range b.N {
+				b.StopTimer()
+				floodShare.reset()
+				s := build(b, k)
+				eval(b, s, attackEval.Add(-DefaultSlice))
+				b.StartTimer()
+				eval(b, s, attackEval)
 			}
 		})
 	}
-	b.Run("floods", func(b *testing.B) {
+	// floods: one tick of the four flood rules sharing their slices, once
+	// they learnt each other's demands.
+	floods := func(b *testing.B, warm bool) {
 		var ss []*scheduled
 		for _, k := range []registration{Amplification, SYNFlood, UDPFlood, ICMPFlood} {
-			s, _ := k.build(&c.Builtin, Deps{})
-			ss = append(ss, s)
+			ss = append(ss, build(b, k))
 		}
 		floodShare.reset()
-		for i := -1; i < b.N; i++ { // -1: the warm-up tick that learns the demands
-			if i == 0 {
-				b.ResetTimer()
-			}
-			// A new tick: the results go, the rules' demands stay.
-			floodShare.mu.Lock()
-			floodShare.entries = nil
-			floodShare.mu.Unlock()
-			for _, s := range ss {
-				if _, err := s.evaluate(evalContext{ctx: context.Background(), now: attackNow, tenants: []string{"t1"}, db: e.Reader}); err != nil {
-					b.Fatal(err)
+		for _, s := range ss {
+			eval(b, s, attackEval.Add(-time.Hour)) // learns the demands
+		}
+		b.ResetTimer()
+		for range b.N {
+			b.StopTimer()
+			floodShare.clearStates()
+			if warm {
+				for _, s := range ss {
+					eval(b, s, attackEval.Add(-DefaultSlice))
 				}
 			}
+			b.StartTimer()
+			for _, s := range ss {
+				eval(b, s, attackEval)
+			}
 		}
-	})
+	}
+	b.Run("floods/first", func(b *testing.B) { floods(b, false) })
+	b.Run("floods/warm", func(b *testing.B) { floods(b, true) })
 }
 
 // syntheticFlows inserts n flows received in the minute before attackNow:
