@@ -217,7 +217,7 @@ func (st *floodState) advance(ctx context.Context, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	st.sl.put(qfrom, end, got)
+	st.sl.put(end, got)
 	held, secs := st.sl.window(st.key)
 	st.rows, st.secs = combineDest(held), secs
 	return nil

@@ -78,9 +78,9 @@ func bySlicing(tenants []string, of func(tenant string) slicing) ([]slicing, map
 // sliced holds the per-slice partial aggregates V of one query.
 type sliced[V any] struct {
 	// read is the end of what was read (Unix seconds), 0 when nothing
-	// was; start is where the reading began (the last backfill).
-	read, start int64
-	slices      map[int64]V // by the slice's start
+	// was.
+	read   int64
+	slices map[int64]V // by the slice's start
 }
 
 // plan says what to read for the window [from, end): [qfrom, end), or
@@ -104,12 +104,9 @@ func (s *sliced[V]) plan(sl slicing, from, end int64) (qfrom int64, query bool) 
 // put stores what a query of [qfrom, end) returned: the slices it read
 // replace nothing (they were not read before), and slices without rows
 // are read too.
-func (s *sliced[V]) put(qfrom, end int64, got map[int64]V) {
+func (s *sliced[V]) put(end int64, got map[int64]V) {
 	if s.slices == nil {
 		s.slices = map[int64]V{}
-	}
-	if s.read == 0 {
-		s.start = qfrom
 	}
 	for k, v := range got {
 		s.slices[k] = v
@@ -119,6 +116,10 @@ func (s *sliced[V]) put(qfrom, end int64, got map[int64]V) {
 
 // window drops the slices older than the window that ends at what was
 // read and returns the others, oldest first, with the seconds they cover.
+// That is the whole window: what was read always starts with a backfill
+// of it. Rates are so over the window, whether the state is new (a
+// restart) or old (an attack that began 20 s ago is averaged over the
+// window, as "this many bytes arrived in the last minute").
 func (s *sliced[V]) window(sl slicing) ([]V, float64) {
 	from := s.read - int64(sl.Window/time.Second)
 	var keys []int64
@@ -134,7 +135,7 @@ func (s *sliced[V]) window(sl slicing) ([]V, float64) {
 	for i, k := range keys {
 		out[i] = s.slices[k]
 	}
-	return out, float64(s.read - max(from, s.start))
+	return out, sl.Window.Seconds()
 }
 
 func (s *sliced[V]) reset() { *s = sliced[V]{} }
@@ -143,11 +144,14 @@ func (s *sliced[V]) reset() { *s = sliced[V]{} }
 // a slice that has more is counted in flowhouse_rule_slice_truncated_total)
 // and values kept per distinct-count set (beyond it the count is a lower
 // bound, see hashSet).
-const (
+var (
 	floodSliceRows = 5000
 	scanSliceRows  = 20000
-	minSetCap      = 64
-	maxSetCap      = 4096
+)
+
+const (
+	minSetCap = 64
+	maxSetCap = 4096
 )
 
 // setCap is how many values a distinct-count set keeps for a threshold:

@@ -32,16 +32,18 @@ type scanSpec struct {
 
 // floorSQL is the per-slice floor of a group whose highest sampling rate
 // is rate: the loosest tenant's threshold at that rate (scanThreshold)
-// times a quarter of the slice's share of the window, rounded down and at
-// least 1. A scan at the threshold spread evenly over the window shows
-// four times that in each slice, so the slices it only partly covers (its
-// first and last) are kept too, as long as they hold a quarter of a
-// slice's share; what slices below the floor held is lost, less than a
-// quarter of the threshold over the window.
+// times half the slice's share of the window, rounded down and at least
+// 1. A scan at the threshold spread evenly over the window shows twice
+// that in each slice, so the slices it only partly covers (its first and
+// last) are kept too, as long as they hold half a slice's share; what
+// slices below the floor held is lost, less than half the threshold over
+// the window. Half rather than less: a floor of 1 groups every probe of
+// the slice (Internet background noise is probes from many sources, a few
+// each), which is what the floor avoids.
 func (q scanSpec) floorSQL(sl slicing, rate string) string {
 	expr := ""
 	for i, t := range q.thresholds {
-		e := fmt.Sprintf("toUInt64(floor(if(%s <= 1, %d, greatest(%d, ceil(%d / %s))) * %g))", rate, t[0], t[1], t[0], rate, sl.share()/4)
+		e := fmt.Sprintf("toUInt64(floor(if(%s <= 1, %d, greatest(%d, ceil(%d / %s))) * %g))", rate, t[0], t[1], t[0], rate, sl.share()/2)
 		if i == 0 {
 			expr = e
 		} else {
@@ -123,7 +125,7 @@ func (s *scanSlices) rows(ctx context.Context, db dbapi.Querier, key slicing, no
 	if err != nil {
 		return nil, 0, err
 	}
-	st.sl.put(qfrom, end, got)
+	st.sl.put(end, got)
 	held, secs := st.sl.window(key)
 	st.rows, st.secs = combineScans(held), secs
 	// Slicings no tenant has any more go (an override changed).
