@@ -214,9 +214,9 @@ var Amplification = Kind[AmplificationParams]{
 		return flood[AmplificationParams]{
 			slicing: func(p AmplificationParams) slicing { return p.slicing() },
 			demand: func(p AmplificationParams) destDemand {
-				// The bit floor in packets at the largest packets (1500 bytes).
-				pps := min(p.MinPPS, p.MinMbps*1e6/8/1500)
-				return destDemand{Refl: toPorts(p.Ports), Floor: prefilterFloor(pps, p.Window), Sources: p.MinSources}
+				// Either floor suffices: packets, or bytes of large packets.
+				return destDemand{Refl: toPorts(p.Ports), Floor: prefilterFloor(p.MinPPS, p.Window),
+					ReflBytes: prefilterFloor(p.MinMbps*1e6/8, p.Window), Sources: p.MinSources}
 			},
 			ignore: func(p AmplificationParams) []string { return p.IgnoreDestinations },
 			judge:  judgeAmplification,

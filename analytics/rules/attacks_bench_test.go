@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -68,20 +69,29 @@ func benchRules(b *testing.B, e engine) {
 	// the window a tick ago reads the one new slice.
 	for _, k := range []registration{Amplification, SYNFlood, UDPFlood, ICMPFlood, PortScan, HostScan} {
 		b.Run(k.name()+"/first", func(b *testing.B) {
+			var cpu cpuMeter
 			for range b.N {
 				floodShare.reset()
-				eval(b, build(b, k), attackEval)
+				s := build(b, k)
+				cpu.start()
+				eval(b, s, attackEval)
+				cpu.stop()
 			}
+			cpu.report(b)
 		})
 		b.Run(k.name()+"/warm", func(b *testing.B) {
+			var cpu cpuMeter
 			for range b.N {
 				b.StopTimer()
 				floodShare.reset()
 				s := build(b, k)
 				eval(b, s, attackEval.Add(-DefaultSlice))
 				b.StartTimer()
+				cpu.start()
 				eval(b, s, attackEval)
+				cpu.stop()
 			}
+			cpu.report(b)
 		})
 	}
 	// floods: one tick of the four flood rules sharing their slices, once
@@ -96,6 +106,7 @@ func benchRules(b *testing.B, e engine) {
 			eval(b, s, attackEval.Add(-time.Hour)) // learns the demands
 		}
 		b.ResetTimer()
+		var cpu cpuMeter
 		for range b.N {
 			b.StopTimer()
 			floodShare.clearStates()
@@ -105,10 +116,13 @@ func benchRules(b *testing.B, e engine) {
 				}
 			}
 			b.StartTimer()
+			cpu.start()
 			for _, s := range ss {
 				eval(b, s, attackEval)
 			}
+			cpu.stop()
 		}
+		cpu.report(b)
 	}
 	b.Run("floods/first", func(b *testing.B) { floods(b, false) })
 	b.Run("floods/warm", func(b *testing.B) { floods(b, true) })
@@ -149,4 +163,29 @@ func benchEngine(b *testing.B, name string) engine {
 		return engine{enginetest.Server(b)}
 	}
 	return engine{enginetest.Embedded(b)}
+}
+
+// cpuMeter sums the CPU time of this process over the timed parts: on the
+// embedded engine, which runs in the process, what the queries cost in
+// CPU (on a server, only the client's share).
+type cpuMeter struct {
+	from  time.Duration
+	total time.Duration
+	n     int
+}
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func (c *cpuMeter) start() { c.from = processCPU() }
+func (c *cpuMeter) stop()  { c.total += processCPU() - c.from; c.n++ }
+func (c *cpuMeter) report(b *testing.B) {
+	if c.n > 0 {
+		b.ReportMetric(float64(c.total.Milliseconds())/float64(c.n), "cpu-ms/op")
+	}
 }

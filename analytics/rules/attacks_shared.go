@@ -72,6 +72,10 @@ type destDemand struct {
 	// are not returned; for TCP the floor is on SYN-only packets. Each
 	// slice applies its share of it.
 	Floor float64
+	// ReflBytes, unless 0: UDP rows from reflector ports of at least this
+	// many (sampling-scaled) bytes in the window are returned too, below
+	// Floor (amplification's bit floor: large packets at few per second).
+	ReflBytes float64
 	// Sources: the most distinct sources a rule needs, which sizes the
 	// per-slice source sets.
 	Sources int
@@ -84,6 +88,7 @@ func (d destDemand) slicing() slicing { return slicing{d.Window, d.Slice, d.Sett
 // as large.
 func (d destDemand) covers(e destDemand) bool {
 	return d.slicing() == e.slicing() && d.Floor <= e.Floor && d.Sources >= e.Sources &&
+		(e.ReflBytes == 0 || (d.ReflBytes != 0 && d.ReflBytes <= e.ReflBytes)) &&
 		subset(e.Tenants, d.Tenants) && subset(e.Refl, d.Refl) && subset(e.Svc, d.Svc)
 }
 
@@ -101,6 +106,9 @@ func subset[T comparable](small, big []T) bool {
 func (d destDemand) union(e destDemand) destDemand {
 	out := d
 	out.Floor, out.Sources = min(d.Floor, e.Floor), max(d.Sources, e.Sources)
+	if out.ReflBytes == 0 || (e.ReflBytes != 0 && e.ReflBytes < out.ReflBytes) {
+		out.ReflBytes = e.ReflBytes
+	}
 	out.Tenants = sortedUnion(d.Tenants, e.Tenants)
 	out.Refl = sortedUnion(d.Refl, e.Refl)
 	out.Svc = sortedUnion(d.Svc, e.Svc)
@@ -352,6 +360,12 @@ func destSQL(from, end int64, d destDemand) string {
 	// The slice's share of the floor, rounded down: a steady attack at
 	// exactly the floor holds exactly its share in every slice.
 	floor := strconv.FormatFloat(math.Floor(d.Floor*sl.share()), 'f', 0, 64)
+	candBytes, rowBytes := "0", "0"
+	if d.ReflBytes > 0 {
+		b := strconv.FormatFloat(math.Floor(d.ReflBytes*sl.share()), 'f', 0, 64)
+		candBytes = fmt.Sprintf("sumIf(bytes * sampling_rate, ip_protocol = 17 AND src_port IN (%s)) >= %s", refl, b)
+		rowBytes = fmt.Sprintf("refl != 0 AND bt >= %s", b)
+	}
 	hash := "cityHash64(src_address)"
 	cut := setCap(d.Sources)
 	return fmt.Sprintf(`SELECT %s AS s, toString(tenant), %s, ip_protocol,
@@ -366,14 +380,14 @@ FROM flows
 WHERE %s AND (%s, dst_address) IN (
     SELECT %s, dst_address FROM flows WHERE %s
     GROUP BY %s, dst_address
-    HAVING sumIf(%s, ip_protocol != 6) >= %s OR sumIf(%s, ip_protocol = 6 AND %s) >= %s)
+    HAVING sumIf(%s, ip_protocol != 6) >= %s OR sumIf(%s, ip_protocol = 6 AND %s) >= %s OR %s)
 GROUP BY s, tenant, dst_address, ip_protocol, refl, svc
-HAVING if(ip_protocol = 6, syn, pk) >= %s
+HAVING if(ip_protocol = 6, syn, pk) >= %s OR %s
 ORDER BY s, if(ip_protocol = 6, syn, pk) DESC
 LIMIT %d BY s`,
 		sl.sliceExpr(), AddrText("dst_address"), refl, svc, Packets, hash, Packets, synOnly, hash, synOnly, synOnly,
 		cut, cut, where, sl.sliceExpr(), sl.sliceExpr(), where, sl.sliceExpr(),
-		Packets, floor, Packets, synOnly, floor, floor, floodSliceRows+1)
+		Packets, floor, Packets, synOnly, floor, candBytes, floor, rowBytes, floodSliceRows+1)
 }
 
 // portList is the SQL list of ports; an empty list is (0), which no
@@ -389,9 +403,10 @@ func portList(ports []uint16) string {
 	return strings.Join(s, ", ")
 }
 
-// prefilterFloor is the SQL floor for a rate floor: the packets a window
-// holds at that rate, divided by 4 because a destination's traffic may be
-// split over a few rows (a multi-vector amplification).
-func prefilterFloor(pps float64, window time.Duration) float64 {
-	return max(0, pps*window.Seconds()/4)
+// prefilterFloor is the SQL floor for a rate floor: the packets (or
+// bytes) a window holds at that rate, divided by 4 because a
+// destination's traffic may be split over a few rows (a multi-vector
+// amplification).
+func prefilterFloor(rate float64, window time.Duration) float64 {
+	return max(0, rate*window.Seconds()/4)
 }

@@ -419,3 +419,24 @@ func TestScanSlicesRowCap(t *testing.T) {
 		}
 	})
 }
+
+// TestFloodSlicesBitFloor: an amplification of large packets, at the bit
+// floor and below the packet floor in every slice, is kept by the
+// per-slice byte floor and fires.
+func TestFloodSlicesBitFloor(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		// 200 packets/s of 1400 bytes: 2.24 Mbit/s, 2000 packets a slice
+		// where the packet floor keeps 2500.
+		e.Insert(t, steady("t1", -60, 0, 20, "192.0.2.201", udp, 123, 40000, 0, 200, 1400))
+		floodShare.reset()
+		s := buildRule(t, Amplification, nil)
+		evalAt(t, s, e.Reader, attackEval.Add(-time.Minute))
+		var got []string
+		for at := -50; at <= 0; at += 10 {
+			got = summaries(evalAt(t, s, e.Reader, attackEval.Add(time.Duration(at)*time.Second)))
+		}
+		if want := []string{"192.0.2.201 receiving 2.24 Mbit/s of UDP from 20 sources on port 123: NTP reflection"}; !slices.Equal(got, want) {
+			t.Errorf("%q, want %q", got, want)
+		}
+	})
+}

@@ -45,6 +45,18 @@ func TestDestDemandCoversAndUnion(t *testing.T) {
 	if u.covers(other) {
 		t.Error("a 1m result covers a 2m window")
 	}
+	// A byte floor: rows below the packet floor that a demand without
+	// one lacks; the lower of two serves both.
+	bytes := a
+	bytes.ReflBytes = 1e6
+	if a.covers(bytes) || !bytes.covers(a) {
+		t.Error("byte floors: without one covers one, or one does not cover none")
+	}
+	lowerBytes := bytes
+	lowerBytes.ReflBytes = 1e5
+	if ub := bytes.union(lowerBytes).union(a); ub.ReflBytes != 1e5 || !ub.covers(bytes) || bytes.covers(lowerBytes) {
+		t.Errorf("byte floor union %+v", ub)
+	}
 }
 
 func TestAttackDefaultsValidate(t *testing.T) {
