@@ -85,31 +85,34 @@ func floodDefaults[P Params](severity notify.Severity, p P) Builtin[P] {
 	}
 }
 
-// flood is the evaluation every flood rule shares: the shared query per
-// window, then the rule's judgement of each destination of its tenants.
+// flood is the evaluation every flood rule shares: the shared slices per
+// slicing, then the rule's judgement of each destination of its tenants.
 type flood[P Params] struct {
-	window func(P) time.Duration
+	slicing func(P) slicing
 	// demand is what the rule needs of the query for one tenant's
-	// parameters (window and tenants are filled in).
+	// parameters (slicing and tenants are filled in).
 	demand func(P) destDemand
 	ignore func(P) []string
 	judge  func(p P, dst string, rows []destRow, secs float64) (alerts.Instance, bool)
 }
 
 func (f flood[P]) Evaluate(ctx context.Context, env *Env[P]) ([]Finding, error) {
-	windows, groups := byWindow(env.Tenants, func(t string) time.Duration { return f.window(env.Params(t)) })
+	keys, groups := bySlicing(env.Tenants, func(t string) slicing { return f.slicing(env.Params(t)) })
 	var out []Finding
-	for _, w := range windows {
-		tenants := groups[w]
-		d := destDemand{Window: w, Floor: math.Inf(1)}
+	for _, key := range keys {
+		tenants := groups[key]
+		d := destDemand{Window: key.Window, Slice: key.Slice, Settle: key.Settle, Floor: math.Inf(1)}
 		for _, t := range tenants {
 			td := f.demand(env.Params(t))
-			td.Window, td.Tenants = w, []string{t}
+			td.Window, td.Slice, td.Settle, td.Tenants = key.Window, key.Slice, key.Settle, []string{t}
 			d = d.union(td)
 		}
-		rows, err := floodShare.get(ctx, env.DB, env.Rule, env.Now, shareAge(env.Interval), d)
+		rows, secs, err := floodShare.get(ctx, env.DB, env.Rule, env.Now, d)
 		if err != nil {
 			return nil, err
+		}
+		if secs <= 0 {
+			continue
 		}
 		for k, rs := range rows {
 			if !slices.Contains(tenants, k.Tenant) {
@@ -119,7 +122,7 @@ func (f flood[P]) Evaluate(ctx context.Context, env *Env[P]) ([]Finding, error) 
 			if ignoredAddr(f.ignore(p), k.Dst) {
 				continue
 			}
-			if in, ok := f.judge(p, k.Dst, rs, w.Seconds()); ok {
+			if in, ok := f.judge(p, k.Dst, rs, secs); ok {
 				out = append(out, Finding{Tenant: k.Tenant, Instance: in})
 			}
 		}
@@ -167,6 +170,10 @@ func fmtNum(v float64) string { return fmt.Sprintf("%.0f", v) }
 // AmplificationParams are the parameters of amplification.
 type AmplificationParams struct {
 	Window time.Duration `mapstructure:"window" yaml:"window"`
+	// Slice: the window is read in slices of this length, each once;
+	// Settle: a slice is read this long after it ended.
+	Slice  time.Duration `mapstructure:"slice" yaml:"slice"`
+	Settle time.Duration `mapstructure:"settle" yaml:"settle"`
 	// Ports are the reflector source ports.
 	Ports             []int   `mapstructure:"ports" yaml:"ports"`
 	MinSources        int     `mapstructure:"min_sources" yaml:"min_sources"`
@@ -180,6 +187,7 @@ type AmplificationParams struct {
 func (p AmplificationParams) Validate() error {
 	var e paramErrs
 	e.window("window", p.Window)
+	e.slicing(p.Window, p.Slice, p.Settle)
 	e.ports("ports", p.Ports, false)
 	e.positive("min_sources", float64(p.MinSources))
 	e.positive("min_avg_packet_bytes", p.MinAvgPacketBytes)
@@ -196,18 +204,19 @@ var Amplification = Kind[AmplificationParams]{
 	Description: "UDP reflection/amplification: large packets from many sources on reflector ports (DNS, NTP, SSDP, memcached, CLDAP, ...) to one destination",
 	Defaults: func() Builtin[AmplificationParams] {
 		return floodDefaults(notify.SeverityCritical, AmplificationParams{
-			Window: time.Minute, Ports: DefaultReflectorPorts(), MinSources: 10, MinAvgPacketBytes: 300,
+			Window: time.Minute, Slice: DefaultSlice, Settle: DefaultSettle, Ports: DefaultReflectorPorts(), MinSources: 10, MinAvgPacketBytes: 300,
 			MinMbps: 2, MinPPS: 1000,
 		})
 	},
 	Config: func(c *BuiltinConfig) *Builtin[AmplificationParams] { return &c.Amplification },
-	New: func(Deps) (Evaluator[AmplificationParams], error) {
+	New: func(deps Deps) (Evaluator[AmplificationParams], error) {
+		registerSliceMetrics(deps.Registerer)
 		return flood[AmplificationParams]{
-			window: func(p AmplificationParams) time.Duration { return p.Window },
+			slicing: func(p AmplificationParams) slicing { return p.slicing() },
 			demand: func(p AmplificationParams) destDemand {
-				// The bit floor in packets at the largest packets (1500 bytes).
-				pps := min(p.MinPPS, p.MinMbps*1e6/8/1500)
-				return destDemand{Refl: toPorts(p.Ports), Floor: prefilterFloor(pps, p.Window)}
+				// Either floor suffices: packets, or bytes of large packets.
+				return destDemand{Refl: toPorts(p.Ports), Floor: prefilterFloor(p.MinPPS, p.Window),
+					ReflBytes: prefilterFloor(p.MinMbps*1e6/8, p.Window), Sources: p.MinSources}
 			},
 			ignore: func(p AmplificationParams) []string { return p.IgnoreDestinations },
 			judge:  judgeAmplification,

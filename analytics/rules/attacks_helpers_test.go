@@ -19,6 +19,10 @@ import (
 // engine's TTL drops flows older than the retention as they are inserted.
 var attackNow = time.Now().UTC().Truncate(time.Minute)
 
+// attackEval is when a rule evaluates the minute before attackNow: its
+// last slice, [attackNow-10s, attackNow), has settled.
+var attackEval = attackNow.Add(DefaultSettle)
+
 // fb builds flows received within the minute before now.
 type fb struct {
 	now    time.Time
@@ -110,8 +114,9 @@ type ruleCase[P Params] struct {
 	class     string // every finding's classification
 }
 
-// runKind evaluates k once at attackNow through the framework, with
-// defaults changed by mod.
+// runKind evaluates k once at attackEval through the framework, with
+// defaults changed by mod: the first evaluation of a new evaluator
+// backfills the whole window, the minute before attackNow.
 func runKind[P Params](t *testing.T, e engine, k Kind[P], tenants []string, mod func(*Builtin[P])) []Finding {
 	t.Helper()
 	floodShare.reset()
@@ -133,7 +138,7 @@ func runKind[P Params](t *testing.T, e engine, k Kind[P], tenants []string, mod 
 			run = append(run, tn)
 		}
 	}
-	out, err := s.evaluate(evalContext{ctx: context.Background(), now: attackNow, tenants: run, db: e.Reader})
+	out, err := s.evaluate(evalContext{ctx: context.Background(), now: attackEval, tenants: run, db: e.Reader})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -115,3 +115,11 @@ func hasPort(ports []int, p uint16) bool {
 
 // fmtWindow writes a window of secs seconds as "60s".
 func fmtWindow(secs float64) string { return strconv.FormatFloat(secs, 'f', -1, 64) + "s" }
+
+// The slicing of each rule's parameters.
+func (p AmplificationParams) slicing() slicing { return slicing{p.Window, p.Slice, p.Settle} }
+func (p SYNFloodParams) slicing() slicing      { return slicing{p.Window, p.Slice, p.Settle} }
+func (p UDPFloodParams) slicing() slicing      { return slicing{p.Window, p.Slice, p.Settle} }
+func (p ICMPFloodParams) slicing() slicing     { return slicing{p.Window, p.Slice, p.Settle} }
+func (p PortScanParams) slicing() slicing      { return slicing{p.Window, p.Slice, p.Settle} }
+func (p HostScanParams) slicing() slicing      { return slicing{p.Window, p.Slice, p.Settle} }

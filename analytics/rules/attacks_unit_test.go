@@ -45,6 +45,18 @@ func TestDestDemandCoversAndUnion(t *testing.T) {
 	if u.covers(other) {
 		t.Error("a 1m result covers a 2m window")
 	}
+	// A byte floor: rows below the packet floor that a demand without
+	// one lacks; the lower of two serves both.
+	bytes := a
+	bytes.ReflBytes = 1e6
+	if a.covers(bytes) || !bytes.covers(a) {
+		t.Error("byte floors: without one covers one, or one does not cover none")
+	}
+	lowerBytes := bytes
+	lowerBytes.ReflBytes = 1e5
+	if ub := bytes.union(lowerBytes).union(a); ub.ReflBytes != 1e5 || !ub.covers(bytes) || bytes.covers(lowerBytes) {
+		t.Errorf("byte floor union %+v", ub)
+	}
 }
 
 func TestAttackDefaultsValidate(t *testing.T) {
@@ -134,7 +146,7 @@ type countingDB struct {
 }
 
 func (c *countingDB) Query(ctx context.Context, q string, args ...any) (dbapi.Rows, error) {
-	if strings.Contains(q, "GROUP BY tenant, dst_address, ip_protocol") {
+	if strings.Contains(q, "GROUP BY s, tenant, dst_address, ip_protocol") {
 		c.dest.Add(1)
 	}
 	return c.Querier.Query(ctx, q, args...)
@@ -174,27 +186,27 @@ func TestFloodRulesShareOneQuery(t *testing.T) {
 		floods := []registration{Amplification, SYNFlood, UDPFlood, ICMPFlood}
 		// The first tick learns what each rule needs: a rule whose needs
 		// the result so far does not cover queries on its own.
-		if n := run(attackNow.Add(-time.Minute), floods...); n != 0 || db.dest.Load() > 4 {
+		if n := run(attackEval.Add(-time.Minute), floods...); n != 0 || db.dest.Load() > 4 {
 			t.Errorf("warm-up: %d findings, %d queries", n, db.dest.Load())
 		}
 		db.dest.Store(0)
-		if n := run(attackNow, floods...); n != 4 || db.dest.Load() != 1 {
+		if n := run(attackEval, floods...); n != 4 || db.dest.Load() != 1 {
 			t.Errorf("a tick: %d findings, %d queries, want 4 and 1", n, db.dest.Load())
 		}
-		if n := run(attackNow.Add(2*time.Second), floods...); n != 4 || db.dest.Load() != 1 {
+		if n := run(attackEval.Add(2*time.Second), floods...); n != 4 || db.dest.Load() != 1 {
 			t.Errorf("2 s later: %d findings, %d queries, want 4 and 1", n, db.dest.Load())
 		}
-		if run(attackNow.Add(10*time.Second), SYNFlood, UDPFlood); db.dest.Load() != 2 {
+		if run(attackEval.Add(10*time.Second), SYNFlood, UDPFlood); db.dest.Load() != 2 {
 			t.Errorf("the next tick: %d queries, want 2", db.dest.Load())
 		}
 		// The demands the rules left make the query serve them all.
 		c.Builtin.SYNFlood.Params.MinPPS = 10
-		if run(attackNow.Add(10*time.Second), SYNFlood); db.dest.Load() != 3 {
+		if run(attackEval.Add(10*time.Second), SYNFlood); db.dest.Load() != 3 {
 			t.Errorf("a lower floor: %d queries, want 3", db.dest.Load())
 		}
 		other := &countingDB{Querier: e.Reader}
 		db = other
-		if run(attackNow.Add(10*time.Second), ICMPFlood); other.dest.Load() != 1 {
+		if run(attackEval.Add(10*time.Second), ICMPFlood); other.dest.Load() != 1 {
 			t.Errorf("another database: %d queries, want 1", other.dest.Load())
 		}
 	})
@@ -234,9 +246,9 @@ func TestFloodRulesShareConcurrently(t *testing.T) {
 			}
 			return found
 		}
-		tick(attackNow.Add(-time.Minute)) // learns the demands
+		tick(attackEval.Add(-time.Minute)) // learns the demands
 		db.dest.Store(0)
-		if found := tick(attackNow); db.dest.Load() != 1 || found[1] != 1 || found[0]+found[2]+found[3] != 0 {
+		if found := tick(attackEval); db.dest.Load() != 1 || found[1] != 1 || found[0]+found[2]+found[3] != 0 {
 			t.Errorf("%d queries, findings per rule %v; want 1 query and the SYN flood alone", db.dest.Load(), found)
 		}
 	})

@@ -12,6 +12,10 @@ import (
 // SYNFloodParams are the parameters of syn_flood.
 type SYNFloodParams struct {
 	Window time.Duration `mapstructure:"window" yaml:"window"`
+	// Slice: the window is read in slices of this length, each once;
+	// Settle: a slice is read this long after it ended.
+	Slice  time.Duration `mapstructure:"slice" yaml:"slice"`
+	Settle time.Duration `mapstructure:"settle" yaml:"settle"`
 	// MinPPS: SYN-only packets per second to the destination.
 	MinPPS float64 `mapstructure:"min_pps" yaml:"min_pps"`
 	// MinSYNShare: SYN-only packets as a share of all TCP packets to it.
@@ -25,6 +29,7 @@ type SYNFloodParams struct {
 func (p SYNFloodParams) Validate() error {
 	var e paramErrs
 	e.window("window", p.Window)
+	e.slicing(p.Window, p.Slice, p.Settle)
 	e.positive("min_pps", p.MinPPS)
 	e.share("min_syn_share", p.MinSYNShare)
 	e.positive("min_sources", float64(p.MinSources))
@@ -39,14 +44,15 @@ var SYNFlood = Kind[SYNFloodParams]{
 	Name:        "syn_flood",
 	Description: "TCP SYN flood: most TCP packets to a destination are SYN without ACK, above a rate",
 	Defaults: func() Builtin[SYNFloodParams] {
-		return floodDefaults(notify.SeverityCritical, SYNFloodParams{Window: time.Minute, MinPPS: 1000, MinSYNShare: 0.5, MinSources: 10})
+		return floodDefaults(notify.SeverityCritical, SYNFloodParams{Window: time.Minute, Slice: DefaultSlice, Settle: DefaultSettle, MinPPS: 1000, MinSYNShare: 0.5, MinSources: 10})
 	},
 	Config: func(c *BuiltinConfig) *Builtin[SYNFloodParams] { return &c.SYNFlood },
-	New: func(Deps) (Evaluator[SYNFloodParams], error) {
+	New: func(deps Deps) (Evaluator[SYNFloodParams], error) {
+		registerSliceMetrics(deps.Registerer)
 		return flood[SYNFloodParams]{
-			window: func(p SYNFloodParams) time.Duration { return p.Window },
+			slicing: func(p SYNFloodParams) slicing { return p.slicing() },
 			demand: func(p SYNFloodParams) destDemand {
-				return destDemand{Floor: prefilterFloor(p.MinPPS, p.Window)}
+				return destDemand{Floor: prefilterFloor(p.MinPPS, p.Window), Sources: p.MinSources}
 			},
 			ignore: func(p SYNFloodParams) []string { return p.IgnoreDestinations },
 			judge:  judgeSYNFlood,
@@ -88,7 +94,11 @@ func judgeSYNFlood(p SYNFloodParams, dst string, rows []destRow, secs float64) (
 
 // UDPFloodParams are the parameters of udp_flood.
 type UDPFloodParams struct {
-	Window     time.Duration `mapstructure:"window" yaml:"window"`
+	Window time.Duration `mapstructure:"window" yaml:"window"`
+	// Slice: the window is read in slices of this length, each once;
+	// Settle: a slice is read this long after it ended.
+	Slice      time.Duration `mapstructure:"slice" yaml:"slice"`
+	Settle     time.Duration `mapstructure:"settle" yaml:"settle"`
 	MinPPS     float64       `mapstructure:"min_pps" yaml:"min_pps"`
 	MinSources int           `mapstructure:"min_sources" yaml:"min_sources"`
 	// MaxAvgPacketBytes: floods are of small packets; downloads, video
@@ -105,6 +115,7 @@ type UDPFloodParams struct {
 func (p UDPFloodParams) Validate() error {
 	var e paramErrs
 	e.window("window", p.Window)
+	e.slicing(p.Window, p.Slice, p.Settle)
 	e.positive("min_pps", p.MinPPS)
 	e.positive("min_sources", float64(p.MinSources))
 	e.positive("max_avg_packet_bytes", p.MaxAvgPacketBytes)
@@ -122,17 +133,18 @@ var UDPFlood = Kind[UDPFloodParams]{
 	Description: "UDP flood: small UDP packets from many sources to one destination, not from reflector ports nor to service ports",
 	Defaults: func() Builtin[UDPFloodParams] {
 		return floodDefaults(notify.SeverityError, UDPFloodParams{
-			Window: time.Minute, MinPPS: 2000, MinSources: 50, MaxAvgPacketBytes: 600,
+			Window: time.Minute, Slice: DefaultSlice, Settle: DefaultSettle, MinPPS: 2000, MinSources: 50, MaxAvgPacketBytes: 600,
 			ExcludeSrcPorts: DefaultReflectorPorts(), ExcludeDstPorts: DefaultServicePorts(),
 		})
 	},
 	Config: func(c *BuiltinConfig) *Builtin[UDPFloodParams] { return &c.UDPFlood },
-	New: func(Deps) (Evaluator[UDPFloodParams], error) {
+	New: func(deps Deps) (Evaluator[UDPFloodParams], error) {
+		registerSliceMetrics(deps.Registerer)
 		return flood[UDPFloodParams]{
-			window: func(p UDPFloodParams) time.Duration { return p.Window },
+			slicing: func(p UDPFloodParams) slicing { return p.slicing() },
 			demand: func(p UDPFloodParams) destDemand {
 				return destDemand{Refl: toPorts(p.ExcludeSrcPorts), Svc: toPorts(p.ExcludeDstPorts),
-					Floor: prefilterFloor(p.MinPPS, p.Window)}
+					Floor: prefilterFloor(p.MinPPS, p.Window), Sources: p.MinSources}
 			},
 			ignore: func(p UDPFloodParams) []string { return p.IgnoreDestinations },
 			judge:  judgeUDPFlood,
@@ -169,7 +181,11 @@ func judgeUDPFlood(p UDPFloodParams, dst string, rows []destRow, secs float64) (
 
 // ICMPFloodParams are the parameters of icmp_flood.
 type ICMPFloodParams struct {
-	Window             time.Duration `mapstructure:"window" yaml:"window"`
+	Window time.Duration `mapstructure:"window" yaml:"window"`
+	// Slice: the window is read in slices of this length, each once;
+	// Settle: a slice is read this long after it ended.
+	Slice              time.Duration `mapstructure:"slice" yaml:"slice"`
+	Settle             time.Duration `mapstructure:"settle" yaml:"settle"`
 	MinPPS             float64       `mapstructure:"min_pps" yaml:"min_pps"`
 	MinSources         int           `mapstructure:"min_sources" yaml:"min_sources"`
 	IgnoreDestinations []string      `mapstructure:"ignore_destinations" yaml:"ignore_destinations"`
@@ -178,6 +194,7 @@ type ICMPFloodParams struct {
 func (p ICMPFloodParams) Validate() error {
 	var e paramErrs
 	e.window("window", p.Window)
+	e.slicing(p.Window, p.Slice, p.Settle)
 	e.positive("min_pps", p.MinPPS)
 	e.positive("min_sources", float64(p.MinSources))
 	e.prefixes("ignore_destinations", p.IgnoreDestinations)
@@ -190,14 +207,15 @@ var ICMPFlood = Kind[ICMPFloodParams]{
 	Name:        "icmp_flood",
 	Description: "ICMP flood: ICMP or ICMPv6 to one destination above a packet rate, from enough sources",
 	Defaults: func() Builtin[ICMPFloodParams] {
-		return floodDefaults(notify.SeverityError, ICMPFloodParams{Window: time.Minute, MinPPS: 1000, MinSources: 3})
+		return floodDefaults(notify.SeverityError, ICMPFloodParams{Window: time.Minute, Slice: DefaultSlice, Settle: DefaultSettle, MinPPS: 1000, MinSources: 3})
 	},
 	Config: func(c *BuiltinConfig) *Builtin[ICMPFloodParams] { return &c.ICMPFlood },
-	New: func(Deps) (Evaluator[ICMPFloodParams], error) {
+	New: func(deps Deps) (Evaluator[ICMPFloodParams], error) {
+		registerSliceMetrics(deps.Registerer)
 		return flood[ICMPFloodParams]{
-			window: func(p ICMPFloodParams) time.Duration { return p.Window },
+			slicing: func(p ICMPFloodParams) slicing { return p.slicing() },
 			demand: func(p ICMPFloodParams) destDemand {
-				return destDemand{Floor: prefilterFloor(p.MinPPS, p.Window)}
+				return destDemand{Floor: prefilterFloor(p.MinPPS, p.Window), Sources: p.MinSources}
 			},
 			ignore: func(p ICMPFloodParams) []string { return p.IgnoreDestinations },
 			judge:  judgeICMPFlood,

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/flowhouse/flowhouse/analytics/alerts"
-	"github.com/flowhouse/flowhouse/internal/dbapi"
 	"github.com/flowhouse/flowhouse/notify"
 )
 
@@ -23,16 +22,6 @@ import (
 // that do not report flags) are not counted: with them everything would be
 // a probe.
 const probe = "ip_protocol = 6 AND bitAnd(tcp_flags, 16) = 0 AND bitAnd(tcp_flags, 3) != 0"
-
-// probeWhere selects the probes of the window from sources that sent at
-// least floor of them: a scan of n ports or hosts is at least n probes.
-// Counting by source first is cheap; the distinct counts of the outer
-// query then run on the few candidate sources only.
-func probeWhere(now time.Time, w time.Duration, tenants []string, floor int) string {
-	base := fmt.Sprintf("%s AND %s AND %s", ReceivedWithin(now, w), TenantIn("tenant", tenants), probe)
-	return fmt.Sprintf("%s AND src_address IN (SELECT src_address FROM flows WHERE %s GROUP BY src_address HAVING count() >= %d)",
-		base, base, floor)
-}
 
 // scanThreshold is the fan-out a scan must show among the flows of a
 // sampling rate: sampling 1-in-N keeps about K/N of a scan's K probes, so
@@ -56,7 +45,7 @@ func scanDefaults[P Params](p P) Builtin[P] {
 type scanRow struct {
 	Tenant, Src, Dst string
 	Port             uint16
-	FanOut           uint64 // distinct ports or hosts (uniq)
+	FanOut           uint64 // distinct ports or hosts
 	Rate             uint64 // highest sampling rate of the group
 	Probes           float64
 }
@@ -64,6 +53,10 @@ type scanRow struct {
 // PortScanParams are the parameters of port_scan.
 type PortScanParams struct {
 	Window time.Duration `mapstructure:"window" yaml:"window"`
+	// Slice: the window is read in slices of this length, each once;
+	// Settle: a slice is read this long after it ended.
+	Slice  time.Duration `mapstructure:"slice" yaml:"slice"`
+	Settle time.Duration `mapstructure:"settle" yaml:"settle"`
 	// MinPorts: distinct destination ports of one host probed by one
 	// source, unsampled; MinPortsSampled: the least it is scaled down to.
 	MinPorts        int      `mapstructure:"min_ports" yaml:"min_ports"`
@@ -74,6 +67,7 @@ type PortScanParams struct {
 func (p PortScanParams) Validate() error {
 	var e paramErrs
 	e.window("window", p.Window)
+	e.slicing(p.Window, p.Slice, p.Settle)
 	e.positive("min_ports", float64(p.MinPorts))
 	e.positive("min_ports_sampled", float64(p.MinPortsSampled))
 	if p.MinPortsSampled > p.MinPorts {
@@ -88,34 +82,36 @@ var PortScan = Kind[PortScanParams]{
 	Name:        "port_scan",
 	Description: "port scan: one source probing (TCP SYN/FIN without ACK) many destination ports of one host",
 	Defaults: func() Builtin[PortScanParams] {
-		return scanDefaults(PortScanParams{Window: time.Minute, MinPorts: 100, MinPortsSampled: 5})
+		return scanDefaults(PortScanParams{Window: time.Minute, Slice: DefaultSlice, Settle: DefaultSettle, MinPorts: 100, MinPortsSampled: 5})
 	},
 	Config: func(c *BuiltinConfig) *Builtin[PortScanParams] { return &c.PortScan },
-	New:    func(Deps) (Evaluator[PortScanParams], error) { return portScan{}, nil },
+	New: func(d Deps) (Evaluator[PortScanParams], error) {
+		registerSliceMetrics(d.Registerer)
+		return portScan{&scanSlices{}}, nil
+	},
 }
 
-type portScan struct{}
+// portScan keeps its slices between runs.
+type portScan struct{ st *scanSlices }
 
-func (portScan) Evaluate(ctx context.Context, env *Env[PortScanParams]) ([]Finding, error) {
-	windows, groups := byWindow(env.Tenants, func(t string) time.Duration { return env.Params(t).Window })
+func (e portScan) Evaluate(ctx context.Context, env *Env[PortScanParams]) ([]Finding, error) {
+	keys, groups := bySlicing(env.Tenants, func(t string) slicing { return env.Params(t).slicing() })
 	var out []Finding
-	for _, w := range windows {
-		tenants := groups[w]
-		floor := math.MaxInt
+	for _, key := range keys {
+		tenants := groups[key]
+		q := scanSpec{rule: "port_scan", tenants: tenants,
+			sel:   fmt.Sprintf("%s, %s, toUInt16(0)", AddrText("src_address"), AddrText("dst_address")),
+			group: "src_address, dst_address", value: "toUInt64(dst_port)"}
+		most := 0
 		for _, t := range tenants {
 			p := env.Params(t)
-			floor = min(floor, p.MinPorts, p.MinPortsSampled)
+			q.thresholds = appendThreshold(q.thresholds, p.MinPorts, p.MinPortsSampled)
+			most = max(most, p.MinPorts)
 		}
-		q := fmt.Sprintf(`SELECT toString(tenant), %s, %s, toUInt16(0), toUInt64(uniq(dst_port)) AS n,
-    toUInt64(max(sampling_rate)), toFloat64(sum(%s))
-FROM flows
-WHERE %s
-GROUP BY tenant, src_address, dst_address
-HAVING n >= %d`, AddrText("src_address"), AddrText("dst_address"), Packets,
-			probeWhere(env.Now, w, tenants, floor), floor)
-		rows, err := scanQuery(ctx, env.DB, q)
+		q.cap = setCap(most)
+		rows, secs, err := e.st.rows(ctx, env.DB, key, env.Now, q)
 		if err != nil {
-			return nil, fmt.Errorf("port scan query: %w", err)
+			return nil, err
 		}
 		for _, r := range rows {
 			p := env.Params(r.Tenant)
@@ -123,15 +119,25 @@ HAVING n >= %d`, AddrText("src_address"), AddrText("dst_address"), Packets,
 			if int(r.FanOut) < need || ignoredAddr(p.IgnoreSources, r.Src) {
 				continue
 			}
-			out = append(out, Finding{Tenant: r.Tenant, Instance: portScanInstance(r, need, w)})
+			out = append(out, Finding{Tenant: r.Tenant, Instance: portScanInstance(r, need, secs)})
 		}
 	}
 	sortScans(out)
 	return out, nil
 }
 
-func portScanInstance(r scanRow, need int, w time.Duration) alerts.Instance {
-	ws := fmtWindow(w.Seconds())
+// appendThreshold adds a tenant's thresholds unless another tenant has
+// the same.
+func appendThreshold(list [][2]int, threshold, sampled int) [][2]int {
+	t := [2]int{threshold, sampled}
+	if slices.Contains(list, t) {
+		return list
+	}
+	return append(list, t)
+}
+
+func portScanInstance(r scanRow, need int, secs float64) alerts.Instance {
+	ws := fmtWindow(secs)
 	summary := fmt.Sprintf("%s probed %d ports of %s in %s: port scan", r.Src, r.FanOut, r.Dst, ws)
 	desc := fmt.Sprintf("%s sent TCP SYN/FIN without ACK to %d distinct ports of %s over the last %s (threshold %d).",
 		r.Src, r.FanOut, r.Dst, ws, need)
@@ -154,6 +160,10 @@ func portScanInstance(r scanRow, need int, w time.Duration) alerts.Instance {
 // HostScanParams are the parameters of host_scan.
 type HostScanParams struct {
 	Window time.Duration `mapstructure:"window" yaml:"window"`
+	// Slice: the window is read in slices of this length, each once;
+	// Settle: a slice is read this long after it ended.
+	Slice  time.Duration `mapstructure:"slice" yaml:"slice"`
+	Settle time.Duration `mapstructure:"settle" yaml:"settle"`
 	// MinHosts: distinct hosts of one prefix probed on one port by one
 	// source, unsampled; MinHostsSampled: the least it is scaled down to.
 	MinHosts        int `mapstructure:"min_hosts" yaml:"min_hosts"`
@@ -167,6 +177,7 @@ type HostScanParams struct {
 func (p HostScanParams) Validate() error {
 	var e paramErrs
 	e.window("window", p.Window)
+	e.slicing(p.Window, p.Slice, p.Settle)
 	e.positive("min_hosts", float64(p.MinHosts))
 	e.positive("min_hosts_sampled", float64(p.MinHostsSampled))
 	if p.MinHostsSampled > p.MinHosts {
@@ -187,34 +198,36 @@ var HostScan = Kind[HostScanParams]{
 	Name:        "host_scan",
 	Description: "host scan: one source probing (TCP SYN/FIN without ACK) one port on many hosts of one prefix",
 	Defaults: func() Builtin[HostScanParams] {
-		return scanDefaults(HostScanParams{Window: time.Minute, MinHosts: 32, MinHostsSampled: 5, IPv4Prefix: 24, IPv6Prefix: 64})
+		return scanDefaults(HostScanParams{Window: time.Minute, Slice: DefaultSlice, Settle: DefaultSettle, MinHosts: 32, MinHostsSampled: 5, IPv4Prefix: 24, IPv6Prefix: 64})
 	},
 	Config: func(c *BuiltinConfig) *Builtin[HostScanParams] { return &c.HostScan },
-	New:    func(Deps) (Evaluator[HostScanParams], error) { return hostScan{}, nil },
+	New: func(d Deps) (Evaluator[HostScanParams], error) {
+		registerSliceMetrics(d.Registerer)
+		return hostScan{&scanSlices{}}, nil
+	},
 }
 
-type hostScan struct{}
+// hostScan keeps its slices between runs.
+type hostScan struct{ st *scanSlices }
 
-func (hostScan) Evaluate(ctx context.Context, env *Env[HostScanParams]) ([]Finding, error) {
-	windows, groups := byWindow(env.Tenants, func(t string) time.Duration { return env.Params(t).Window })
+func (e hostScan) Evaluate(ctx context.Context, env *Env[HostScanParams]) ([]Finding, error) {
+	keys, groups := bySlicing(env.Tenants, func(t string) slicing { return env.Params(t).slicing() })
 	var out []Finding
-	for _, w := range windows {
-		tenants := groups[w]
-		floor := math.MaxInt
+	for _, key := range keys {
+		tenants := groups[key]
+		q := scanSpec{rule: "host_scan", tenants: tenants,
+			sel:   fmt.Sprintf("%s, %s AS net, dst_port", AddrText("src_address"), prefixSQL(env, tenants)),
+			group: "src_address, dst_port, net", value: "cityHash64(dst_address)"}
+		most := 0
 		for _, t := range tenants {
 			p := env.Params(t)
-			floor = min(floor, p.MinHosts, p.MinHostsSampled)
+			q.thresholds = appendThreshold(q.thresholds, p.MinHosts, p.MinHostsSampled)
+			most = max(most, p.MinHosts)
 		}
-		q := fmt.Sprintf(`SELECT toString(tenant), %s, %s AS net, dst_port, toUInt64(uniq(dst_address)) AS n,
-    toUInt64(max(sampling_rate)), toFloat64(sum(%s))
-FROM flows
-WHERE %s
-GROUP BY tenant, src_address, dst_port, net
-HAVING n >= %d`, AddrText("src_address"), prefixSQL(env, tenants), Packets,
-			probeWhere(env.Now, w, tenants, floor), floor)
-		rows, err := scanQuery(ctx, env.DB, q)
+		q.cap = setCap(most)
+		rows, secs, err := e.st.rows(ctx, env.DB, key, env.Now, q)
 		if err != nil {
-			return nil, fmt.Errorf("host scan query: %w", err)
+			return nil, err
 		}
 		for _, r := range rows {
 			p := env.Params(r.Tenant)
@@ -222,7 +235,7 @@ HAVING n >= %d`, AddrText("src_address"), prefixSQL(env, tenants), Packets,
 			if int(r.FanOut) < need || ignoredAddr(p.IgnoreSources, r.Src) {
 				continue
 			}
-			out = append(out, Finding{Tenant: r.Tenant, Instance: hostScanInstance(r, p, need, w)})
+			out = append(out, Finding{Tenant: r.Tenant, Instance: hostScanInstance(r, p, need, secs)})
 		}
 	}
 	sortScans(out)
@@ -256,8 +269,8 @@ func prefixSQL(env *Env[HostScanParams], tenants []string) string {
 	return b.String()
 }
 
-func hostScanInstance(r scanRow, p HostScanParams, need int, w time.Duration) alerts.Instance {
-	ws := fmtWindow(w.Seconds())
+func hostScanInstance(r scanRow, p HostScanParams, need int, secs float64) alerts.Instance {
+	ws := fmtWindow(secs)
 	prefix := r.Dst
 	if a, err := netip.ParseAddr(r.Dst); err == nil {
 		bits := p.IPv6Prefix
@@ -282,24 +295,6 @@ func hostScanInstance(r scanRow, p HostScanParams, need int, w time.Duration) al
 			"probe_packets": fmtNum(r.Probes),
 		},
 	}
-}
-
-func scanQuery(ctx context.Context, db dbapi.Querier, q string) ([]scanRow, error) {
-	rows, err := db.Query(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []scanRow
-	for rows.Next() {
-		var r scanRow
-		if err := rows.Scan(&r.Tenant, &r.Src, &r.Dst, &r.Port, &r.FanOut, &r.Rate, &r.Probes); err != nil {
-			return nil, err
-		}
-		r.Src, r.Dst = ParseAddr(r.Src), ParseAddr(r.Dst)
-		out = append(out, r)
-	}
-	return out, rows.Err()
 }
 
 func sortScans(out []Finding) {
