@@ -292,7 +292,7 @@ var ARPMACChange = Kind[ARPMACChangeParams]{
 	Defaults: func() Builtin[ARPMACChangeParams] {
 		return Builtin[ARPMACChangeParams]{Enabled: true, Interval: time.Minute, Timeout: 30 * time.Second,
 			Severity: notify.SeverityWarning,
-			Params:   ARPMACChangeParams{Window: time.Hour, MinKnown: 30 * time.Minute, ObservationRefresh: time.Hour}}
+			Params:   ARPMACChangeParams{Window: time.Hour, MinKnown: 30 * time.Minute}}
 	},
 	Config: func(c *BuiltinConfig) *Builtin[ARPMACChangeParams] { return &c.ARPMACChange },
 	New:    func(Deps) (Evaluator[ARPMACChangeParams], error) { return arpMACChange{}, nil },
@@ -404,7 +404,7 @@ var ARPFlipFlop = Kind[ARPFlipFlopParams]{
 	Defaults: func() Builtin[ARPFlipFlopParams] {
 		return Builtin[ARPFlipFlopParams]{Enabled: true, Interval: time.Minute, Timeout: 30 * time.Second,
 			Severity: notify.SeverityError,
-			Params:   ARPFlipFlopParams{Window: time.Hour, MinChanges: 3, ObservationRefresh: time.Hour}}
+			Params:   ARPFlipFlopParams{Window: time.Hour, MinChanges: 3}}
 	},
 	Config: func(c *BuiltinConfig) *Builtin[ARPFlipFlopParams] { return &c.ARPFlipFlop },
 	New:    func(Deps) (Evaluator[ARPFlipFlopParams], error) { return arpFlipFlop{}, nil },
@@ -546,7 +546,7 @@ var ARPMACManyIPs = Kind[ARPMACManyIPsParams]{
 	Defaults: func() Builtin[ARPMACManyIPsParams] {
 		return Builtin[ARPMACManyIPsParams]{Enabled: true, Interval: time.Minute, Timeout: 30 * time.Second,
 			Severity: notify.SeverityWarning,
-			Params:   ARPMACManyIPsParams{MinIPv4: 8, MinIPv6: 32, ObservationRefresh: time.Hour}}
+			Params:   ARPMACManyIPsParams{MinIPv4: 8, MinIPv6: 32}}
 	},
 	Config: func(c *BuiltinConfig) *Builtin[ARPMACManyIPsParams] { return &c.ARPMACManyIPs },
 	New:    func(Deps) (Evaluator[ARPMACManyIPsParams], error) { return arpMACManyIPs{}, nil },
@@ -697,7 +697,7 @@ var ARPNewMAC = Kind[ARPNewMACParams]{
 		return Builtin[ARPNewMACParams]{Enabled: true, Interval: time.Minute, Timeout: 30 * time.Second,
 			Severity: notify.SeverityWarning,
 			Params: ARPNewMACParams{Window: time.Hour, Warmup: time.Hour,
-				LocallyAdministeredSeverity: notify.SeverityInfo, ObservationRefresh: time.Hour}}
+				LocallyAdministeredSeverity: notify.SeverityInfo}}
 	},
 	Config: func(c *BuiltinConfig) *Builtin[ARPNewMACParams] { return &c.ARPNewMAC },
 	New:    func(Deps) (Evaluator[ARPNewMACParams], error) { return arpNewMAC{}, nil },
