@@ -11,8 +11,8 @@
 //
 // with the column where it stands in Flows (inserts list Flows' order,
 // and TestFlowsTableIsTheSchema compares it with the table on both
-// engines); then its line in the schema reference (README.md and
-// migrations/SCHEMA.md). Spool segments need nothing: they name their
+// engines); then its line in the schema reference (README.md's
+// "Schema"). Spool segments need nothing: they name their
 // columns. Migration 0005 (in_vrf_id, out_vrf_id) is one.
 package schema
 

@@ -37,9 +37,9 @@ func suite(t *testing.T, open func(t *testing.T) dbapi.DB) {
 	t.Run("schema example", func(t *testing.T) { testSchemaExample(t, open(t)) })
 }
 
-// testSchemaExample runs the example query of migrations/SCHEMA.md.
+// testSchemaExample runs the example query of README.md's schema reference.
 func testSchemaExample(t *testing.T, db dbapi.DB) {
-	doc, err := os.ReadFile(filepath.Join("..", "..", "migrations", "SCHEMA.md"))
+	doc, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func testSchemaExample(t *testing.T, db dbapi.DB) {
 	_, after, ok2 := strings.Cut(after, "```sql\n")
 	query, _, ok3 := strings.Cut(after, "```")
 	if !ok || !ok2 || !ok3 {
-		t.Fatal("SCHEMA.md has no alerts example")
+		t.Fatal("README.md has no alerts example")
 	}
 	m := startOn(t, db, &recorder{}, newClock())
 	r := rule(alerts.Hold{Evaluations: 2}, alerts.Hold{})
