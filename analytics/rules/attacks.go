@@ -73,13 +73,20 @@ func DefaultServicePorts() []int {
 	return []int{53, 67, 123, 162, 443, 500, 514, 1194, 1812, 1813, 2055, 3478, 4500, 4739, 5060, 6343, 9995, 51820}
 }
 
+// DefaultFloodWindow is the floods' window: long enough to average flows
+// reported at 15-30 s active timeouts (a record of 60 s of traffic counts
+// at most twice its rate), short enough that an attack at a few times a
+// floor fills it to the floor within about one interval.
+const DefaultFloodWindow = 30 * time.Second
+
 // floodDefaults are the timing every flood rule starts from.
 func floodDefaults[P Params](severity notify.Severity, p P) Builtin[P] {
 	return Builtin[P]{
 		Enabled: true, Interval: 10 * time.Second, Timeout: 10 * time.Second, Severity: severity,
-		// Two evaluations: the window already averages 60 s, the second
-		// look keeps a burst that ends at once from paging anyone.
-		For:           Evaluations(2),
+		// At once: the rate is already an average over the 60 s window, so
+		// a second look would see the same burst again (it stays in the
+		// window for a minute) and only add an interval of delay.
+		For:           Evaluations(0),
 		KeepFiringFor: For(2 * time.Minute), // attacks pulse: no resolve between waves
 		Params:        p,
 	}
@@ -204,7 +211,7 @@ var Amplification = Kind[AmplificationParams]{
 	Description: "UDP reflection/amplification: large packets from many sources on reflector ports (DNS, NTP, SSDP, memcached, CLDAP, ...) to one destination",
 	Defaults: func() Builtin[AmplificationParams] {
 		return floodDefaults(notify.SeverityCritical, AmplificationParams{
-			Window: time.Minute, Slice: DefaultSlice, Settle: DefaultSettle, Ports: DefaultReflectorPorts(), MinSources: 10, MinAvgPacketBytes: 300,
+			Window: DefaultFloodWindow, Slice: DefaultSlice, Settle: DefaultSettle, Ports: DefaultReflectorPorts(), MinSources: 10, MinAvgPacketBytes: 300,
 			MinMbps: 2, MinPPS: 1000,
 		})
 	},

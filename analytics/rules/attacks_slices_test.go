@@ -98,6 +98,7 @@ func TestHashSet(t *testing.T) {
 
 func TestSlicingValidate(t *testing.T) {
 	p := SYNFlood.Defaults().Params
+	p.Window = time.Minute
 	p.Slice, p.Settle = 7*time.Second, 0
 	err := p.Validate()
 	for _, want := range []string{"slice: 7s does not divide the window 1m0s", "settle: 0s is outside 1s..5m"} {
@@ -166,6 +167,11 @@ func evalAt(t *testing.T, s *scheduled, db dbapi.Querier, at time.Time) []Findin
 func buildRule(t *testing.T, k registration, mod func(*BuiltinConfig)) *scheduled {
 	t.Helper()
 	c := DefaultConfig()
+	// The ticks below are laid out over a minute's window.
+	for _, p := range []*time.Duration{&c.Builtin.Amplification.Params.Window, &c.Builtin.SYNFlood.Params.Window,
+		&c.Builtin.UDPFlood.Params.Window, &c.Builtin.ICMPFlood.Params.Window} {
+		*p = time.Minute
+	}
 	if mod != nil {
 		mod(&c.Builtin)
 	}

@@ -44,7 +44,7 @@ var SYNFlood = Kind[SYNFloodParams]{
 	Name:        "syn_flood",
 	Description: "TCP SYN flood: most TCP packets to a destination are SYN without ACK, above a rate",
 	Defaults: func() Builtin[SYNFloodParams] {
-		return floodDefaults(notify.SeverityCritical, SYNFloodParams{Window: time.Minute, Slice: DefaultSlice, Settle: DefaultSettle, MinPPS: 1000, MinSYNShare: 0.5, MinSources: 10})
+		return floodDefaults(notify.SeverityCritical, SYNFloodParams{Window: DefaultFloodWindow, Slice: DefaultSlice, Settle: DefaultSettle, MinPPS: 1000, MinSYNShare: 0.5, MinSources: 10})
 	},
 	Config: func(c *BuiltinConfig) *Builtin[SYNFloodParams] { return &c.SYNFlood },
 	New: func(deps Deps) (Evaluator[SYNFloodParams], error) {
@@ -133,7 +133,7 @@ var UDPFlood = Kind[UDPFloodParams]{
 	Description: "UDP flood: small UDP packets from many sources to one destination, not from reflector ports nor to service ports",
 	Defaults: func() Builtin[UDPFloodParams] {
 		return floodDefaults(notify.SeverityError, UDPFloodParams{
-			Window: time.Minute, Slice: DefaultSlice, Settle: DefaultSettle, MinPPS: 2000, MinSources: 50, MaxAvgPacketBytes: 600,
+			Window: DefaultFloodWindow, Slice: DefaultSlice, Settle: DefaultSettle, MinPPS: 2000, MinSources: 50, MaxAvgPacketBytes: 600,
 			ExcludeSrcPorts: DefaultReflectorPorts(), ExcludeDstPorts: DefaultServicePorts(),
 		})
 	},
@@ -207,7 +207,7 @@ var ICMPFlood = Kind[ICMPFloodParams]{
 	Name:        "icmp_flood",
 	Description: "ICMP flood: ICMP or ICMPv6 to one destination above a packet rate, from enough sources",
 	Defaults: func() Builtin[ICMPFloodParams] {
-		return floodDefaults(notify.SeverityError, ICMPFloodParams{Window: time.Minute, Slice: DefaultSlice, Settle: DefaultSettle, MinPPS: 1000, MinSources: 3})
+		return floodDefaults(notify.SeverityError, ICMPFloodParams{Window: DefaultFloodWindow, Slice: DefaultSlice, Settle: DefaultSettle, MinPPS: 1000, MinSources: 3})
 	},
 	Config: func(c *BuiltinConfig) *Builtin[ICMPFloodParams] { return &c.ICMPFlood },
 	New: func(deps Deps) (Evaluator[ICMPFloodParams], error) {
