@@ -234,6 +234,9 @@ type storeTarget struct {
 	addr          string
 	library, path string
 	env           []string // more environment of flowhouse serve
+	// rules keeps the built-in rules on in load steps (the rules-load
+	// stage); throughput steps run without them.
+	rules bool
 }
 
 func (t storeTarget) config(database string) store.Config {
@@ -261,7 +264,11 @@ func step(ctx context.Context, o options, target storeTarget, database string, r
 	// Ingest is measured with the rules off, comparable with earlier
 	// reports; what the rules cost while ingesting is the rules-load
 	// stage's measurement.
-	srv, err := startServe(ctx, o, target, database, append(append([]string(nil), target.env...), disableRulesEnv()...)...)
+	env := target.env
+	if !target.rules {
+		env = append(append([]string(nil), env...), disableRulesEnv()...)
+	}
+	srv, err := startServe(ctx, o, target, database, env...)
 	if err != nil {
 		return st, err
 	}

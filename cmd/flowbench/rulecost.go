@@ -46,7 +46,7 @@ func ruleFlags(ro *ruleOptions) func() error {
 	flag.BoolVar(&ro.cost, "rules-cost", true, "measure the evaluation cost of every rule on synthetic data (in a child process)")
 	flag.StringVar(&rates, "rules-cost-rates", "100000,300000", "flow rates the cost stage fills the window at, ascending")
 	flag.DurationVar(&ro.costWindow, "rules-cost-window", 10*time.Minute, "time the synthetic flows span, ending now")
-	flag.IntVar(&ro.costReps, "rules-cost-reps", 3, "evaluations of each rule per size")
+	flag.IntVar(&ro.costReps, "rules-cost-reps", 4, "evaluations of each rule per size: the first tick (a backfill of the window) and the warm ones after it")
 	flag.StringVar(&engines, "rules-cost-engines", "embedded", "engines of the cost stage: embedded, server")
 	flag.DurationVar(&ro.costBudget, "rules-cost-insert-budget", 120*time.Second, "time the cost stage may spend filling flows per engine; sizes it cannot fill are measured at the rows inserted and extrapolated")
 	flag.Uint64Var(&ro.costChunk, "rules-cost-chunk", 5_000_000, "rows per INSERT ... SELECT")

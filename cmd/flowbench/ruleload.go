@@ -73,10 +73,7 @@ func ruleLoadStage(ctx context.Context, o options, ro ruleOptions, protocols []f
 	lo := o
 	lo.duration = ro.loadDuration
 	for _, mode := range []string{"disabled", "defaults"} {
-		target := storeTarget{name: "embedded (chDB)", library: lib, path: dir}
-		if mode == "disabled" {
-			target.env = disableRulesEnv()
-		}
+		target := storeTarget{name: "embedded (chDB)", library: lib, path: dir, rules: mode == "defaults"}
 		st, err := step(ctx, lo, target, "rules_"+mode, ro.loadRate, protocols)
 		if err != nil {
 			return nil, fmt.Errorf("rules %s at %.0f flows/s: %w", mode, ro.loadRate, err)
