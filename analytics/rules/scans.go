@@ -95,31 +95,60 @@ var PortScan = Kind[PortScanParams]{
 type portScan struct{ st *scanSlices }
 
 func (e portScan) Evaluate(ctx context.Context, env *Env[PortScanParams]) ([]Finding, error) {
+	return evaluateScan(ctx, env, e.st, scanKind[PortScanParams]{
+		spec: func([]string) scanSpec {
+			return scanSpec{rule: "port_scan",
+				sel:   fmt.Sprintf("%s, %s, toUInt16(0)", AddrText("src_address"), AddrText("dst_address")),
+				group: "src_address, dst_address", value: "toUInt64(dst_port)"}
+		},
+		thresholds: func(p PortScanParams) (int, int) { return p.MinPorts, p.MinPortsSampled },
+		ignore:     func(p PortScanParams) []string { return p.IgnoreSources },
+		instance: func(r scanRow, _ PortScanParams, need int, secs float64) alerts.Instance {
+			return portScanInstance(r, need, secs)
+		},
+	})
+}
+
+// scanKind is what tells the two scan rules apart: their query's
+// grouping, their thresholds and their alert.
+type scanKind[P Params] struct {
+	spec       func(tenants []string) scanSpec
+	thresholds func(P) (minimum, sampled int)
+	ignore     func(P) []string
+	instance   func(r scanRow, p P, need int, secs float64) alerts.Instance
+}
+
+// evaluateScan runs a scan rule: one query per slicing its tenants use,
+// then each tenant's own threshold, scaled by the sampling rate.
+func evaluateScan[P interface {
+	Params
+	slicing() slicing
+}](ctx context.Context, env *Env[P], st *scanSlices, k scanKind[P]) ([]Finding, error) {
 	keys, groups := bySlicing(env.Tenants, func(t string) slicing { return env.Params(t).slicing() })
 	var out []Finding
 	for _, key := range keys {
 		tenants := groups[key]
-		q := scanSpec{rule: "port_scan", tenants: tenants,
-			sel:   fmt.Sprintf("%s, %s, toUInt16(0)", AddrText("src_address"), AddrText("dst_address")),
-			group: "src_address, dst_address", value: "toUInt64(dst_port)"}
+		q := k.spec(tenants)
+		q.tenants = tenants
 		most := 0
 		for _, t := range tenants {
-			p := env.Params(t)
-			q.thresholds = appendThreshold(q.thresholds, p.MinPorts, p.MinPortsSampled)
-			most = max(most, p.MinPorts)
+			minimum, sampled := k.thresholds(env.Params(t))
+			q.thresholds = appendThreshold(q.thresholds, minimum, sampled)
+			most = max(most, minimum)
 		}
 		q.cap = setCap(most)
-		rows, secs, err := e.st.rows(ctx, env.DB, key, env.Now, q)
+		rows, secs, err := st.rows(ctx, env.DB, key, env.Now, q)
 		if err != nil {
 			return nil, err
 		}
 		for _, r := range rows {
 			p := env.Params(r.Tenant)
-			need := scanThreshold(p.MinPorts, p.MinPortsSampled, r.Rate)
-			if int(r.FanOut) < need || ignoredAddr(p.IgnoreSources, r.Src) {
+			minimum, sampled := k.thresholds(p)
+			need := scanThreshold(minimum, sampled, r.Rate)
+			if int(r.FanOut) < need || ignoredAddr(k.ignore(p), r.Src) {
 				continue
 			}
-			out = append(out, Finding{Tenant: r.Tenant, Instance: portScanInstance(r, need, secs)})
+			out = append(out, Finding{Tenant: r.Tenant, Instance: k.instance(r, p, need, secs)})
 		}
 	}
 	sortScans(out)
@@ -211,35 +240,16 @@ var HostScan = Kind[HostScanParams]{
 type hostScan struct{ st *scanSlices }
 
 func (e hostScan) Evaluate(ctx context.Context, env *Env[HostScanParams]) ([]Finding, error) {
-	keys, groups := bySlicing(env.Tenants, func(t string) slicing { return env.Params(t).slicing() })
-	var out []Finding
-	for _, key := range keys {
-		tenants := groups[key]
-		q := scanSpec{rule: "host_scan", tenants: tenants,
-			sel:   fmt.Sprintf("%s, %s AS net, dst_port", AddrText("src_address"), prefixSQL(env, tenants)),
-			group: "src_address, dst_port, net", value: "cityHash64(dst_address)"}
-		most := 0
-		for _, t := range tenants {
-			p := env.Params(t)
-			q.thresholds = appendThreshold(q.thresholds, p.MinHosts, p.MinHostsSampled)
-			most = max(most, p.MinHosts)
-		}
-		q.cap = setCap(most)
-		rows, secs, err := e.st.rows(ctx, env.DB, key, env.Now, q)
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range rows {
-			p := env.Params(r.Tenant)
-			need := scanThreshold(p.MinHosts, p.MinHostsSampled, r.Rate)
-			if int(r.FanOut) < need || ignoredAddr(p.IgnoreSources, r.Src) {
-				continue
-			}
-			out = append(out, Finding{Tenant: r.Tenant, Instance: hostScanInstance(r, p, need, secs)})
-		}
-	}
-	sortScans(out)
-	return out, nil
+	return evaluateScan(ctx, env, e.st, scanKind[HostScanParams]{
+		spec: func(tenants []string) scanSpec {
+			return scanSpec{rule: "host_scan",
+				sel:   fmt.Sprintf("%s, %s AS net, dst_port", AddrText("src_address"), prefixSQL(env, tenants)),
+				group: "src_address, dst_port, net", value: "cityHash64(dst_address)"}
+		},
+		thresholds: func(p HostScanParams) (int, int) { return p.MinHosts, p.MinHostsSampled },
+		ignore:     func(p HostScanParams) []string { return p.IgnoreSources },
+		instance:   hostScanInstance,
+	})
 }
 
 // prefixSQL is the destination's prefix as text (cutIPv6 zeroes whole
