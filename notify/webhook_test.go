@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/flowhouse/flowhouse/internal/receivers"
+	"github.com/flowhouse/flowhouse/internal/testkit"
 	"io"
 	"maps"
 	"net/http"
@@ -424,24 +425,9 @@ func TestStopIsBounded(t *testing.T) {
 // The verification examples of README.md, run as they are written
 // against a request signed here: Python's verify() and the shell lines.
 func TestREADMEVerifyExamples(t *testing.T) {
-	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	block := func(after, lang string) string {
 		t.Helper()
-		s := string(readme)
-		i := strings.Index(s, after)
-		if i < 0 {
-			t.Fatalf("README.md has no %q", after)
-		}
-		s = s[i:]
-		start := strings.Index(s, "```"+lang+"\n")
-		if start < 0 {
-			t.Fatalf("README.md has no %s block after %q", lang, after)
-		}
-		s = s[start+len("```"+lang+"\n"):]
-		return s[:strings.Index(s, "```")]
+		return testkit.READMEBlock(t, after, lang)
 	}
 	receivers.RequireBinary(t, receivers.Python3, "python3")
 	receivers.RequireBinary(t, "/usr/bin/openssl", "openssl")

@@ -4,8 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"github.com/flowhouse/flowhouse/internal/testkit"
 	"slices"
 	"strings"
 	"testing"
@@ -39,16 +38,7 @@ func suite(t *testing.T, open func(t *testing.T) dbapi.DB) {
 
 // testSchemaExample runs the example query of README.md's schema reference.
 func testSchemaExample(t *testing.T, db dbapi.DB) {
-	doc, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, after, ok := strings.Cut(string(doc), "Example: the alerts firing now")
-	_, after, ok2 := strings.Cut(after, "```sql\n")
-	query, _, ok3 := strings.Cut(after, "```")
-	if !ok || !ok2 || !ok3 {
-		t.Fatal("README.md has no alerts example")
-	}
+	query := testkit.READMEBlock(t, "Example: the alerts firing now", "sql")
 	m := startOn(t, db, &recorder{}, newClock())
 	r := rule(alerts.Hold{Evaluations: 2}, alerts.Hold{})
 	eval(t, m, r, t0, inst(1, "dst_address", "a"), inst(1, "dst_address", "b"))

@@ -2,9 +2,8 @@ package rules
 
 import (
 	"context"
+	"github.com/flowhouse/flowhouse/internal/testkit"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -203,15 +202,9 @@ func TestHoldText(t *testing.T) {
 
 // The SQL rule of README.md passes its dry run on both engines.
 func TestREADMESQLRule(t *testing.T) {
-	doc, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, after, ok := strings.Cut(string(doc), "### SQL rules")
-	_, after, ok2 := strings.Cut(after, "      query: |\n")
-	block, _, ok3 := strings.Cut(after, "```")
-	if !ok || !ok2 || !ok3 {
-		t.Fatal("README.md has no SQL rule example")
+	_, block, ok := strings.Cut(testkit.READMEBlock(t, "### SQL rules", "yaml"), "      query: |\n")
+	if !ok {
+		t.Fatal("README.md's SQL rule example has no query")
 	}
 	var lines []string
 	for _, l := range strings.Split(strings.TrimRight(block, "\n"), "\n") {

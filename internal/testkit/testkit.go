@@ -4,6 +4,10 @@
 package testkit
 
 import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -38,4 +42,33 @@ func Eventually(t testing.TB, what string, timeout time.Duration, cond func() bo
 	if !Within(timeout, cond) {
 		t.Fatalf("timed out after %s waiting for %s", timeout, what)
 	}
+}
+
+// READMEBlock returns the first fenced code block of lang (```lang) that
+// follows the text after in the repository's README.md, so tests run the
+// examples as they are written there.
+func READMEBlock(t testing.TB, after, lang string) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	readme, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(readme)
+	i := strings.Index(s, after)
+	if i < 0 {
+		t.Fatalf("README.md has no %q", after)
+	}
+	s = s[i:]
+	fence := "```" + lang + "\n"
+	start := strings.Index(s, fence)
+	if start < 0 {
+		t.Fatalf("README.md has no %s block after %q", lang, after)
+	}
+	s = s[start+len(fence):]
+	end := strings.Index(s, "```")
+	if end < 0 {
+		t.Fatalf("README.md: the %s block after %q does not end", lang, after)
+	}
+	return s[:end]
 }
