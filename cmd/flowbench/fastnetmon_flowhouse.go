@@ -6,14 +6,9 @@ package main
 // ours; its alerts read from the alerts table over its query endpoint.
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"net/netip"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -109,39 +104,21 @@ const fnmAlertsQuery = `SELECT rule, subject_values AS subject,
 	toUnixTimestamp(fired_at) AS fired, severity, last_value
 FROM alerts FINAL
 WHERE fired_at > toDateTime(0, 'UTC')
-ORDER BY fired_at
-FORMAT JSONEachRow`
+ORDER BY fired_at`
 
 // alerts reads the alerts that fired so far through the query endpoint.
 func (f *fnmFlowhouse) alerts(ctx context.Context) ([]fnmDetection, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+f.queryAddr+"/?query="+url.QueryEscape(fnmAlertsQuery), nil)
+	rows, err := queryJSON[struct {
+		Rule, Classification, Severity string
+		Subject                        []string
+		Fired                          int64
+		LastValue                      float64 `json:"last_value"`
+	}](ctx, &endpoint{addr: f.queryAddr}, fnmAlertsQuery)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("alerts query: %w", err)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return nil, fmt.Errorf("alerts query: %s: %s", resp.Status, b)
-	}
-	var out []fnmDetection
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var row struct {
-			Rule, Classification, Severity string
-			Subject                        []string
-			Fired                          int64
-			LastValue                      float64 `json:"last_value"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &row); err != nil {
-			return nil, fmt.Errorf("alerts query: %w: %s", err, sc.Bytes())
-		}
+	out := make([]fnmDetection, 0, len(rows))
+	for _, row := range rows {
 		kind := row.Rule
 		if row.Classification != "" && row.Classification != row.Rule {
 			kind += " (" + row.Classification + ")"
@@ -149,5 +126,5 @@ func (f *fnmFlowhouse) alerts(ctx context.Context) ([]fnmDetection, error) {
 		out = append(out, fnmDetection{Detector: "flowhouse", Subject: strings.Join(row.Subject, " "), Subjects: row.Subject,
 			Kind: kind, At: time.Unix(row.Fired, 0), Power: fmt.Sprintf("%s %.4g", row.Severity, row.LastValue)})
 	}
-	return out, sc.Err()
+	return out, nil
 }
