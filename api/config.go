@@ -20,6 +20,14 @@ type Config struct {
 	IdleTimeout time.Duration `mapstructure:"idle_timeout" yaml:"idle_timeout"`
 	// ReadinessTimeout bounds each /readyz check.
 	ReadinessTimeout time.Duration `mapstructure:"readiness_timeout" yaml:"readiness_timeout"`
+	// TLSCertFile and TLSKeyFile, both set, serve HTTPS; the files are
+	// reloaded when they change.
+	TLSCertFile string `mapstructure:"tls_cert_file" yaml:"tls_cert_file"`
+	TLSKeyFile  string `mapstructure:"tls_key_file" yaml:"tls_key_file"`
+	// RateLimit is the requests per second each API token may make, with
+	// bursts of RateBurst; 0 turns the limit off.
+	RateLimit float64 `mapstructure:"rate_limit" yaml:"rate_limit"`
+	RateBurst int     `mapstructure:"rate_burst" yaml:"rate_burst"`
 }
 
 // DefaultConfig listens on loopback only: exposing the API is a choice.
@@ -30,6 +38,8 @@ func DefaultConfig() Config {
 		WriteTimeout:     30 * time.Second,
 		IdleTimeout:      2 * time.Minute,
 		ReadinessTimeout: 2 * time.Second,
+		RateLimit:        20,
+		RateBurst:        40,
 	}
 }
 
@@ -53,6 +63,15 @@ func (c Config) Validate() error {
 	positive("readiness_timeout", c.ReadinessTimeout)
 	if c.ReadinessTimeout > 0 && c.WriteTimeout > 0 && c.ReadinessTimeout >= c.WriteTimeout {
 		errs = append(errs, fmt.Errorf("readiness_timeout: %s must be shorter than write_timeout (%s)", c.ReadinessTimeout, c.WriteTimeout))
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, errors.New("tls_cert_file and tls_key_file: set both for HTTPS, or neither"))
+	}
+	if c.RateLimit < 0 {
+		errs = append(errs, fmt.Errorf("rate_limit: %g must not be negative (0 turns the limit off)", c.RateLimit))
+	}
+	if c.RateLimit > 0 && c.RateBurst < 1 {
+		errs = append(errs, fmt.Errorf("rate_burst: %d must be at least 1 when rate_limit is set", c.RateBurst))
 	}
 	return errors.Join(errs...)
 }

@@ -16,6 +16,8 @@ const (
 	CodeInternal         = "internal"
 	CodeUnavailable      = "unavailable"
 	CodeNotReady         = "not_ready"
+	CodeRateLimited      = "rate_limited"
+	CodePrecondition     = "precondition_failed"
 )
 
 // ErrorBody is the JSON of every error response:

@@ -12,6 +12,10 @@ type httpMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	inFlight prometheus.Gauge
+
+	authFailures *prometheus.CounterVec
+	rateLimited  prometheus.Counter
+	tlsReloadErr prometheus.Counter
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
@@ -29,11 +33,26 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 			Namespace: "flowhouse", Subsystem: "http", Name: "requests_in_flight",
 			Help: "HTTP requests being handled.",
 		}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "flowhouse", Subsystem: "http", Name: "auth_failures_total",
+			Help: "API requests refused for their token, by reason (missing, malformed, checksum, unknown, revoked, expired, store).",
+		}, []string{"reason"}),
+		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "flowhouse", Subsystem: "http", Name: "rate_limited_total",
+			Help: "API requests refused with 429 by their token's rate limit.",
+		}),
+		tlsReloadErr: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "flowhouse", Subsystem: "http", Name: "tls_reload_errors_total",
+			Help: "Changed TLS certificate or key files that did not load (the previous certificate stays in use).",
+		}),
 	}
 	if reg != nil {
 		m.requests = register(reg, m.requests)
 		m.duration = register(reg, m.duration)
 		m.inFlight = register(reg, m.inFlight)
+		m.authFailures = register(reg, m.authFailures)
+		m.rateLimited = register(reg, m.rateLimited)
+		m.tlsReloadErr = register(reg, m.tlsReloadErr)
 	}
 	return m
 }

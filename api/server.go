@@ -1,9 +1,13 @@
-// Package api is flowhouse's HTTP server: health, readiness and metrics now,
-// the REST API under /api/v1 as it grows.
+// Package api is flowhouse's HTTP server: health, readiness, metrics, and
+// the frame of the REST API under /api/v1 that the API packages register
+// their handlers on: token authentication, roles, per-token rate limits,
+// the error shape, query parameters, page tokens, ETags and the OpenAPI
+// document.
 package api
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +21,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
 
 	"github.com/flowhouse/flowhouse/internal/httpserve"
 )
@@ -40,6 +45,8 @@ type Deps struct {
 	Registerer prometheus.Registerer
 	// Checks are run by /readyz. More can be added with AddCheck.
 	Checks []Check
+	// Authenticator checks the tokens of /api/v1; nil refuses every token.
+	Authenticator Authenticator
 }
 
 // Server is the HTTP server. Register routes before Start.
@@ -49,6 +56,11 @@ type Server struct {
 	engine  *gin.Engine
 	v1      *gin.RouterGroup
 	metrics *httpMetrics
+
+	auth    Authenticator
+	authLog rate.Sometimes
+	limits  *limiters
+	spec    *Spec
 
 	checksMu sync.Mutex
 	checks   []Check
@@ -79,6 +91,10 @@ func New(cfg Config, deps Deps) *Server {
 		metrics: newHTTPMetrics(reg),
 		checks:  append([]Check(nil), deps.Checks...),
 		lastOK:  map[string]bool{},
+		auth:    deps.Authenticator,
+		authLog: rate.Sometimes{Interval: time.Minute},
+		limits:  newLimiters(cfg.RateLimit, cfg.RateBurst),
+		spec:    NewSpec(),
 	}
 
 	e := gin.New()
@@ -104,7 +120,9 @@ func New(cfg Config, deps Deps) *Server {
 		})))
 	}
 	s.engine = e
-	s.v1 = e.Group(APIPrefix)
+	// The document is public: clients and code generators read it first.
+	e.GET(APIPrefix+"/openapi.json", s.openAPI)
+	s.v1 = e.Group(APIPrefix, s.authenticate)
 	return s
 }
 
@@ -112,9 +130,8 @@ func New(cfg Config, deps Deps) *Server {
 // Change it only before Start.
 func (s *Server) Router() *gin.Engine { return s.engine }
 
-// Register adds routes to the /api/v1 group. Middleware that the group
-// needs (authentication) must be added to it before the routes it guards.
-// It panics after Start: gin's router is not safe to change while serving.
+// Register adds routes to the /api/v1 group, behind its authentication:
+// handlers get the request's Principal (PrincipalOf). It panics after Start: gin's router is not safe to change while serving.
 func (s *Server) Register(fn func(v1 *gin.RouterGroup)) {
 	s.mu.Lock()
 	started := s.started
@@ -146,6 +163,17 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("api: listen on %s: %w", s.cfg.Listen, err)
 	}
+	var certs *certReloader
+	if s.cfg.TLSCertFile != "" {
+		if certs, err = newCertReloader(s.cfg.TLSCertFile, s.cfg.TLSKeyFile, func(err error) {
+			s.metrics.tlsReloadErr.Inc()
+			s.log.Error("tls certificate reload failed; the previous certificate stays in use", "err", err)
+		}); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("api: %w", err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.getCertificate, NextProtos: []string{"h2", "http/1.1"}})
+	}
 	s.started = true
 	srv := &http.Server{
 		Handler:           s.engine,
@@ -159,7 +187,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := s.http.Serve(ln, srv, func(err error) { s.log.Error("http server failed", "addr", addr, "err", err) }); err != nil {
 		return err
 	}
-	s.log.Info("http server listening", "addr", addr)
+	s.log.Info("http server listening", "addr", addr, "tls", certs != nil)
 	return nil
 }
 
@@ -333,6 +361,9 @@ func (s *Server) observe(c *gin.Context) {
 		slog.Duration("duration", elapsed),
 		slog.Int("bytes", c.Writer.Size()),
 		slog.String("client", c.ClientIP()),
+	}
+	if p := PrincipalOf(c); p.TokenID != "" {
+		attrs = append(attrs, slog.String("token_id", p.TokenID)) // the id, never the secret
 	}
 	if len(c.Errors) > 0 {
 		attrs = append(attrs, slog.String("errors", c.Errors.String()))

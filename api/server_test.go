@@ -51,8 +51,9 @@ func start(t *testing.T, cfg Config, checks []Check, register func(*gin.RouterGr
 	logs := &syncBuffer{}
 	s := New(cfg, Deps{
 		Logger:   slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Gatherer: reg,
-		Checks:   checks,
+		Gatherer:      reg,
+		Checks:        checks,
+		Authenticator: testAuth{},
 	})
 	if register != nil {
 		s.Register(register)
@@ -76,6 +77,7 @@ func get(t *testing.T, method, url string) (int, http.Header, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	req.Header.Set("Authorization", "Bearer "+testToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
@@ -86,6 +88,18 @@ func get(t *testing.T, method, url string) (int, http.Header, []byte) {
 		t.Fatal(err)
 	}
 	return resp.StatusCode, resp.Header, body
+}
+
+const testToken = "test-admin"
+
+// testAuth accepts testToken as an admin of every tenant.
+type testAuth struct{}
+
+func (testAuth) Authenticate(_ context.Context, tok string) (Principal, error) {
+	if tok != testToken {
+		return Principal{}, &TokenError{Reason: TokenUnknown}
+	}
+	return Principal{TokenID: "tok_test", TokenName: "test", AllTenants: true, Role: RoleAdmin}, nil
 }
 
 func decode[T any](t *testing.T, body []byte) T {
@@ -360,12 +374,10 @@ func TestStop(t *testing.T) {
 	release := make(chan struct{})
 	entered := make(chan struct{})
 	s := New(cfg, Deps{})
-	s.Register(func(v1 *gin.RouterGroup) {
-		v1.GET("/slow", func(c *gin.Context) {
-			close(entered)
-			<-release
-			c.JSON(200, gin.H{"done": true})
-		})
+	s.Router().GET("/slow", func(c *gin.Context) {
+		close(entered)
+		<-release
+		c.JSON(200, gin.H{"done": true})
 	})
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -375,7 +387,7 @@ func TestStop(t *testing.T) {
 	// A request in flight finishes during a graceful stop.
 	slow := make(chan int, 1)
 	go func() {
-		resp, err := http.Get("http://" + addr + "/api/v1/slow")
+		resp, err := http.Get("http://" + addr + "/slow")
 		if err != nil {
 			slow <- -1
 			return
@@ -415,13 +427,11 @@ func TestStopDeadline(t *testing.T) {
 	block := make(chan struct{})
 	defer close(block)
 	s := New(cfg, Deps{})
-	s.Register(func(v1 *gin.RouterGroup) {
-		v1.GET("/stuck", func(c *gin.Context) { close(entered); <-block })
-	})
+	s.Router().GET("/stuck", func(c *gin.Context) { close(entered); <-block })
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	go http.Get("http://" + s.Addr() + "/api/v1/stuck")
+	go http.Get("http://" + s.Addr() + "/stuck")
 	<-entered
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
