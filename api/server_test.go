@@ -50,7 +50,7 @@ func start(t *testing.T, cfg Config, checks []Check, register func(*gin.RouterGr
 	reg := prometheus.NewRegistry()
 	logs := &syncBuffer{}
 	s := New(cfg, Deps{
-		Logger:   slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:        slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Gatherer:      reg,
 		Checks:        checks,
 		Authenticator: testAuth{},

@@ -152,7 +152,7 @@ func TestFramePagesAndETags(t *testing.T) {
 			Things []string `json:"things"`
 			Next   string   `json:"next_page_token"`
 		}
-		c.Get("/api/v1/things?color=red&page_token=" + next).JSON(t, &page)
+		c.Get("/api/v1/things?color=red&page_token="+next).JSON(t, &page)
 		all = append(all, page.Things...)
 		if next = page.Next; next == "" {
 			break
