@@ -62,6 +62,8 @@ type Server struct {
 	limits  *limiters
 	spec    *Spec
 
+	closing chan struct{} // closed when Stop begins, for streams to end
+
 	checksMu sync.Mutex
 	checks   []Check
 	lastOK   map[string]bool // last result of each check, to log changes only
@@ -95,6 +97,7 @@ func New(cfg Config, deps Deps) *Server {
 		authLog: rate.Sometimes{Interval: time.Minute},
 		limits:  newLimiters(cfg.RateLimit, cfg.RateBurst),
 		spec:    NewSpec(),
+		closing: make(chan struct{}),
 	}
 
 	e := gin.New()
@@ -183,6 +186,7 @@ func (s *Server) Start(ctx context.Context) error {
 		IdleTimeout:       s.cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	srv.RegisterOnShutdown(func() { close(s.closing) })
 	addr := ln.Addr().String()
 	if err := s.http.Serve(ln, srv, func(err error) { s.log.Error("http server failed", "addr", addr, "err", err) }); err != nil {
 		return err
@@ -324,9 +328,23 @@ func (s *Server) logCheckChange(name string, r CheckResult) {
 	}
 }
 
+const closingKey = "flowhouse.closing"
+
+// Closing is closed when the server begins to stop. A handler that
+// streams (Server-Sent Events) must end its stream then: a graceful stop
+// waits for every handler to return.
+func Closing(c *gin.Context) <-chan struct{} {
+	ch, _ := c.Get(closingKey)
+	if done, ok := ch.(chan struct{}); ok {
+		return done
+	}
+	return nil
+}
+
 // observe counts, times and logs every request, including 404s and
 // recovered panics.
 func (s *Server) observe(c *gin.Context) {
+	c.Set(closingKey, s.closing)
 	start := time.Now()
 	s.metrics.inFlight.Inc()
 	defer s.metrics.inFlight.Dec()
