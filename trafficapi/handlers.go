@@ -5,8 +5,8 @@
 package trafficapi
 
 import (
-	_ "embed"
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"log/slog"
