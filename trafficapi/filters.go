@@ -9,6 +9,7 @@ import (
 
 	"github.com/flowhouse/flowhouse/api"
 	"github.com/flowhouse/flowhouse/flow"
+	"github.com/flowhouse/flowhouse/internal/dbapi"
 )
 
 type filterKind int
@@ -114,10 +115,20 @@ func parseFilters(q *api.Query) conditions {
 	return out
 }
 
-// ipLiteral is an address bound as text and compared as 16 bytes: the
-// one form both the IPv6 columns of current servers and the
-// FixedString(16) columns of 18.16 compare with correctly.
-const ipLiteral = "toFixedString(IPv6StringToNum(?), 16)"
+// ipLiteral stands for an address bound as text in the SQL of a
+// condition; where replaces it with the engine's conversion (ipSQL).
+const ipLiteral = "{ip}"
+
+// ipSQL converts an address bound as text to the column type: IPv6 on
+// current servers (a FixedString(16) constant compared with a key column
+// of type IPv6 is parsed as text there and fails), FixedString(16) on
+// 18.16, which has no IPv6 type.
+func ipSQL(caps dbapi.Capabilities) string {
+	if caps.IPv6 {
+		return "toIPv6(?)"
+	}
+	return "toFixedString(IPv6StringToNum(?), 16)"
+}
 
 // condition is one value's SQL over every column of f, and its arguments.
 func (f filter) condition(v string) (string, []any, error) {

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -53,6 +54,9 @@ type Handlers struct {
 	deps    Deps
 	sources []source
 	log     *slog.Logger
+
+	capsMu sync.Mutex
+	caps   *dbapi.Capabilities // detected at the first request that queries
 }
 
 // New builds the handlers; it does no I/O.
@@ -80,6 +84,7 @@ type request struct {
 	since, until time.Time
 	tenant       string // "" reads every tenant (all-tenants tokens only)
 	conds        conditions
+	caps         dbapi.Capabilities
 }
 
 var commonParams = append([]string{"since", "until", "tenant"}, filterParams()...)
@@ -175,6 +180,22 @@ func (h *Handlers) fail(c *gin.Context, ctx context.Context, what string, err er
 		msg = fmt.Sprintf("the traffic query took longer than %s; narrow the range or the filters", showDuration(h.cfg.QueryTimeout))
 	}
 	api.WriteError(c, http.StatusServiceUnavailable, api.CodeUnavailable, msg)
+}
+
+// capabilities of the engine, asked once: they change the SQL of
+// address filters. A failure is not kept, so the next request asks again.
+func (h *Handlers) capabilities(ctx context.Context) (dbapi.Capabilities, error) {
+	h.capsMu.Lock()
+	defer h.capsMu.Unlock()
+	if h.caps != nil {
+		return *h.caps, nil
+	}
+	caps, err := dbapi.DetectCapabilities(ctx, h.deps.Reader)
+	if err != nil {
+		return caps, err
+	}
+	h.caps = &caps
+	return caps, nil
 }
 
 // Totals are sums over a range and their averages over it.

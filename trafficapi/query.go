@@ -17,6 +17,7 @@ func sums(s source) string {
 // sort keys start with it), the range, then the filters. Every value is
 // a bound argument.
 func where(r request) (string, []any) {
+	ip := ipSQL(r.caps)
 	var conds []string
 	var args []any
 	if r.tenant != "" {
@@ -25,7 +26,9 @@ func where(r request) (string, []any) {
 	}
 	conds = append(conds, "time_received >= toDateTime(?, 'UTC')", "time_received < toDateTime(?, 'UTC')")
 	args = append(args, r.since.Unix(), r.until.Unix())
-	conds = append(conds, r.conds.sql...)
+	for _, c := range r.conds.sql {
+		conds = append(conds, strings.ReplaceAll(c, ipLiteral, ip))
+	}
 	args = append(args, r.conds.args...)
 	return strings.Join(conds, " AND "), args
 }

@@ -56,6 +56,10 @@ func (h *Handlers) top(c *gin.Context) {
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.QueryTimeout)
 	defer cancel()
+	if r.caps, err = h.capabilities(ctx); err != nil {
+		h.fail(c, ctx, "capabilities", err)
+		return
+	}
 	ans := TopAnswer{Source: src.table, Since: r.since, Until: r.until, By: by, Order: order, Limit: limit, Rows: []TopRow{}}
 	seconds := r.until.Sub(r.since).Seconds()
 
