@@ -141,19 +141,19 @@ func TestTopExactNumbers(t *testing.T) {
 		}
 		t.Run("keys", func(t *testing.T) {
 			var ans TopAnswer
-			c.Get("/api/v1/traffic/top?by=in_interface&limit=1&" + hr).JSON(t, &ans)
+			c.Get("/api/v1/traffic/top?by=in_interface&limit=1&"+hr).JSON(t, &ans)
 			k := ans.Rows[0].Key
 			if k["tenant"] != "a" || k["exporter_address"] != "192.0.2.2" || k["exporter_name"] != "edge2" ||
 				k["if_index"] != float64(1) || k["if_name"] != "ge-0/0/1" || k["if_description"] != "" {
 				t.Errorf("interface key %v", k)
 			}
 			ans = TopAnswer{}
-			c.Get("/api/v1/traffic/top?by=protocol&limit=1&" + hr).JSON(t, &ans)
+			c.Get("/api/v1/traffic/top?by=protocol&limit=1&"+hr).JSON(t, &ans)
 			if k := ans.Rows[0].Key; k["ip_protocol"] != float64(58) || k["protocol_name"] != "icmpv6" || len(k) != 2 {
 				t.Errorf("protocol key %v", k)
 			}
 			ans = TopAnswer{}
-			c.Get("/api/v1/traffic/top?by=src_address&protocol=udp&" + hr).JSON(t, &ans)
+			c.Get("/api/v1/traffic/top?by=src_address&protocol=udp&"+hr).JSON(t, &ans)
 			if k := ans.Rows[0].Key; k["address"] != "10.0.0.2" || k["tenant"] != "a" {
 				t.Errorf("address key %v (IPv4 shown unmapped)", k)
 			}
@@ -297,7 +297,7 @@ func TestRollupsMatchRaw(t *testing.T) {
 			{"flows", "flows_1h", "by=protocol&address=::/0&" + hr},
 		} {
 			var ans TopAnswer
-			clients[tc.client].Get("/api/v1/traffic/top?" + tc.query).JSON(t, &ans)
+			clients[tc.client].Get("/api/v1/traffic/top?"+tc.query).JSON(t, &ans)
 			if ans.Source != tc.source {
 				t.Errorf("%s: source %s", tc.query, ans.Source)
 			}
