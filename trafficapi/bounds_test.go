@@ -33,6 +33,7 @@ func TestBounds(t *testing.T) {
 		{"since equal to until", "series", "since=" + at(-time.Hour) + "&until=" + at(-time.Hour), 400, "is not before until"},
 		{"until far ahead", "top", "by=exporter&until=" + at(time.Hour), 400, "until: 2026-06-01T13:00:00Z is more than 5m in the future"},
 		{"since not a time", "top", "by=exporter&since=yesterday", 400, "since: \"yesterday\" is neither"},
+		{"since before 1970", "top", "by=exporter&since=1969-12-31T00:00:00Z&until=1970-01-01T01:00:00Z", 400, "since: 1969-12-31T00:00:00Z is before 1970"},
 		{"until not a time", "series", "until=2026-13-01", 400, "until: "},
 		{"by missing", "top", "", 400, "by: required"},
 		{"by unknown", "top", "by=host", 400, `by: "host" is not one of`},

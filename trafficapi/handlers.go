@@ -103,6 +103,9 @@ func (h *Handlers) parseCommon(q *api.Query) request {
 	if r.since.IsZero() {
 		r.since = r.until.Add(-time.Hour)
 	}
+	if r.since.Unix() < 0 {
+		q.Failf("since: %s is before 1970", r.since.Format(time.RFC3339))
+	}
 	if !r.since.Before(r.until) {
 		q.Failf("since: %s is not before until %s", r.since.Format(time.RFC3339), r.until.Format(time.RFC3339))
 	}

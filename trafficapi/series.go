@@ -123,8 +123,9 @@ func (h *Handlers) alignSeries(q *api.Query, r *request, step time.Duration) tim
 	span := r.until.Sub(r.since)
 	if step == 0 {
 		step = niceSteps[len(niceSteps)-1]
+		most := time.Duration(min(defaultPoints, h.cfg.MaxPoints-1))
 		for _, s := range niceSteps {
-			if span/s <= defaultPoints {
+			if span/s <= most {
 				step = s
 				break
 			}
