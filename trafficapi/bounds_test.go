@@ -87,6 +87,13 @@ func TestBounds(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a token of no tenant", func(t *testing.T) {
+		for _, path := range []string{"top?by=exporter", "series"} {
+			if r := c.WithToken(noTenant).Get("/api/v1/traffic/" + path); r.Status != 403 {
+				t.Errorf("%s: %d %s, want 403", path, r.Status, r.Body)
+			}
+		}
+	})
 	if n := reader.count(); n != 0 {
 		t.Errorf("%d queries ran for refused requests: %v", n, reader.calls)
 	}

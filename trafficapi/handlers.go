@@ -122,6 +122,11 @@ func (h *Handlers) parseCommon(q *api.Query) request {
 // tenant token always reads its own tenant.
 func (h *Handlers) scope(c *gin.Context, r *request) bool {
 	p := api.PrincipalOf(c)
+	if !p.AllTenants && p.Tenant == "" {
+		// Without this, no tenant condition would read every tenant.
+		api.WriteError(c, http.StatusForbidden, api.CodeForbidden, "the token sees no tenant")
+		return false
+	}
 	if !p.AllTenants {
 		if r.tenant != "" && r.tenant != p.Tenant {
 			api.WriteError(c, http.StatusNotFound, api.CodeNotFound, "no such tenant")
@@ -176,7 +181,7 @@ func rawNeed(by string, conds conditions) string {
 
 // fail answers a failed query: the client learns that the database did
 // not answer, not why (its message may quote the SQL); the log has it.
-func (h *Handlers) fail(c *gin.Context, ctx context.Context, what string, err error) {
+func (h *Handlers) fail(ctx context.Context, c *gin.Context, what string, err error) {
 	h.log.Warn("traffic query failed", "query", what, "err", err)
 	msg := "traffic cannot be read now; retry"
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {

@@ -24,6 +24,9 @@ import (
 
 func TestMain(m *testing.M) { enginetest.Main(m) }
 
+// noTenant is a token of no tenant and not of all: it must read nothing.
+const noTenant = "no-tenant"
+
 var tables = []string{"flows", "flows_1m", "flows_1h"}
 
 // serve starts an API server with the traffic handlers over reader and
@@ -45,7 +48,9 @@ func serve(t *testing.T, cfg Config, deps Deps) *apitest.Client {
 	}
 	acfg := api.DefaultConfig()
 	acfg.Listen, acfg.RateLimit = "127.0.0.1:0", 0
-	s := api.New(acfg, api.Deps{Authenticator: apitest.Principals("a", "b")})
+	auth := apitest.Principals("a", "b")
+	auth[noTenant] = api.Principal{TokenID: "tok_none", TokenName: "no tenant", Role: api.RoleRead}
+	s := api.New(acfg, api.Deps{Authenticator: auth})
 	s.AddSpec("traffic", Spec)
 	h := New(cfg, deps)
 	s.Register(func(v1 *gin.RouterGroup) { h.Register(v1) })

@@ -13,7 +13,7 @@ func sums(s source) string {
 	return "sum(bytes_scaled) AS v_bytes, sum(packets_scaled) AS v_packets, " + s.flows + " AS v_flows"
 }
 
-// where is the condition of a request on s: tenant first (the tables'
+// where is the condition of a request: tenant first (the tables'
 // sort keys start with it), the range, then the filters. Every value is
 // a bound argument.
 func where(r request) (string, []any) {
@@ -83,7 +83,7 @@ func splitSQL(s source, d dimension, order string, r request, step int64, top, m
 	return q, append(all, top, maxRows)
 }
 
-// scanTotals reads the three sums that end every row.
+// sumDest scans the three sums that end every row into t.
 func sumDest(t *Totals) []any { return []any{&t.Bytes, &t.Packets, &t.Flows} }
 
 // query runs one query and calls row for each row, after scanning into

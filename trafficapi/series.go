@@ -83,12 +83,12 @@ func (h *Handlers) series(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.QueryTimeout)
 	defer cancel()
 	if r.caps, err = h.capabilities(ctx); err != nil {
-		h.fail(c, ctx, "capabilities", err)
+		h.fail(ctx, c, "capabilities", err)
 		return
 	}
 	ans, err := h.readSeries(ctx, src, r, step, by, order, limit)
 	if err != nil {
-		h.fail(c, ctx, "series", err)
+		h.fail(ctx, c, "series", err)
 		return
 	}
 	c.JSON(http.StatusOK, ans)

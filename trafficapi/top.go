@@ -57,7 +57,7 @@ func (h *Handlers) top(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.QueryTimeout)
 	defer cancel()
 	if r.caps, err = h.capabilities(ctx); err != nil {
-		h.fail(c, ctx, "capabilities", err)
+		h.fail(ctx, c, "capabilities", err)
 		return
 	}
 	ans := TopAnswer{Source: src.table, Since: r.since, Until: r.until, By: by, Order: order, Limit: limit, Rows: []TopRow{}}
@@ -65,7 +65,7 @@ func (h *Handlers) top(c *gin.Context) {
 
 	tq, targs := totalSQL(src, r)
 	if err := h.query(ctx, tq, targs, sumDest(&ans.Total), 1, func() {}); err != nil {
-		h.fail(c, ctx, "top total", err)
+		h.fail(ctx, c, "top total", err)
 		return
 	}
 	ans.Total.rates(seconds)
@@ -84,7 +84,7 @@ func (h *Handlers) top(c *gin.Context) {
 		ans.Rows = append(ans.Rows, tr)
 	})
 	if err != nil {
-		h.fail(c, ctx, "top", err)
+		h.fail(ctx, c, "top", err)
 		return
 	}
 	c.JSON(http.StatusOK, ans)
