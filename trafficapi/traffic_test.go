@@ -59,16 +59,19 @@ func checkTotals(t *testing.T, what string, got Totals, w want, seconds float64)
 	}
 }
 
-func TestTopExactNumbers(t *testing.T) {
-	h := hour()
+// topCase is a top request on the fixture and its expected answer.
+type topCase struct {
+	name, query, source string
+	seconds             float64
+	rows                []want
+	total               want
+}
+
+// topCases are tenant a's answers over the fixture's hour h.
+func topCases(h time.Time) []topCase {
 	hr := rangeQ(h, h.Add(time.Hour))
 	a := want{"", 407000, 4054, 4}
-	tests := []struct {
-		name, query, source string
-		seconds             float64
-		rows                []want
-		total               want
-	}{
+	return []topCase{
 		{"by exporter, whole hour", "by=exporter&" + hr, "flows_1h", 3600,
 			[]want{{"edge2", 300000, 3000, 1}, {"edge1", 107000, 1054, 3}}, a},
 		{"by destination", "by=dst_address&" + hr, "flows", 3600,
@@ -108,6 +111,12 @@ func TestTopExactNumbers(t *testing.T) {
 			[]want{{"tcp", 102000, 1004, 2}}, want{"", 102000, 1004, 2}},
 		{"nothing matches", "by=exporter&src_port=9&" + hr, "flows", 3600, nil, want{}},
 	}
+}
+
+func TestTopExactNumbers(t *testing.T) {
+	h := hour()
+	hr := rangeQ(h, h.Add(time.Hour))
+	tests := topCases(h)
 	enginetest.Each(t, tables, func(t *testing.T, e enginetest.Engine) {
 		insert(t, e, fixture(h))
 		c := serve(t, DefaultConfig(), Deps{Reader: e.Reader}).WithToken(apitest.ReadA)
