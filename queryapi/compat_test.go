@@ -33,6 +33,7 @@ func TestQueryParameters(t *testing.T) {
 		{"Array(String)", "SELECT {a:Array(String)}, length({a:Array(String)})", []string{"param_a", `['x','y\'z']`}, "['x','y\\'z']\t2\n"},
 		{"DateTime", "SELECT toUnixTimestamp({d:DateTime('UTC')})", []string{"param_d", "2023-11-14 22:13:20"}, "1700000000\n"},
 		{"IPv4", "SELECT {ip:IPv4}, toUInt32({ip:IPv4})", []string{"param_ip", "10.0.0.1"}, "10.0.0.1\t167772161\n"},
+		{"IPv6, IPv4-mapped", "SELECT {ip:IPv6} = toIPv6('10.0.0.1')", []string{"param_ip", "::ffff:10.0.0.1"}, "1\n"},
 		{"in a WHERE on a table", "SELECT n FROM t WHERE s = {s:String} ORDER BY n", []string{"param_s", `quote\'"`}, "3\n"},
 		{"an unused parameter", "SELECT 1", []string{"param_x", "y"}, "1\n"},
 		{"named like a setting, it is a value", "SELECT {max_execution_time:UInt64}, getSetting('max_execution_time')", []string{"param_max_execution_time", "100000"}, "100000\t5\n"},
