@@ -32,6 +32,7 @@ type resultWriter struct {
 	started bool // the headers are sent
 
 	body  io.Writer      // the output's way to the client, once started
+	text  io.Writer      // the same below the Native rewriting, for an exception
 	close []func() error // encoders to close at the end, innermost first
 }
 
@@ -90,6 +91,7 @@ func (o *resultWriter) startBody() error {
 		o.close = append([]func() error{b.Close}, o.close...)
 		w = b
 	}
+	o.text = w
 	if o.req.clientRevision > 0 && o.format == "Native" {
 		w = newNativeRevision(w, o.req.clientRevision, o.tz)
 	}
@@ -125,7 +127,7 @@ func (o *resultWriter) finish(stats store.QueryStats) error {
 // the response is broken off, so that no client takes the partial output
 // for a whole result.
 func (o *resultWriter) abort(code int, name, msg string) {
-	io.WriteString(o.body, "\n"+ExceptionText(code, name, msg)+"\n")
+	io.WriteString(o.text, "\n"+ExceptionText(code, name, msg)+"\n")
 	for _, c := range o.close {
 		_ = c()
 	}
