@@ -10,7 +10,6 @@
 package queryapi
 
 import (
-	"compress/gzip"
 	"context"
 	"crypto/subtle"
 	"encoding/base64"
@@ -26,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ClickHouse/ch-go/compress"
 	"github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/flowhouse/flowhouse/store"
@@ -65,9 +65,9 @@ func ConfigOf(cfg store.EmbeddedConfig) Config {
 
 // Runner runs one analyst's query, read-only, and streams its output to
 // the writer open returns (store.ReadOnly is one: it decides what may run
-// with the engine's own parser).
+// with the engine's own parser, and which settings may change).
 type Runner interface {
-	Run(ctx context.Context, query, format string, open func(store.Statement) io.Writer) error
+	Execute(ctx context.Context, q store.AnalystQuery, open func(store.Statement) io.Writer) (store.QueryStats, error)
 }
 
 // Deps are what the server uses but does not own.
@@ -76,6 +76,11 @@ type Deps struct {
 	Querier Runner
 	// Timezone of the engine, sent as X-ClickHouse-Timezone; "" omits it.
 	Timezone string
+	// Database the queries run in: a client's database parameter may
+	// name it (or default); "" accepts any.
+	Database string
+	// DisplayName is sent as X-ClickHouse-Server-Display-Name; "" omits it.
+	DisplayName string
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -99,6 +104,13 @@ func New(cfg Config, deps Deps) *Server {
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = time.Minute
+	}
+	// A store.ReadOnly knows its database and name.
+	if q, ok := deps.Querier.(interface{ Database() string }); ok && deps.Database == "" {
+		deps.Database = q.Database()
+	}
+	if q, ok := deps.Querier.(interface{ DisplayName() string }); ok && deps.DisplayName == "" {
+		deps.DisplayName = q.DisplayName()
 	}
 	return &Server{cfg: cfg, deps: deps, log: log}
 }
@@ -150,10 +162,13 @@ func (s *Server) Stop(ctx context.Context) error {
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(EngineHeader, "embedded")
+	if s.deps.DisplayName != "" {
+		w.Header().Set("X-ClickHouse-Server-Display-Name", s.deps.DisplayName)
+	}
 	switch r.URL.Path {
-	case "/ping":
+	case "/ping", "/replicas_status": // one node: its replicas are always fine
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			writeException(w, http.StatusMethodNotAllowed, store.CodeUnknownException, "", "method "+r.Method+" is not allowed on /ping")
+			writeException(w, http.StatusMethodNotAllowed, store.CodeUnknownException, "", "method "+r.Method+" is not allowed on "+r.URL.Path)
 			return
 		}
 		writeOk(w)
@@ -178,24 +193,39 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.authorized(w, r, params) {
 		return
 	}
-	query, ok := s.readQuery(w, r, params)
+	req, err := parseRequest(params, r.Header, s.deps.Database)
+	if err != nil {
+		var he *httpError
+		errors.As(err, &he)
+		writeException(w, he.status, he.code, he.name, he.msg)
+		return
+	}
+	w.Header().Set("X-ClickHouse-Query-Id", req.queryID)
+	query, ok := s.readQuery(w, r, params, req.decompress)
 	if !ok {
 		return
 	}
-	format := params.Get("default_format")
-	if format == "" {
-		format = DefaultFormat
-	}
+	s.run(w, r, req, query)
+}
+
+// run runs the query and answers with its result or exception.
+func (s *Server) run(w http.ResponseWriter, r *http.Request, req *request, query string) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
 	defer cancel()
-	out := &resultWriter{w: w, head: r.Method == http.MethodHead, format: format, tz: s.deps.Timezone}
-	start := time.Now()
-	err := s.deps.Querier.Run(ctx, query, format, out.open)
-	if err == nil {
-		out.finish()
-		return
+	tz := s.deps.Timezone
+	if req.timezone != "" {
+		tz = req.timezone
 	}
-	s.log.Debug("query failed", "error", err, "duration", time.Since(start))
+	out := &resultWriter{w: w, head: r.Method == http.MethodHead, req: req, format: req.format, tz: tz, start: time.Now()}
+	stats, err := s.deps.Querier.Execute(ctx, store.AnalystQuery{
+		Text: query, Format: req.format, Params: req.params, Settings: req.settings, Progress: out.progress,
+	}, out.open)
+	if err == nil {
+		if err = out.finish(stats); err == nil {
+			return
+		}
+	}
+	s.log.Debug("query failed", "error", err, "duration", time.Since(out.start), "query_id", req.queryID)
 	status, code, name, msg := exceptionOf(err, s.cfg.Timeout)
 	if !out.started {
 		writeException(w, status, code, name, msg)
@@ -207,10 +237,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 // readQuery is the query parameter followed by the body (as ClickHouse:
 // the body is the query's text whatever its Content-Type, so curl -d
 // 'SELECT 1' works, and % or + stay as they are).
-func (s *Server) readQuery(w http.ResponseWriter, r *http.Request, params url.Values) (string, bool) {
+func (s *Server) readQuery(w http.ResponseWriter, r *http.Request, params url.Values, blocks bool) (string, bool) {
 	query := params.Get("query")
 	if r.Method == http.MethodPost {
-		body, status, err := readBody(r)
+		body, status, err := readBody(r, blocks)
 		if err != nil {
 			writeException(w, status, store.CodeSyntaxError, "SYNTAX_ERROR", err.Error())
 			return "", false
@@ -231,60 +261,6 @@ func (s *Server) readQuery(w http.ResponseWriter, r *http.Request, params url.Va
 func writeOk(w http.ResponseWriter) {
 	w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
 	io.WriteString(w, "Ok.\n")
-}
-
-// resultWriter sends the headers with the first chunk of output, so that
-// an error before any output still gets its own status and exception
-// headers.
-type resultWriter struct {
-	w       http.ResponseWriter
-	head    bool
-	format  string
-	tz      string
-	started bool
-}
-
-func (o *resultWriter) open(st store.Statement) io.Writer {
-	if st.Format != "" {
-		o.format = st.Format
-	}
-	return o
-}
-
-func (o *resultWriter) Write(chunk []byte) (int, error) {
-	if !o.started {
-		o.started = true
-		h := o.w.Header()
-		h.Set("Content-Type", contentType(o.format))
-		h.Set("X-ClickHouse-Format", o.format)
-		if o.tz != "" {
-			h.Set("X-ClickHouse-Timezone", o.tz)
-		}
-		o.w.WriteHeader(http.StatusOK)
-	}
-	if o.head {
-		return len(chunk), nil
-	}
-	return o.w.Write(chunk)
-}
-
-// finish answers an empty result.
-func (o *resultWriter) finish() {
-	if !o.started {
-		o.Write(nil)
-	}
-}
-
-// abort ends an answer whose output had started when the query failed:
-// the exception goes at the end of the body, as ClickHouse writes it, and
-// the response is broken off, so that no client takes the partial output
-// for a whole result.
-func (o *resultWriter) abort(code int, name, msg string) {
-	io.WriteString(o.w, "\n"+ExceptionText(code, name, msg)+"\n")
-	if f, ok := o.w.(http.Flusher); ok {
-		f.Flush()
-	}
-	panic(http.ErrAbortHandler)
 }
 
 // exceptionOf is the status and exception an error is answered with.
@@ -324,20 +300,21 @@ func engineStatus(code int) int {
 	return http.StatusInternalServerError
 }
 
-// readBody reads a POST body, gunzipping it when it says so.
-func readBody(r *http.Request) (string, int, error) {
-	var in io.Reader = r.Body
-	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
-	case "", "identity":
-	case "gzip":
-		z, err := gzip.NewReader(r.Body)
-		if err != nil {
-			return "", http.StatusBadRequest, fmt.Errorf("cannot read the gzip body: %w", err)
-		}
-		defer z.Close()
-		in = z
-	default:
-		return "", http.StatusUnsupportedMediaType, fmt.Errorf("Content-Encoding %q is not supported (gzip is)", enc)
+// readBody reads a POST body, decoded as its Content-Encoding says (gzip,
+// deflate, br, zstd), and from ClickHouse's compressed blocks with
+// decompress=1.
+func readBody(r *http.Request, blocks bool) (string, int, error) {
+	enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding")))
+	in, done, err := decodeBody(enc, r.Body)
+	if errors.Is(err, errUnsupportedEncoding) {
+		return "", http.StatusUnsupportedMediaType, fmt.Errorf("Content-Encoding %q is not supported (gzip, deflate, br and zstd are)", enc)
+	}
+	if err != nil {
+		return "", http.StatusBadRequest, fmt.Errorf("cannot read the %s body: %w", enc, err)
+	}
+	defer done()
+	if blocks {
+		in = compress.NewReader(in)
 	}
 	b, err := io.ReadAll(io.LimitReader(in, MaxQueryBytes+1))
 	if err != nil {

@@ -6,9 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -43,8 +45,17 @@ type chdbLib struct {
 	destroy     func(result uintptr)
 
 	streamQueryN func(conn uintptr, query *byte, queryLen uintptr, format *byte, formatLen uintptr) uintptr
-	streamFetch  func(conn uintptr, stream uintptr) uintptr
-	streamCancel func(conn uintptr, stream uintptr)
+	// The engine's own binding of {name:Type} query parameters: values
+	// are text the engine parses as the declared type, never SQL.
+	queryParamsN       func(conn uintptr, query *byte, queryLen uintptr, format *byte, formatLen uintptr, names **byte, nameLens *uintptr, values **byte, valueLens *uintptr, n uintptr) uintptr
+	streamQueryParamsN func(conn uintptr, query *byte, queryLen uintptr, format *byte, formatLen uintptr, names **byte, nameLens *uintptr, values **byte, valueLens *uintptr, n uintptr) uintptr
+	resultElapsed      func(result uintptr) float64
+	resultRows         func(result uintptr) uint64
+	resultBytes        func(result uintptr) uint64
+	storageRowsRead    func(result uintptr) uint64
+	storageBytesRead   func(result uintptr) uint64
+	streamFetch        func(conn uintptr, stream uintptr) uintptr
+	streamCancel       func(conn uintptr, stream uintptr)
 
 	insertN       func(conn uintptr, query *byte, queryLen uintptr, format *byte, formatLen uintptr) uintptr
 	insertError   func(stream uintptr) string
@@ -101,6 +112,13 @@ func loadChdb(path string) (*chdbLib, error) {
 		{"chdb_result_length", &l.resultLen},
 		{"chdb_destroy_query_result", &l.destroy},
 		{"chdb_stream_query_n", &l.streamQueryN},
+		{"chdb_query_with_params_n", &l.queryParamsN},
+		{"chdb_stream_query_with_params_n", &l.streamQueryParamsN},
+		{"chdb_result_elapsed", &l.resultElapsed},
+		{"chdb_result_rows_read", &l.resultRows},
+		{"chdb_result_bytes_read", &l.resultBytes},
+		{"chdb_result_storage_rows_read", &l.storageRowsRead},
+		{"chdb_result_storage_bytes_read", &l.storageBytesRead},
 		{"chdb_stream_fetch_result", &l.streamFetch},
 		{"chdb_stream_cancel_query", &l.streamCancel},
 		{"chdb_stream_insert_n", &l.insertN},
@@ -165,19 +183,54 @@ func (c *chdbConn) close() {
 // query runs one statement and returns its whole output in format,
 // copied into Go memory.
 func (c *chdbConn) query(sql, format string) ([]byte, error) {
-	r := c.lib.queryN(c.conn, unsafe.StringData(sql), uintptr(len(sql)), unsafe.StringData(format), uintptr(len(format)))
+	out, _, err := c.queryParams(sql, format, nil)
+	return out, err
+}
+
+// queryParams is query with the query parameters params bound by the
+// engine, and the engine's statistics of the query.
+func (c *chdbConn) queryParams(sql, format string, params []Param) ([]byte, QueryStats, error) {
+	var r uintptr
+	if len(params) == 0 {
+		r = c.lib.queryN(c.conn, unsafe.StringData(sql), uintptr(len(sql)), unsafe.StringData(format), uintptr(len(format)))
+	} else {
+		a := newParamArgs(params)
+		r = c.lib.queryParamsN(c.conn, unsafe.StringData(sql), uintptr(len(sql)), unsafe.StringData(format), uintptr(len(format)),
+			&a.names[0], &a.nameLens[0], &a.values[0], &a.valueLens[0], uintptr(len(params)))
+		a.pin.Unpin()
+	}
 	if r == 0 {
-		return nil, errors.New("embedded engine returned no result")
+		return nil, QueryStats{}, errors.New("embedded engine returned no result")
 	}
 	defer c.lib.destroy(r)
 	if msg := c.lib.resultError(r); msg != "" {
-		return nil, engineError(msg)
+		return nil, QueryStats{}, engineError(msg)
 	}
+	st := c.stats(r)
 	n := c.lib.resultLen(r)
 	if n == 0 {
-		return nil, nil
+		return nil, st, nil
 	}
-	return append([]byte(nil), unsafe.Slice(c.lib.resultBuf(r), n)...), nil
+	return append([]byte(nil), unsafe.Slice(c.lib.resultBuf(r), n)...), st, nil
+}
+
+// QueryStats are what the engine reports of a query it ran.
+type QueryStats struct {
+	// ResultRows and ResultBytes are the rows of the result and their
+	// size in the engine's own (uncompressed, unformatted) blocks.
+	ResultRows, ResultBytes uint64
+	// ReadRows and ReadBytes are what the query read from storage.
+	ReadRows, ReadBytes uint64
+	// Elapsed is the engine's own time for the query.
+	Elapsed time.Duration
+}
+
+func (c *chdbConn) stats(r uintptr) QueryStats {
+	return QueryStats{
+		ResultRows: c.lib.resultRows(r), ResultBytes: c.lib.resultBytes(r),
+		ReadRows: c.lib.storageRowsRead(r), ReadBytes: c.lib.storageBytesRead(r),
+		Elapsed: time.Duration(c.lib.resultElapsed(r) * float64(time.Second)),
+	}
 }
 
 // insert runs an INSERT statement (without FORMAT) whose data is data in
@@ -247,35 +300,103 @@ func engineError(msg string) error {
 // Fetch and cancel are serialised on this goroutine, as chdb.h requires
 // of a connection, so a cancel takes effect between chunks.
 func (c *chdbConn) stream(sql, format string, each func(chunk []byte) error) error {
-	s := c.lib.streamQueryN(c.conn, unsafe.StringData(sql), uintptr(len(sql)), unsafe.StringData(format), uintptr(len(format)))
+	_, err := c.streamParams(sql, format, nil, func(chunk []byte, _ QueryStats) error { return each(chunk) })
+	return err
+}
+
+// streamParams is stream with the query parameters params bound by the
+// engine; each is also given the engine's statistics of the query so far
+// (summed over the chunks), and the whole query's are returned.
+func (c *chdbConn) streamParams(sql, format string, params []Param, each func(chunk []byte, soFar QueryStats) error) (QueryStats, error) {
+	var s uintptr
+	if len(params) == 0 {
+		s = c.lib.streamQueryN(c.conn, unsafe.StringData(sql), uintptr(len(sql)), unsafe.StringData(format), uintptr(len(format)))
+	} else {
+		a := newParamArgs(params)
+		s = c.lib.streamQueryParamsN(c.conn, unsafe.StringData(sql), uintptr(len(sql)), unsafe.StringData(format), uintptr(len(format)),
+			&a.names[0], &a.nameLens[0], &a.values[0], &a.valueLens[0], uintptr(len(params)))
+		a.pin.Unpin()
+	}
+	var total QueryStats
 	if s == 0 {
-		return errors.New("embedded engine returned no result for the streaming query")
+		return total, errors.New("embedded engine returned no result for the streaming query")
 	}
 	defer c.lib.destroy(s)
 	if msg := c.lib.resultError(s); msg != "" {
-		return engineError(msg)
+		return total, engineError(msg)
 	}
 	for {
 		r := c.lib.streamFetch(c.conn, s)
 		if r == 0 {
 			c.lib.streamCancel(c.conn, s)
-			return errors.New("embedded engine returned no chunk")
+			return total, errors.New("embedded engine returned no chunk")
 		}
 		if msg := c.lib.resultError(r); msg != "" {
 			c.lib.destroy(r)
 			c.lib.streamCancel(c.conn, s)
-			return engineError(msg)
+			return total, engineError(msg)
 		}
+		total = total.add(c.stats(r))
 		n := c.lib.resultLen(r)
 		if n == 0 {
 			c.lib.destroy(r)
-			return nil
+			return total, nil
 		}
-		err := each(unsafe.Slice(c.lib.resultBuf(r), n))
+		err := each(unsafe.Slice(c.lib.resultBuf(r), n), total)
 		c.lib.destroy(r)
 		if err != nil {
 			c.lib.streamCancel(c.conn, s)
-			return err
+			return total, err
 		}
+	}
+}
+
+// Param is one query parameter: the value of {Name:Type} in the query, as
+// text the engine parses as Type (ClickHouse's escaped text format, e.g.
+// [1,2] for an array, a string unquoted).
+type Param struct{ Name, Value string }
+
+// paramArgs are params as the C arrays chdb_*_with_params_n take, pinned
+// so that the collector neither moves nor frees what C reads; unpin when
+// the call returns.
+type paramArgs struct {
+	names, values       []*byte
+	nameLens, valueLens []uintptr
+	pin                 runtime.Pinner
+}
+
+var emptyByte byte
+
+func newParamArgs(params []Param) *paramArgs {
+	a := &paramArgs{}
+	for _, p := range params {
+		a.names = append(a.names, bytePtr(p.Name, &a.pin))
+		a.nameLens = append(a.nameLens, uintptr(len(p.Name)))
+		a.values = append(a.values, bytePtr(p.Value, &a.pin))
+		a.valueLens = append(a.valueLens, uintptr(len(p.Value)))
+	}
+	if len(params) > 0 {
+		a.pin.Pin(&a.names[0])
+		a.pin.Pin(&a.values[0])
+		a.pin.Pin(&a.nameLens[0])
+		a.pin.Pin(&a.valueLens[0])
+	}
+	return a
+}
+
+func bytePtr(s string, pin *runtime.Pinner) *byte {
+	if s == "" {
+		return &emptyByte
+	}
+	p := unsafe.StringData(s)
+	pin.Pin(p)
+	return p
+}
+
+func (s QueryStats) add(o QueryStats) QueryStats {
+	return QueryStats{
+		ResultRows: s.ResultRows + o.ResultRows, ResultBytes: s.ResultBytes + o.ResultBytes,
+		ReadRows: s.ReadRows + o.ReadRows, ReadBytes: s.ReadBytes + o.ReadBytes,
+		Elapsed: s.Elapsed + o.Elapsed,
 	}
 }

@@ -69,8 +69,11 @@ type ReadOnly struct {
 	tz    string
 	opts  ReadOnlyOptions
 
+	db, displayName string
+
 	tableFunctions map[string]bool // lowercase names
 	formats        map[string]bool // lowercase output format names
+	settings       map[string]bool // lowercase names of the engine's settings
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -96,6 +99,7 @@ func (e *Embedded) OpenReadOnly(ctx context.Context, opts ReadOnlyOptions) (*Rea
 	if err != nil {
 		return nil, err
 	}
+	r.db = db
 	setup := readOnlySetup(db, opts)
 	for range opts.Conns {
 		c, err := e.all[0].lib.connectChdb(e.dir)
@@ -145,11 +149,15 @@ func (r *ReadOnly) loadCatalog(ctx context.Context) (db string, err error) {
 		return "", err
 	}
 	defer r.e.release(c)
-	out, err := c.query("SELECT currentDatabase(), timezone()", "TabSeparated")
+	out, err := c.query("SELECT currentDatabase(), timezone(), displayName()", "TabSeparated")
 	if err != nil {
 		return "", fmt.Errorf("store: read-only connection: %w", err)
 	}
-	db, r.tz, _ = strings.Cut(strings.TrimSpace(string(out)), "\t")
+	fields := strings.Split(strings.TrimSpace(string(out)), "\t")
+	if len(fields) != 3 {
+		return "", fmt.Errorf("store: read-only connection: current database, time zone and name: %q", out)
+	}
+	db, r.tz, r.displayName = fields[0], fields[1], fields[2]
 	if !identifier.MatchString(db) {
 		return "", fmt.Errorf("store: read-only connection: current database %q", db)
 	}
@@ -160,6 +168,9 @@ func (r *ReadOnly) loadCatalog(ctx context.Context) (db string, err error) {
 		r.tableFunctions[name] = true
 	}
 	if r.formats, err = lowerNames(c, "SELECT name FROM system.formats WHERE is_output"); err != nil {
+		return "", err
+	}
+	if r.settings, err = lowerNames(c, "SELECT name FROM system.settings"); err != nil {
 		return "", err
 	}
 	return db, nil
@@ -187,29 +198,73 @@ func (r *ReadOnly) closeAll() {
 // without one in query results.
 func (r *ReadOnly) Timezone() string { return r.tz }
 
-// Run checks query (see ReadOnly), then runs it and streams its output,
-// in format unless the query has a FORMAT clause, to the writer open
-// returns. open is called once the query is accepted, before any output;
-// what it returns receives the output chunk by chunk, as the engine makes
-// it. A query refused by the policy is a *RefusedError; one the engine
-// refuses or fails is a *clickhouse.Exception with the engine's code;
-// output past MaxResultBytes stops the query with exception 396
-// (TOO_MANY_ROWS_OR_BYTES), as the engine reports its own limit. When ctx
-// ends, the query is cancelled at its next chunk.
+// Database is the database the queries run in.
+func (r *ReadOnly) Database() string { return r.db }
+
+// DisplayName is the engine's displayName() (the host's name).
+func (r *ReadOnly) DisplayName() string { return r.displayName }
+
+// AnalystQuery is one analyst's query with what its client sent along.
+type AnalystQuery struct {
+	// Text is the query; Format its output format unless it has a
+	// FORMAT clause.
+	Text, Format string
+	// Params are the values of its {name:Type} query parameters, bound
+	// by the engine (the guard decides on the query with them bound).
+	Params []Param
+	// Settings are applied to a session of the query's own when the
+	// policy allows them (see embedded_settings.go).
+	Settings []Setting
+	// Progress, when set, is given the engine's statistics of the query
+	// so far before each chunk of output is written.
+	Progress func(QueryStats)
+}
+
+// Run is Execute of a query without parameters or settings.
 func (r *ReadOnly) Run(ctx context.Context, query, format string, open func(Statement) io.Writer) error {
+	_, err := r.Execute(ctx, AnalystQuery{Text: query, Format: format}, open)
+	return err
+}
+
+// Execute checks q (see ReadOnly), then runs it and streams its output,
+// in q.Format unless the query has a FORMAT clause, to the writer open
+// returns, and returns the engine's statistics of it. open is called once
+// the query is accepted, before any output; what it returns receives the
+// output chunk by chunk, as the engine makes it. A query or setting
+// refused by the policy is a *RefusedError; one the engine refuses or
+// fails is a *clickhouse.Exception with the engine's code (inside an
+// *InvalidQueryError when the query, a parameter or a setting's value is
+// at fault); output past MaxResultBytes stops the query with exception
+// 396 (TOO_MANY_ROWS_OR_BYTES), as the engine reports its own limit. When
+// ctx ends, the query is cancelled at its next chunk.
+func (r *ReadOnly) Execute(ctx context.Context, q AnalystQuery, open func(Statement) io.Writer) (QueryStats, error) {
+	sets, err := r.settingStatements(q.Settings)
+	if err != nil {
+		return QueryStats{}, err
+	}
 	c, err := r.acquire(ctx)
 	if err != nil {
-		return err
+		return QueryStats{}, err
 	}
-	st, err := r.check(c, query)
+	st, err := r.check(c, q.Text, q.Params)
 	if err != nil {
 		r.release(c, false, false)
-		return err
+		return QueryStats{}, err
+	}
+	// The connection stays taken while a session of the query's own runs
+	// it, so query_concurrency still bounds the queries.
+	run := c
+	if len(sets) > 0 {
+		if run, err = r.session(sets); err != nil {
+			r.release(c, false, false)
+			return QueryStats{}, err
+		}
+		defer run.close()
 	}
 	var w io.Writer
 	written := int64(0)
 	start := time.Now()
-	err = r.output(c, st, format, func(chunk []byte) error {
+	stats, err := r.output(run, st, q, func(chunk []byte, soFar QueryStats) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -220,28 +275,34 @@ func (r *ReadOnly) Run(ctx context.Context, query, format string, open func(Stat
 		if w == nil {
 			w = open(st)
 		}
+		if q.Progress != nil {
+			q.Progress(soFar)
+		}
 		_, err := w.Write(chunk)
 		return err
 	})
 	if err == nil && w == nil {
 		open(st) // an empty result
 	}
-	r.release(c, err != nil, time.Since(start) > time.Second)
-	return err
+	// A session of the query's own is closed, which frees what it held.
+	failed := err != nil
+	r.release(c, failed && run == c, failed || time.Since(start) > time.Second)
+	return stats, err
 }
 
-// output runs st. SELECTs stream; the engine streams nothing else (SHOW,
-// DESCRIBE, EXISTS, EXPLAIN: "Streaming query is not supported"), and
-// their output, small by nature, comes whole, under the same limit.
-func (r *ReadOnly) output(c *chdbConn, st Statement, format string, each func([]byte) error) error {
+// output runs st with q's parameters. SELECTs stream; the engine streams
+// nothing else (SHOW, DESCRIBE, EXISTS, EXPLAIN: "Streaming query is not
+// supported"), and their output, small by nature, comes whole, under the
+// same limit.
+func (r *ReadOnly) output(c *chdbConn, st Statement, q AnalystQuery, each func([]byte, QueryStats) error) (QueryStats, error) {
 	if st.Kind == "SelectWithUnionQuery" || st.Kind == "SelectIntersectExceptQuery" {
-		return c.stream(st.text, format, each)
+		return c.streamParams(st.text, q.Format, q.Params, each)
 	}
-	out, err := c.query(st.text, format)
+	out, stats, err := c.queryParams(st.text, q.Format, q.Params)
 	if err != nil || len(out) == 0 {
-		return err
+		return stats, err
 	}
-	return each(out)
+	return stats, each(out, stats)
 }
 
 // QueryRaw runs query as Run does and returns its whole output.
@@ -265,7 +326,7 @@ func (r *ReadOnly) Query(ctx context.Context, query string, args ...any) (Rows, 
 	if err != nil {
 		return nil, err
 	}
-	st, err := r.check(c, sql)
+	st, err := r.check(c, sql, nil)
 	if err != nil {
 		r.release(c, false, false)
 		return nil, err
@@ -309,11 +370,15 @@ func (r *ReadOnly) Check(ctx context.Context, query string) (Statement, error) {
 		return Statement{}, err
 	}
 	defer r.release(c, false, false)
-	return r.check(c, query)
+	return r.check(c, query, nil)
 }
 
 // check has the engine parse query (see guard.go) and applies the policy.
-func (r *ReadOnly) check(c *chdbConn, query string) (Statement, error) {
+// With params, the tree checked is the one with the parameters bound: the
+// engine substitutes them in EXPLAIN AST as in the query that runs (a
+// value becomes a literal of the declared type, or an Identifier's an
+// identifier), so no value can change what is decided.
+func (r *ReadOnly) check(c *chdbConn, query string, params []Param) (Statement, error) {
 	if len(query) > MaxQueryBytes {
 		return Statement{}, refuse("the query has %d bytes, more than the %d allowed", len(query), MaxQueryBytes)
 	}
@@ -325,7 +390,7 @@ func (r *ReadOnly) check(c *chdbConn, query string) (Statement, error) {
 	if err := checkCanonical(text); err != nil {
 		return Statement{}, err
 	}
-	dump, err := c.query("EXPLAIN AST "+text, "TabSeparatedRaw")
+	dump, _, err := c.queryParams("EXPLAIN AST "+text, "TabSeparatedRaw", params)
 	if err != nil {
 		var ex *clickhouse.Exception
 		if errors.As(err, &ex) && ex.Code == CodeReadonly {
