@@ -20,6 +20,7 @@ import (
 	"github.com/flowhouse/flowhouse/collector"
 	"github.com/flowhouse/flowhouse/enrich"
 	"github.com/flowhouse/flowhouse/notify"
+	"github.com/flowhouse/flowhouse/privacy"
 	"github.com/flowhouse/flowhouse/store"
 	"github.com/flowhouse/flowhouse/store/spool"
 )
@@ -40,6 +41,8 @@ type Config struct {
 	Rules      rules.Config     `mapstructure:"rules" yaml:"rules"`
 	Alerts     alerts.Config    `mapstructure:"alerts" yaml:"alerts"`
 	Notify     notify.Config    `mapstructure:"notify" yaml:"notify"`
+	API        APIConfig        `mapstructure:"api" yaml:"api"`
+	Privacy    privacy.Config   `mapstructure:"privacy" yaml:"privacy"`
 }
 
 // sections declares every section: its field, defaults, validation and the
@@ -55,6 +58,8 @@ var sections = newLoader[Config](
 	newSection(func(c *Config) *rules.Config { return &c.Rules }, rules.DefaultConfig, rules.Config.Validate),
 	newSection(func(c *Config) *alerts.Config { return &c.Alerts }, alerts.DefaultConfig, alerts.Config.Validate),
 	newSection(func(c *Config) *notify.Config { return &c.Notify }, notify.DefaultConfig, notify.Config.Validate),
+	newSection(func(c *Config) *APIConfig { return &c.API }, DefaultAPIConfig, APIConfig.Validate),
+	newSection(func(c *Config) *privacy.Config { return &c.Privacy }, privacy.DefaultConfig, privacy.Config.Validate),
 )
 
 // Default returns the configuration used when nothing is set.

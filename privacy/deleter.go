@@ -32,9 +32,9 @@ func DefaultConfig() Config { return Config{MutationTimeout: time.Hour, PollInte
 func (c Config) Validate() error {
 	switch {
 	case c.MutationTimeout < time.Second:
-		return fmt.Errorf("privacy.mutation_timeout: %s is shorter than 1s", c.MutationTimeout)
+		return fmt.Errorf("mutation_timeout: %s is shorter than 1s", c.MutationTimeout)
 	case c.PollInterval < 10*time.Millisecond || c.PollInterval > c.MutationTimeout:
-		return fmt.Errorf("privacy.poll_interval: %s is not in 10ms..mutation_timeout", c.PollInterval)
+		return fmt.Errorf("poll_interval: %s is not in 10ms..mutation_timeout", c.PollInterval)
 	}
 	return nil
 }

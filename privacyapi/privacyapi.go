@@ -50,11 +50,11 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	switch {
 	case c.DefaultWindow < time.Minute:
-		return fmt.Errorf("api.export.default_window: %s is shorter than 1m", c.DefaultWindow)
+		return fmt.Errorf("default_window: %s is shorter than 1m", c.DefaultWindow)
 	case c.MaxWindow < c.DefaultWindow:
-		return fmt.Errorf("api.export.max_window: %s is shorter than default_window (%s)", c.MaxWindow, c.DefaultWindow)
+		return fmt.Errorf("max_window: %s is shorter than default_window (%s)", c.MaxWindow, c.DefaultWindow)
 	case c.WriteTimeout < time.Second:
-		return fmt.Errorf("api.export.write_timeout: %s is shorter than 1s", c.WriteTimeout)
+		return fmt.Errorf("write_timeout: %s is shorter than 1s", c.WriteTimeout)
 	}
 	return nil
 }

@@ -56,11 +56,11 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	switch {
 	case c.Timeout < time.Second:
-		return fmt.Errorf("api.sql.timeout: %s is shorter than 1s", c.Timeout)
+		return fmt.Errorf("timeout: %s is shorter than 1s", c.Timeout)
 	case c.MaxRows < 1 || c.MaxRows > 10_000_000:
-		return fmt.Errorf("api.sql.max_rows: %d is not in 1..10000000", c.MaxRows)
+		return fmt.Errorf("max_rows: %d is not in 1..10000000", c.MaxRows)
 	case c.DefaultMaxRows < 1 || c.DefaultMaxRows > c.MaxRows:
-		return fmt.Errorf("api.sql.default_max_rows: %d is not in 1..max_rows (%d)", c.DefaultMaxRows, c.MaxRows)
+		return fmt.Errorf("default_max_rows: %d is not in 1..max_rows (%d)", c.DefaultMaxRows, c.MaxRows)
 	}
 	return nil
 }

@@ -174,7 +174,7 @@ type parts struct {
 	stats     *statsWriter
 	notifier  *notify.Notifier
 	alerts    *alerts.Manager
-	reader    *ruleReader
+	reader    *readOnly
 	rules     *rules.Scheduler
 	// started is set once every component runs: the HTTP server starts
 	// early, and /readyz must not say ready before the collector listens
@@ -238,7 +238,7 @@ func (p *parts) newDetection(cfg *config.Config, db store.DB, log *slog.Logger, 
 	if p.alerts, err = alerts.New(cfg.Alerts, alerts.Deps{DB: db, Notifier: p.notifier, Tenants: p.tenants, Logger: log, Registerer: reg}); err != nil {
 		return err
 	}
-	p.reader = &ruleReader{}
+	p.reader = &readOnly{name: "rules", conns: cfg.Rules.Concurrency}
 	rulesCfg := cfg.Rules
 	rulesCfg.UseObservationRefresh(cfg.Enrich.Polling.ObservationRefresh)
 	p.rules, err = rules.New(rulesCfg, rules.SchedulerDeps{DB: db, Reader: p.reader, Alerts: p.alerts,
@@ -361,41 +361,45 @@ func (w *statsWriter) write() {
 	}
 }
 
-// ruleReader is the read-only query interface the rules read through,
-// opened at start: on the embedded engine its own guarded read-only
-// connections (so rules never wait for the insert connections, nor
-// inserts for rules), on a server the server's readonly=1.
-type ruleReader struct {
-	q  dbapi.Querier
-	ro *store.ReadOnly
+// readOnly is a read-only query interface opened at start: on the
+// embedded engine its own guarded read-only connections (so its readers
+// never wait for the insert connections, nor inserts for them), on a
+// server the server's readonly=1. The rules have one, the API another.
+type readOnly struct {
+	name  string
+	conns int // embedded connections; 0: clickhouse.embedded.query_concurrency
+	q     dbapi.Querier
+	ro    *store.ReadOnly
 }
 
-func (r *ruleReader) start(ctx context.Context, cfg *config.Config, db store.DB) error {
+func (r *readOnly) start(ctx context.Context, cfg *config.Config, db store.DB) error {
 	switch d := db.(type) {
 	case *store.Server:
 		r.q = d.ReadOnly()
 	case *store.Embedded:
 		opts := store.ReadOnlyOptionsOf(cfg.ClickHouse.Embedded)
-		opts.Conns = cfg.Rules.Concurrency
+		if r.conns > 0 {
+			opts.Conns = r.conns
+		}
 		ro, err := d.OpenReadOnly(ctx, opts)
 		if err != nil {
-			return fmt.Errorf("rules: read-only connections: %w", err)
+			return fmt.Errorf("%s: read-only connections: %w", r.name, err)
 		}
 		r.q, r.ro = ro, ro
 	default:
-		return fmt.Errorf("rules: no read-only query interface on %T", db)
+		return fmt.Errorf("%s: no read-only query interface on %T", r.name, db)
 	}
 	return nil
 }
 
-func (r *ruleReader) Query(ctx context.Context, query string, args ...any) (dbapi.Rows, error) {
+func (r *readOnly) Query(ctx context.Context, query string, args ...any) (dbapi.Rows, error) {
 	if r.q == nil {
-		return nil, errors.New("rules: the read-only query interface is not open")
+		return nil, fmt.Errorf("%s: the read-only query interface is not open", r.name)
 	}
 	return r.q.Query(ctx, query, args...)
 }
 
-func (r *ruleReader) stop() error {
+func (r *readOnly) stop() error {
 	if r.ro != nil {
 		return r.ro.Close()
 	}
