@@ -234,7 +234,7 @@ func fill[T any](n int, v T) []T {
 // from restarts and counter deltas continue. Rows of an exporter whose
 // tenant changed in the configuration since are ignored.
 func (e *Enricher) reload(ctx context.Context) error {
-	var counts [5]int
+	var counts [6]int
 	for i, step := range []struct {
 		table string
 		load  func(context.Context) (int, error)
@@ -244,6 +244,7 @@ func (e *Enricher) reload(ctx context.Context) error {
 		{"arp_observations", e.reloadARP},
 		{"interface_counters", e.reloadCounters},
 		{"devices", e.reloadDevices},
+		{"exporter_polls", e.reloadPolls},
 	} {
 		n, err := step.load(ctx)
 		if err != nil {
@@ -251,7 +252,7 @@ func (e *Enricher) reload(ctx context.Context) error {
 		}
 		counts[i] = n
 	}
-	e.log.Info("reloaded enrichment state", "exporters", counts[0], "interfaces", counts[1], "arp_entries", counts[2], "counters", counts[3], "devices", counts[4])
+	e.log.Info("reloaded enrichment state", "exporters", counts[0], "interfaces", counts[1], "arp_entries", counts[2], "counters", counts[3], "devices", counts[4], "poll_statuses", counts[5])
 	return nil
 }
 

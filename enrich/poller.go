@@ -165,10 +165,12 @@ func (e *Enricher) poll(ctx context.Context, x *exporter, kind string) error {
 		reason := snmp.ReasonOf(err)
 		e.m.pollFailures.WithLabelValues(kind, reason).Inc()
 		e.recordFailure(x, kind, reason, err)
+		e.persistStatus(ctx, x)
 		return err
 	}
 	e.m.pollSuccess.WithLabelValues(kind).Inc()
 	e.recordSuccess(x)
+	e.persistStatus(ctx, x)
 	return nil
 }
 
@@ -213,6 +215,7 @@ func (e *Enricher) recordFailure(x *exporter, kind, reason string, err error) {
 	x.status.mu.Lock()
 	x.status.failures++
 	x.status.consecutive++
+	x.status.lastFailure, x.status.failedKind = time.Now().UnixMilli(), kind
 	changed := x.status.lastReason != reason
 	x.status.lastError, x.status.lastReason = err.Error(), reason
 	opened := false

@@ -68,6 +68,10 @@ type exporter struct {
 	arpWritten  map[flow.Addr]int64
 	attrWritten int64
 	attrSysName string
+	// The last exporter_polls row: when (unix ms, 0: none since start)
+	// and whether it told of a failure.
+	pollsWritten     int64
+	pollsWrittenFail bool
 }
 
 // name is the configured name, else sysName.
@@ -127,6 +131,8 @@ type tenantARP struct {
 type pollStatus struct {
 	mu          sync.Mutex
 	lastSuccess int64 // unix ms
+	lastFailure int64 // unix ms
+	failedKind  string
 	lastError   string
 	lastReason  string
 	failures    uint64 // total
