@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/flowhouse/flowhouse/inventoryapi"
 	"github.com/flowhouse/flowhouse/privacyapi"
 	"github.com/flowhouse/flowhouse/sqlapi"
 	"github.com/flowhouse/flowhouse/trafficapi"
@@ -12,17 +13,19 @@ import (
 // APIConfig is the section api: the settings of each API package, under
 // its own key. The HTTP server itself is the section http.
 type APIConfig struct {
-	SQL     sqlapi.Config     `mapstructure:"sql" yaml:"sql"`
-	Export  privacyapi.Config `mapstructure:"export" yaml:"export"`
-	Traffic trafficapi.Config `mapstructure:"traffic" yaml:"traffic"`
+	SQL       sqlapi.Config       `mapstructure:"sql" yaml:"sql"`
+	Export    privacyapi.Config   `mapstructure:"export" yaml:"export"`
+	Traffic   trafficapi.Config   `mapstructure:"traffic" yaml:"traffic"`
+	Inventory inventoryapi.Config `mapstructure:"inventory" yaml:"inventory"`
 }
 
 // DefaultAPIConfig is each package's defaults.
 func DefaultAPIConfig() APIConfig {
 	return APIConfig{
-		SQL:     sqlapi.DefaultConfig(),
-		Export:  privacyapi.DefaultConfig(),
-		Traffic: trafficapi.DefaultConfig(),
+		SQL:       sqlapi.DefaultConfig(),
+		Export:    privacyapi.DefaultConfig(),
+		Traffic:   trafficapi.DefaultConfig(),
+		Inventory: inventoryapi.DefaultConfig(),
 	}
 }
 
@@ -36,6 +39,7 @@ func (c APIConfig) Validate() error {
 		{"sql", c.SQL.Validate()},
 		{"export", c.Export.Validate()},
 		{"traffic", c.Traffic.Validate()},
+		{"inventory", c.Inventory.Validate()},
 	} {
 		for _, err := range splitErrors(sub.err) {
 			errs = append(errs, fmt.Errorf("%s.%w", sub.key, err))

@@ -40,6 +40,7 @@ var Tables = []Table{
 	{"interface_counters", "interface_counter", ""},
 	{"arp_observations", "arp_observation", ""},
 	{"exporter_attributes", "exporter_attributes", ""},
+	{"exporter_polls", "exporter_poll", ""},
 }
 
 // ExportersTable holds collector statistics by exporter address only;

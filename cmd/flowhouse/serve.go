@@ -176,6 +176,7 @@ type parts struct {
 	alerts    *alerts.Manager
 	reader    *readOnly
 	rules     *rules.Scheduler
+	api       apiParts
 	// started is set once every component runs: the HTTP server starts
 	// early, and /readyz must not say ready before the collector listens
 	// (an exporter's first datagrams, its templates, would be lost).
@@ -220,9 +221,11 @@ func newParts(ctx context.Context, cfg *config.Config, db store.DB, log *slog.Lo
 	if p.coll, err = collector.New(cfg.Collector, collector.Deps{Sink: p.enricher, Logger: log, Registerer: reg}); err != nil {
 		return nil, err
 	}
-	p.server = api.New(cfg.HTTP, api.Deps{Logger: log, Gatherer: reg, Registerer: reg})
 	p.stats = &statsWriter{db: db, coll: p.coll, log: log}
 	if err := p.newDetection(cfg, db, log, reg); err != nil {
+		return nil, err
+	}
+	if err := p.newAPI(cfg, db, log, reg); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -264,12 +267,15 @@ func (p *parts) components(cfg *config.Config, h hooks) []lifecycle.Component {
 		{Name: "query endpoint",
 			Start: func(ctx context.Context) error { return p.queries.start(ctx, cfg, p.db) },
 			Stop:  withTimeout(5*time.Second, p.queries.stop)},
+	}
+	cs = append(cs, p.api.components(cfg, p.db)...)
+	cs = append(cs, []lifecycle.Component{
 		{Name: "http", Start: p.server.Start, Stop: withTimeout(5*time.Second, p.server.Stop)},
 		{Name: "notify", Start: p.notifier.Start, Stop: noContext(p.notifier.Stop)},
 		p.alerts.Component(),
 		{Name: "rule reader", Start: func(ctx context.Context) error { return p.reader.start(ctx, cfg, p.db) }, Stop: noContext(p.reader.stop)},
 		p.rules.Component(),
-	}
+	}...)
 	if p.spool != nil {
 		cs = append(cs, lifecycle.Component{Name: "spool", Start: p.spool.Start, Stop: noContext(p.spool.Stop),
 			Checks: []lifecycle.Check{{Name: "spool", Func: p.spool.Ready}}})
