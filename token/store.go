@@ -354,3 +354,14 @@ func (s *Store) info(r row, lastUsed *time.Time, keyID string) Info {
 	}
 	return in
 }
+
+// Manager is what manages tokens: the Store, and the control socket's
+// client, which reaches the Store of a running flowhouse serve.
+type Manager interface {
+	Create(ctx context.Context, sp Spec) (string, Info, error)
+	List(ctx context.Context, sc Scope) ([]Info, error)
+	Get(ctx context.Context, sc Scope, id string) (Info, error)
+	Revoke(ctx context.Context, sc Scope, id, by string) (Info, error)
+}
+
+var _ Manager = (*Store)(nil)
