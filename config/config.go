@@ -22,6 +22,7 @@ import (
 	"github.com/flowhouse/flowhouse/notify"
 	"github.com/flowhouse/flowhouse/store"
 	"github.com/flowhouse/flowhouse/store/spool"
+	"github.com/flowhouse/flowhouse/token"
 )
 
 // DefaultFile is read when Load is given no path and the file exists.
@@ -40,6 +41,7 @@ type Config struct {
 	Rules      rules.Config     `mapstructure:"rules" yaml:"rules"`
 	Alerts     alerts.Config    `mapstructure:"alerts" yaml:"alerts"`
 	Notify     notify.Config    `mapstructure:"notify" yaml:"notify"`
+	Tokens     token.Config     `mapstructure:"tokens" yaml:"tokens"`
 }
 
 // sections declares every section: its field, defaults, validation and the
@@ -55,6 +57,7 @@ var sections = newLoader[Config](
 	newSection(func(c *Config) *rules.Config { return &c.Rules }, rules.DefaultConfig, rules.Config.Validate),
 	newSection(func(c *Config) *alerts.Config { return &c.Alerts }, alerts.DefaultConfig, alerts.Config.Validate),
 	newSection(func(c *Config) *notify.Config { return &c.Notify }, notify.DefaultConfig, notify.Config.Validate),
+	newSection(func(c *Config) *token.Config { return &c.Tokens }, token.DefaultConfig, token.Config.Validate),
 )
 
 // Default returns the configuration used when nothing is set.

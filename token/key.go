@@ -33,8 +33,9 @@ type hmacKey struct {
 }
 
 // loadKey finds the key: hmac_key, else derived from the secrets key,
-// else the generated key file (made when missing).
-func loadKey(cfg Config, secrets secret.Config, getenv func(string) string) (hmacKey, error) {
+// else the generated key file, made when missing if generate is set
+// (else the key is zero, nil error).
+func loadKey(cfg Config, secrets secret.Config, getenv func(string) string, generate bool) (hmacKey, error) {
 	if cfg.HMACKey != "" {
 		return hmacKey{key: []byte(cfg.HMACKey), source: "tokens.hmac_key"}, nil
 	}
@@ -46,6 +47,16 @@ func loadKey(cfg Config, secrets secret.Config, getenv func(string) string) (hma
 		m := hmac.New(sha256.New, sk)
 		m.Write([]byte(secretsKeyLabel))
 		return hmacKey{key: m.Sum(nil), source: "derived from the secrets key (" + secret.ConfigPath + ")"}, nil
+	}
+	if !generate {
+		k, err := readKeyFile(cfg.GeneratedKeyFile)
+		if errors.Is(err, fs.ErrNotExist) {
+			return hmacKey{}, nil
+		}
+		if err != nil {
+			return hmacKey{}, fmt.Errorf("token key: tokens.generated_key_file: %w", err)
+		}
+		return hmacKey{key: k, source: "tokens.generated_key_file " + cfg.GeneratedKeyFile}, nil
 	}
 	k, made, err := loadOrGenerate(cfg.GeneratedKeyFile)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,7 +46,7 @@ func TestLoadKeyPrecedence(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := cfg
 			c.HMACKey = tt.hmacKey
-			k, err := loadKey(c, tt.secrets, env)
+			k, err := loadKey(c, tt.secrets, env, true)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -63,12 +64,21 @@ func TestLoadKeyPrecedence(t *testing.T) {
 			}
 		})
 	}
+	// Without generate, a missing file is no key and no error.
+	c0 := cfg
+	c0.HMACKey, c0.GeneratedKeyFile = "", filepath.Join(t.TempDir(), "none.key")
+	if k, err := loadKey(c0, secret.Config{}, env, false); err != nil || k.key != nil {
+		t.Errorf("no generation: %x %v, want no key, no error", k.key, err)
+	}
+	if _, err := os.Stat(c0.GeneratedKeyFile); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the key file was made without generate: %v", err)
+	}
 	// A secrets key that does not load is an error, not a fallback to
 	// another key (which would make tokens no other process accepts).
 	bad := func(string) string { return "not a key" }
 	c := cfg
 	c.HMACKey = ""
-	if _, err := loadKey(c, secrets, bad); err == nil || !strings.Contains(err.Error(), "enrich.secrets.key_env") {
+	if _, err := loadKey(c, secrets, bad, true); err == nil || !strings.Contains(err.Error(), "enrich.secrets.key_env") {
 		t.Errorf("bad secrets key: %v, want an error naming enrich.secrets.key_env", err)
 	}
 }

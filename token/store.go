@@ -79,10 +79,12 @@ func New(cfg Config, deps Deps) (*Store, error) {
 	return s, nil
 }
 
-// Start loads the key (a missing or unreadable key stops the start) and
-// begins writing last-used times.
+// Start loads the key, so that one that does not load stops the start,
+// and begins writing last-used times. A key still to be generated is
+// generated at first use: a flowhouse that never sees a token writes no
+// key file.
 func (s *Store) Start(context.Context) error {
-	if _, err := s.hmacKey(); err != nil {
+	if err := s.loadKey(false); err != nil {
 		return err
 	}
 	s.usage.start()
@@ -94,18 +96,27 @@ func (s *Store) Stop(ctx context.Context) error { return s.usage.stop(ctx) }
 
 // hmacKey is the key, loaded once; a failure is retried at the next use.
 func (s *Store) hmacKey() (hmacKey, error) {
+	if err := s.loadKey(true); err != nil {
+		return hmacKey{}, err
+	}
+	s.keyMu.Lock()
+	defer s.keyMu.Unlock()
+	return s.key, nil
+}
+
+func (s *Store) loadKey(generate bool) error {
 	s.keyMu.Lock()
 	defer s.keyMu.Unlock()
 	if s.key.key != nil {
-		return s.key, nil
+		return nil
 	}
-	k, err := loadKey(s.cfg, s.deps.Secrets, nil)
-	if err != nil {
-		return hmacKey{}, err
+	k, err := loadKey(s.cfg, s.deps.Secrets, nil, generate)
+	if err != nil || k.key == nil {
+		return err
 	}
 	s.key = k
 	s.log.Info("api token key loaded", "source", k.source, "key_id", k.id())
-	return k, nil
+	return nil
 }
 
 // State of a token.

@@ -176,6 +176,7 @@ type parts struct {
 	alerts    *alerts.Manager
 	reader    *ruleReader
 	rules     *rules.Scheduler
+	tokens    *tokenParts // API tokens (token.go)
 	// started is set once every component runs: the HTTP server starts
 	// early, and /readyz must not say ready before the collector listens
 	// (an exporter's first datagrams, its templates, would be lost).
@@ -220,7 +221,15 @@ func newParts(ctx context.Context, cfg *config.Config, db store.DB, log *slog.Lo
 	if p.coll, err = collector.New(cfg.Collector, collector.Deps{Sink: p.enricher, Logger: log, Registerer: reg}); err != nil {
 		return nil, err
 	}
-	p.server = api.New(cfg.HTTP, api.Deps{Logger: log, Gatherer: reg, Registerer: reg})
+	// API tokens (begin): the store authenticates /api/v1 and serves the
+	// tokens API; on the embedded engine, its control socket serves
+	// flowhouse token (token.go).
+	if p.tokens, err = newTokenParts(cfg, db, p.tenants, log, reg); err != nil {
+		return nil, err
+	}
+	p.server = api.New(cfg.HTTP, api.Deps{Logger: log, Gatherer: reg, Registerer: reg, Authenticator: p.tokens.store})
+	p.tokens.register(p.server)
+	// API tokens (end)
 	p.stats = &statsWriter{db: db, coll: p.coll, log: log}
 	if err := p.newDetection(cfg, db, log, reg); err != nil {
 		return nil, err
@@ -264,6 +273,7 @@ func (p *parts) components(cfg *config.Config, h hooks) []lifecycle.Component {
 		{Name: "query endpoint",
 			Start: func(ctx context.Context) error { return p.queries.start(ctx, cfg, p.db) },
 			Stop:  withTimeout(5*time.Second, p.queries.stop)},
+		p.tokens.component(), // API tokens: stopped after http, so the last uses are written
 		{Name: "http", Start: p.server.Start, Stop: withTimeout(5*time.Second, p.server.Stop)},
 		{Name: "notify", Start: p.notifier.Start, Stop: noContext(p.notifier.Stop)},
 		p.alerts.Component(),
