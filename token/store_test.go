@@ -335,6 +335,7 @@ func TestLastUsed(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		readmeExample(t, e, i1.ID, i2.ID, i3.ID)
 		for _, in := range list {
 			switch in.ID {
 			case i1.ID, i2.ID:
@@ -422,4 +423,32 @@ type failingDB struct{}
 func (failingDB) Exec(context.Context, string, ...any) error { return errors.New("database down") }
 func (failingDB) Query(context.Context, string, ...any) (dbapi.Rows, error) {
 	return nil, errors.New("database down")
+}
+
+// readmeExample runs README's example query over api_tokens and
+// api_token_usage for tenant a: the used tokens have a last use, the
+// unused one 0.
+func readmeExample(t *testing.T, e enginetest.Engine, used1, used2, unused string) {
+	t.Helper()
+	q := strings.Replace(testkit.READMEBlock(t, "### `api_token_usage`", "sql"), "'acme'", "'a'", 1)
+	rows, err := e.DB.Query(context.Background(), q)
+	if err != nil {
+		t.Fatalf("README example: %v", err)
+	}
+	defer rows.Close()
+	got := map[string]bool{}
+	for rows.Next() {
+		var id, name, role string
+		var expires, revoked, lastUsed time.Time
+		if err := rows.Scan(&id, &name, &role, &expires, &revoked, &lastUsed); err != nil {
+			t.Fatal(err)
+		}
+		got[id] = lastUsed.Unix() > 0
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || !got[used1] || !got[used2] || got[unused] {
+		t.Errorf("README example: used %v, want %s and %s used, %s not", got, used1, used2, unused)
+	}
 }
