@@ -206,7 +206,7 @@ func TestRevokeReachesOtherProcesses(t *testing.T) {
 			_, err := b.Authenticate(ctx, sec)
 			return refusal(err) == api.TokenRevoked
 		})
-		if lag := time.Since(revokedAt); lag > ttl+200*time.Millisecond {
+		if lag := time.Since(revokedAt); lag > ttl+500*time.Millisecond { // a poll and a query past ttl, with room for a loaded machine
 			t.Errorf("the other store refused it after %s, over cache_ttl %s", lag, ttl)
 		}
 		// Revoking again changes nothing.
