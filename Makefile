@@ -43,14 +43,16 @@ fmt-check:
 
 unit:
 	$(GO) test -count=1 ./...
-	$(GO) test -count=1 -race ./collector/... ./store/... ./enrich/... ./queryapi/... ./notify/... ./analytics/...
+	$(GO) test -count=1 -race ./collector/... ./store/... ./enrich/... ./queryapi/... ./notify/... ./analytics/... ./token/...
 
 # A short fuzz run of every target on each test run (seconds); `make fuzz`
 # runs each for millions of executions (minutes).
 fuzz-short:
 	@for t in FuzzDecode FuzzDecodeAfterTemplates; do \
 		$(GO) test ./collector -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) >/tmp/flowhouse-fuzz.log 2>&1 || { cat /tmp/flowhouse-fuzz.log; exit 1; }; \
-	done; echo "fuzz: all targets ran $(FUZZTIME) without failure"
+	done; \
+	$(GO) test ./token -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) >/tmp/flowhouse-fuzz.log 2>&1 || { cat /tmp/flowhouse-fuzz.log; exit 1; }; \
+	echo "fuzz: all targets ran $(FUZZTIME) without failure"
 
 fuzz:
 	$(MAKE) fuzz-short FUZZTIME=10000000x

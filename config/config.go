@@ -23,6 +23,7 @@ import (
 	"github.com/flowhouse/flowhouse/privacy"
 	"github.com/flowhouse/flowhouse/store"
 	"github.com/flowhouse/flowhouse/store/spool"
+	"github.com/flowhouse/flowhouse/token"
 )
 
 // DefaultFile is read when Load is given no path and the file exists.
@@ -41,6 +42,7 @@ type Config struct {
 	Rules      rules.Config     `mapstructure:"rules" yaml:"rules"`
 	Alerts     alerts.Config    `mapstructure:"alerts" yaml:"alerts"`
 	Notify     notify.Config    `mapstructure:"notify" yaml:"notify"`
+	Tokens     token.Config     `mapstructure:"tokens" yaml:"tokens"`
 	API        APIConfig        `mapstructure:"api" yaml:"api"`
 	Privacy    privacy.Config   `mapstructure:"privacy" yaml:"privacy"`
 }
@@ -58,6 +60,7 @@ var sections = newLoader[Config](
 	newSection(func(c *Config) *rules.Config { return &c.Rules }, rules.DefaultConfig, rules.Config.Validate),
 	newSection(func(c *Config) *alerts.Config { return &c.Alerts }, alerts.DefaultConfig, alerts.Config.Validate),
 	newSection(func(c *Config) *notify.Config { return &c.Notify }, notify.DefaultConfig, notify.Config.Validate),
+	newSection(func(c *Config) *token.Config { return &c.Tokens }, token.DefaultConfig, token.Config.Validate),
 	newSection(func(c *Config) *APIConfig { return &c.API }, DefaultAPIConfig, APIConfig.Validate),
 	newSection(func(c *Config) *privacy.Config { return &c.Privacy }, privacy.DefaultConfig, privacy.Config.Validate),
 )

@@ -116,6 +116,12 @@ func TestTablesHaveExpectedColumns(t *testing.T) {
 			"first_seen DateTime('UTC')", "last_seen DateTime('UTC')", "anomalous_since DateTime('UTC')",
 			"updated_at DateTime('UTC')", "version UInt64",
 		}},
+		{"api_tokens", []string{
+			"id String", "name String", "tenant String", "all_tenants UInt8", "role String", "hash String", "key_id String",
+			"created_at DateTime('UTC')", "created_by String", "expires_at DateTime('UTC')", "revoked_at DateTime('UTC')",
+			"revoked_by String", "version UInt64",
+		}},
+		{"api_token_usage", []string{"id String", "last_used_at DateTime('UTC')"}},
 		{"schema_migrations", []string{"version UInt32", "name String", "checksum String", "applied_at DateTime('UTC')"}},
 	} {
 		t.Run(tc.table, func(t *testing.T) {

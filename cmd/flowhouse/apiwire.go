@@ -32,7 +32,12 @@ type apiParts struct {
 func (p *parts) newAPI(cfg *config.Config, db store.DB, log *slog.Logger, reg *prometheus.Registry) error {
 	p.api.reader = &readOnly{name: "api"}
 	p.api.deleter = privacy.New(cfg.Privacy, privacy.Deps{DB: db, Tenants: p.tenants, Logger: log.With("component", "privacy")})
-	p.server = api.New(cfg.HTTP, api.Deps{Logger: log, Gatherer: reg, Registerer: reg})
+	var err error
+	if p.tokens, err = newTokenParts(cfg, db, p.tenants, log, reg); err != nil {
+		return err
+	}
+	p.server = api.New(cfg.HTTP, api.Deps{Logger: log, Gatherer: reg, Registerer: reg, Authenticator: p.tokens.store})
+	p.tokens.register(p.server)
 	pages := api.NewPageTokens(nil)
 
 	entries, discoveredSNMP := inventoryapi.EntriesOf(cfg.Enrich)
@@ -58,8 +63,10 @@ func (p *parts) newAPI(cfg *config.Config, db store.DB, log *slog.Logger, reg *p
 
 // components of the API, started before the HTTP server so that its
 // handlers find them open.
-func (a *apiParts) components(cfg *config.Config, db store.DB) []lifecycle.Component {
+func (p *parts) apiComponents(cfg *config.Config) []lifecycle.Component {
+	a, db := &p.api, p.db
 	return []lifecycle.Component{
+		p.tokens.component(), // stopped after http, so the last uses are written
 		{Name: "api reader", Start: func(ctx context.Context) error { return a.reader.start(ctx, cfg, db) }, Stop: noContext(a.reader.stop)},
 		{Name: "deletion jobs", Start: a.deleter.Start, Stop: noError(a.deleter.Stop)},
 	}

@@ -7,6 +7,7 @@
 //	                        print it with secrets redacted
 //	flowhouse seal          seal a secret for the configuration
 //	flowhouse query SQL     run a read-only query and print the result
+//	flowhouse token ...     create, list and revoke API tokens
 //	flowhouse version       print the version
 package main
 
@@ -36,6 +37,8 @@ Commands:
                 _file keys) and print it, secrets redacted
   query SQL     run a read-only query on the configured database and print
                 the result (-format table|tsv|csv|json; query -h for more)
+  token create|list|revoke
+                API tokens: create prints the secret once (token -h for more)
   seal          read a secret on standard input and print it sealed as enc:...
                 for any secret of the configuration (key from
                 enrich.secrets); seal -genkey prints a new random key
@@ -73,6 +76,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runQuery(*configPath, rest, os.Stdin, stdout, stderr)
 	case "seal":
 		return runSeal(*configPath, rest, os.Stdin, stdout, stderr)
+	case "token":
+		return runToken(*configPath, rest, stdout, stderr)
 	}
 	if len(rest) > 0 {
 		fmt.Fprintf(stderr, "flowhouse %s: unexpected arguments %q\n", cmd, rest)

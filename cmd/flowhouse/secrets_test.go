@@ -67,7 +67,7 @@ func TestCheckConfigOpensEverySecret(t *testing.T) {
 	cleanEnv(t)
 	key := testKey(t)
 	other, _ := secret.ParseKey([]byte(strings.Repeat("cd", 32)))
-	const plain = "s3cret-plain"
+	const plain = "s3cret-plain-long-enough-for-any-key"
 	sealed := seal(t, key, plain)
 	raw, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(sealed, secret.SealedPrefix))
 	raw[len(raw)-1] ^= 1
@@ -82,6 +82,7 @@ func TestCheckConfigOpensEverySecret(t *testing.T) {
 		{"enrich.discovered_snmp.community", "enrich:\n  discovered_snmp:\n    %s: %q\n"},
 		{"enrich.discovered_snmp.auth_passphrase", "enrich:\n  discovered_snmp:\n    %s: %q\n"},
 		{"enrich.discovered_snmp.priv_passphrase", "enrich:\n  discovered_snmp:\n    %s: %q\n"},
+		{"tokens.hmac_key", "tokens:\n  %s: %q\n"},
 	}
 	forms := []struct {
 		name    string

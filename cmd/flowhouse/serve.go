@@ -177,6 +177,7 @@ type parts struct {
 	reader    *readOnly
 	rules     *rules.Scheduler
 	api       apiParts
+	tokens    *tokenParts // API tokens (token.go)
 	// started is set once every component runs: the HTTP server starts
 	// early, and /readyz must not say ready before the collector listens
 	// (an exporter's first datagrams, its templates, would be lost).
@@ -268,7 +269,7 @@ func (p *parts) components(cfg *config.Config, h hooks) []lifecycle.Component {
 			Start: func(ctx context.Context) error { return p.queries.start(ctx, cfg, p.db) },
 			Stop:  withTimeout(5*time.Second, p.queries.stop)},
 	}
-	cs = append(cs, p.api.components(cfg, p.db)...)
+	cs = append(cs, p.apiComponents(cfg)...)
 	cs = append(cs, []lifecycle.Component{
 		{Name: "http", Start: p.server.Start, Stop: withTimeout(5*time.Second, p.server.Stop)},
 		{Name: "notify", Start: p.notifier.Start, Stop: noContext(p.notifier.Stop)},
