@@ -62,7 +62,8 @@ type Server struct {
 	limits  *limiters
 	spec    *Spec
 
-	closing chan struct{} // closed when Stop begins, for streams to end
+	closing   chan struct{} // closed when Stop begins, for streams to end
+	closeOnce sync.Once
 
 	checksMu sync.Mutex
 	checks   []Check
@@ -186,7 +187,7 @@ func (s *Server) Start(ctx context.Context) error {
 		IdleTimeout:       s.cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
-	srv.RegisterOnShutdown(func() { close(s.closing) })
+	srv.RegisterOnShutdown(func() { s.closeOnce.Do(func() { close(s.closing) }) })
 	addr := ln.Addr().String()
 	if err := s.http.Serve(ln, srv, func(err error) { s.log.Error("http server failed", "addr", addr, "err", err) }); err != nil {
 		return err

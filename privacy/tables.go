@@ -50,6 +50,7 @@ var ExportersTable = Table{"exporters", "exporter", ""}
 // Excluded are the tables with a tenant column that are neither exported
 // nor deleted, and why.
 var Excluded = map[string]string{
+	"api_tokens":    "credentials to the API, not data about the tenant's network; their hashes are useless outside this deployment; revoke them with flowhouse token revoke",
 	"deletion_jobs": "the record of deletions themselves: which tenant, who asked, when, how many rows; no data of the tenant's network",
 }
 
