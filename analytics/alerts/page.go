@@ -176,10 +176,11 @@ type ChangeFilter struct {
 	Rule       string
 	// After: the changes after this position.
 	After Position
-	// Until: only changes written at or before it (a time whose rows are
-	// all written: the database's clock less a settling time, since rows
-	// of one second may be written in any id order).
-	Until time.Time
+	// Settle: only changes written at least this long ago by the
+	// database's clock (whole seconds, at least 1 s): rows of one second
+	// are written in any id order, so a second is read once it is over
+	// and its inserts are visible.
+	Settle time.Duration
 	Limit int
 }
 
@@ -189,9 +190,10 @@ func (r *Reader) Changes(ctx context.Context, f ChangeFilter) ([]Change, error) 
 		return nil, fmt.Errorf("alerts: changes without a tenant")
 	}
 	at := unix(f.After.WrittenAt)
-	where := []string{"written_at <= toDateTime(?)",
+	settle := max(uint32((f.Settle+time.Second-1)/time.Second), 1)
+	where := []string{"written_at <= toDateTime(toUInt32(now()) - ?)",
 		"(written_at > toDateTime(?) OR (written_at = toDateTime(?) AND (id > ? OR (id = ? AND version > ?))))"}
-	args := []any{unix(f.Until), at, at, f.After.ID, f.After.ID, f.After.Version}
+	args := []any{settle, at, at, f.After.ID, f.After.ID, f.After.Version}
 	if !f.AllTenants {
 		where, args = append(where, "tenant = ?"), append(args, f.Tenant)
 	}
