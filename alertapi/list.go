@@ -239,4 +239,6 @@ func writeWithTag(c *gin.Context, tag string, v any) {
 // one the principal does not see.
 var errNoAlert = errors.New("no such alert")
 
-func notFound(c *gin.Context) { api.WriteError(c, http.StatusNotFound, api.CodeNotFound, errNoAlert.Error()) }
+func notFound(c *gin.Context) {
+	api.WriteError(c, http.StatusNotFound, api.CodeNotFound, errNoAlert.Error())
+}

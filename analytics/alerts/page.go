@@ -102,10 +102,10 @@ func (r *Reader) snapshotList(ctx context.Context, f Filter, limit int) ([]Alert
 	q := "SELECT tenant, id, " + strings.Join(out, ", ") + ", k FROM (" +
 		"SELECT *, if(v_changed = 1, if(v_prev > 0, v_prev, v_first), toUInt32(l_updated_at)) AS k FROM (" +
 		"SELECT tenant, id, " + strings.Join(in, ", ") + " FROM alerts WHERE " + strings.Join(inner, " AND ") + " GROUP BY tenant, id" +
-		") ANY LEFT JOIN (" +
+		") AS cur ANY LEFT JOIN (" +
 		"SELECT tenant, id, toUInt8(1) AS v_changed, toUInt32(argMin(prev_updated_at, version)) AS v_prev," +
 		" toUInt32(argMin(updated_at, version)) AS v_first FROM alert_versions WHERE " + vWhere + " GROUP BY tenant, id" +
-		") USING (tenant, id)" +
+		") AS v USING (tenant, id)" +
 		") WHERE " + strings.Join(outer, " AND ") + fmt.Sprintf(" ORDER BY k, id LIMIT %d", limit)
 	args := append(append(append([]any{}, innerArgs...), vArgs...), outerArgs...)
 	rows, err := r.db.Query(ctx, q, args...)
