@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,6 +43,9 @@ type env struct {
 	server *api.Server
 	c      *apitest.Client
 	base   string
+
+	stopOnce sync.Once
+	stopErr  error
 }
 
 func newEnv(t *testing.T, e enginetest.Engine, apiCfg api.Config, cfg alertapi.Config) *env {
@@ -67,13 +71,21 @@ func newEnv(t *testing.T, e enginetest.Engine, apiCfg api.Config, cfg alertapi.C
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
+	base := "http://" + s.Addr()
+	env := &env{t: t, db: e, m: m, r: alerts.NewReader(e.DB), server: s, c: apitest.NewClient(t, base), base: base}
+	t.Cleanup(func() { _ = env.stop() })
+	return env
+}
+
+// stop stops the server once: api.Server.Stop panics when called twice
+// (its shutdown hook closes a channel each time).
+func (e *env) stop() error {
+	e.stopOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_ = s.Stop(ctx)
+		e.stopErr = e.server.Stop(ctx)
 	})
-	base := "http://" + s.Addr()
-	return &env{t: t, db: e, m: m, r: alerts.NewReader(e.DB), server: s, c: apitest.NewClient(t, base), base: base}
+	return e.stopErr
 }
 
 // testConfig polls fast so that tests wait little.
