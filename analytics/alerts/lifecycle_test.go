@@ -525,7 +525,9 @@ func (f *tableFlakyDB) Exec(_ context.Context, q string, args ...any) error {
 	return nil
 }
 
-func (f *tableFlakyDB) Query(context.Context, string, ...any) (dbapi.Rows, error) { return emptyRows{}, nil }
+func (f *tableFlakyDB) Query(context.Context, string, ...any) (dbapi.Rows, error) {
+	return emptyRows{}, nil
+}
 
 func (f *tableFlakyDB) state() (int, []string) {
 	f.mu.Lock()

@@ -181,7 +181,7 @@ type ChangeFilter struct {
 	// are written in any id order, so a second is read once it is over
 	// and its inserts are visible.
 	Settle time.Duration
-	Limit int
+	Limit  int
 }
 
 // Changes returns at most f.Limit changes after f.After, in order.
