@@ -407,6 +407,13 @@ func TestRetentionDropsExpiredPartitions(t *testing.T) {
 	if err := db.InsertFlows(ctx, b); err != nil {
 		t.Fatal(err)
 	}
+	// alert_versions keeps 3 days, whatever the configuration: a row of
+	// 2024-03-06 goes at 2024-03-10, one of 2024-03-08 stays.
+	for _, at := range []string{"2024-03-06 10:00:00", "2024-03-08 10:00:00"} {
+		if err := db.Exec(ctx, "INSERT INTO alert_versions (tenant, id, version, written_at) SELECT 'acme', 'x', 1, toDateTime(?, 'UTC')", at); err != nil {
+			t.Fatal(err)
+		}
+	}
 	partitions := func(table string) []string {
 		return strings1(t, db, "SELECT DISTINCT partition_id FROM system.parts WHERE database = currentDatabase() AND table = ? AND active ORDER BY partition_id", table)
 	}
@@ -424,13 +431,14 @@ func TestRetentionDropsExpiredPartitions(t *testing.T) {
 		f1m     []string
 		f1h     []string
 	}{
-		// 30 days of flows: the 2024-01-30 day goes, the rollups keep it.
-		{now, 1, []string{"20240310"}, []string{"20240130", "20240310"}, []string{"202401", "202403"}},
+		// 30 days of flows: the 2024-01-30 day goes, the rollups keep it;
+		// alert_versions loses 2024-03-06.
+		{now, 2, []string{"20240310"}, []string{"20240130", "20240310"}, []string{"202401", "202403"}},
 		// Nothing more to drop a second later.
 		{now.Add(time.Second), 0, []string{"20240310"}, []string{"20240130", "20240310"}, []string{"202401", "202403"}},
 		// 100 days on: flows and minute rollups (90 days) lose everything,
-		// hourly rollups (2 years) nothing.
-		{now.Add(100 * 24 * time.Hour), 3, nil, nil, []string{"202401", "202403"}},
+		// hourly rollups (2 years) nothing, alert_versions its last day.
+		{now.Add(100 * 24 * time.Hour), 4, nil, nil, []string{"202401", "202403"}},
 		// 2 years and a bit after January 2024 ended, its month goes.
 		{time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), 1, nil, nil, []string{"202403"}},
 	} {
@@ -441,6 +449,9 @@ func TestRetentionDropsExpiredPartitions(t *testing.T) {
 		}
 		if n != step.dropped {
 			t.Errorf("at %s: dropped %d partitions, want %d", step.at, n, step.dropped)
+		}
+		if got, want := partitions("alert_versions"), map[bool][]string{true: {"20240308"}}[step.at.Equal(now) || step.at.Equal(now.Add(time.Second))]; !slices.Equal(got, want) {
+			t.Errorf("at %s: alert_versions partitions %q, want %q", step.at, got, want)
 		}
 		for _, c := range []struct {
 			table string

@@ -124,6 +124,11 @@ func (r *Retention) Stop() error {
 	return nil
 }
 
+// AlertVersionsRetention is how long alert_versions keeps rows
+// (migration 0009 sets the same as its TTL): longer than a page token
+// lives (a day), which is as far back as the alerts API reads it.
+const AlertVersionsRetention = 3 * day
+
 // RunOnce drops expired partitions now and returns how many it dropped.
 func (r *Retention) RunOnce(ctx context.Context) (int, error) {
 	var total int
@@ -135,6 +140,7 @@ func (r *Retention) RunOnce(ctx context.Context) (int, error) {
 		{"flows", r.cfg.Flows},
 		{"flows_1m", r.cfg.Flows1m},
 		{"flows_1h", r.cfg.Flows1h},
+		{"alert_versions", AlertVersionsRetention},
 	} {
 		if t.keep == 0 {
 			continue

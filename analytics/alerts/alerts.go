@@ -260,6 +260,7 @@ func (mgr *Manager) Start(ctx context.Context) error {
 	}
 	mgr.restore(reloaded)
 	if mgr.w != nil {
+		mgr.w.seed(reloaded)
 		mgr.w.start()
 	}
 	if mgr.n != nil {

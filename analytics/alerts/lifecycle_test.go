@@ -422,7 +422,9 @@ func TestPersistFailuresRetried(t *testing.T) {
 	if err := m.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"INSERT INTO alerts", "INSERT INTO alert_events"}; !slices.Equal(db.inserts, want) {
+	// Events, then alert_versions, then alerts: a reader of an alerts row
+	// finds the others written.
+	if want := []string{"INSERT INTO alert_events", "INSERT INTO alert_versions", "INSERT INTO alerts"}; !slices.Equal(db.inserts, want) {
 		t.Errorf("inserts %q, want %q (coalesced)", db.inserts, want)
 	}
 }
@@ -494,5 +496,78 @@ func TestStopCountsWhatIsNotWritten(t *testing.T) {
 	}
 	if _, err := m.Evaluate(context.Background(), alerts.Evaluation{Rule: rule(alerts.Hold{}, alerts.Hold{}), At: t0}); !errors.Is(err, alerts.ErrStopped) {
 		t.Errorf("evaluate after Stop: %v, want ErrStopped", err)
+	}
+}
+
+// tableFlakyDB fails the inserts into one table until healed, and keeps
+// the ids, versions and prev_updated_at of the alert_versions rows.
+type tableFlakyDB struct {
+	mu       sync.Mutex
+	failing  string
+	failures int
+	versions []string // "id v<version> prev=<unix>"
+}
+
+func (f *tableFlakyDB) Exec(_ context.Context, q string, args ...any) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	table := strings.TrimPrefix(q[:strings.Index(q, " (")], "INSERT INTO ")
+	if table == f.failing {
+		f.failures++
+		return errors.New("database away")
+	}
+	if table == "alert_versions" {
+		ids, versions, prevs := args[1].([]string), args[2].([]uint64), args[10].([]uint32)
+		for i := range ids {
+			f.versions = append(f.versions, fmt.Sprintf("%s v%d prev=%d", ids[i], versions[i], prevs[i]))
+		}
+	}
+	return nil
+}
+
+func (f *tableFlakyDB) Query(context.Context, string, ...any) (dbapi.Rows, error) {
+	return emptyRows{}, nil
+}
+
+func (f *tableFlakyDB) state() (int, []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.failures, slices.Clone(f.versions)
+}
+
+// An alert_versions row is written once per version written, even when
+// the alerts insert after it fails and is retried, and its
+// prev_updated_at is the updated_at of the alert's previous row.
+func TestAlertVersionsWrittenOnce(t *testing.T) {
+	db := &tableFlakyDB{failing: "alerts"}
+	m, err := alerts.New(alerts.Config{RetryInitial: time.Millisecond, RetryMax: 2 * time.Millisecond}, alerts.Deps{DB: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r := rule(alerts.Hold{}, alerts.Hold{})
+	eval(t, m, r, t0, inst(1, "dst_address", "a"))
+	testkit.Eventually(t, "alerts insert retried", 5*time.Second, func() bool { n, _ := db.state(); return n >= 3 })
+	db.mu.Lock()
+	db.failing = ""
+	db.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := m.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eval(t, m, r, t0.Add(time.Minute), inst(1, "dst_address", "a"))
+	if err := m.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, got := db.state()
+	want := []string{"v1 prev=0", fmt.Sprintf("v2 prev=%d", t0.Unix())}
+	for i := range got {
+		got[i] = got[i][strings.Index(got[i], " ")+1:]
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("alert_versions rows %q, want %q", got, want)
 	}
 }

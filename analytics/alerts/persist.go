@@ -33,6 +33,14 @@ type writer struct {
 	progress chan struct{} // closed when written advances
 	started  bool
 
+	// Of the writer's goroutine only (and of seed, before it starts):
+	// lastAt is the updated_at of each active alert's last row written to
+	// alert_versions (its next row's prev_updated_at); versioned is the
+	// version whose alert_versions row is written while its alerts row
+	// waits for a retry, so that a retry does not write it twice.
+	lastAt    map[string]uint32
+	versioned map[string]uint64
+
 	wake    chan struct{}
 	stopCh  chan struct{}
 	stopCtx context.Context
@@ -43,11 +51,21 @@ type writer struct {
 func newWriter(db dbapi.DB, cfg Config, m *metrics, log *slog.Logger) *writer {
 	return &writer{
 		db: db, cfg: cfg, m: m, log: log,
-		rows:     map[string]*Alert{},
-		progress: make(chan struct{}),
-		wake:     make(chan struct{}, 1),
-		stopCh:   make(chan struct{}),
-		done:     make(chan struct{}),
+		rows:      map[string]*Alert{},
+		lastAt:    map[string]uint32{},
+		versioned: map[string]uint64{},
+		progress:  make(chan struct{}),
+		wake:      make(chan struct{}, 1),
+		stopCh:    make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+}
+
+// seed tells the writer the rows reloaded at start, the last written of
+// each active alert.
+func (w *writer) seed(alerts []*Alert) {
+	for _, a := range alerts {
+		w.lastAt[a.ID] = unix(a.UpdatedAt)
 	}
 }
 
@@ -159,25 +177,62 @@ func (w *writer) writeOnce(base context.Context) (more bool, err error) {
 		return false, nil
 	}
 	ordered := slices.SortedFunc(maps.Values(rows), func(x, y *Alert) int { return strings.Compare(x.ID, y.ID) })
+	// Events first, then alert_versions, then alerts: whoever reads an
+	// alerts row finds the events and the alert_versions row of its
+	// version already written (the API's ETag and its snapshot paging
+	// count on it).
 	ctx, cancel := context.WithTimeout(base, w.cfg.WriteTimeout)
-	err = insertAlerts(ctx, w.db, ordered)
+	err = insertEvents(ctx, w.db, events)
 	cancel()
 	if err != nil {
 		w.failed(err, ordered, events)
 		return true, err
 	}
+	if err = w.writeVersions(base, ordered); err != nil {
+		w.failed(err, ordered, nil)
+		return true, err
+	}
 	ctx, cancel = context.WithTimeout(base, w.cfg.WriteTimeout)
-	err = insertEvents(ctx, w.db, events)
+	err = insertAlerts(ctx, w.db, ordered)
 	cancel()
 	if err != nil {
-		w.failed(err, nil, events)
+		w.failed(err, ordered, nil)
 		return true, err
+	}
+	for _, a := range ordered {
+		delete(w.versioned, a.ID)
+		if !a.Status.Active() {
+			delete(w.lastAt, a.ID)
+		}
 	}
 	w.advance(seq)
 	w.mu.Lock()
 	more = len(w.rows) > 0 || len(w.events) > 0
 	w.mu.Unlock()
 	return more, nil
+}
+
+// writeVersions writes the alert_versions rows of rows not written yet.
+func (w *writer) writeVersions(base context.Context, rows []*Alert) error {
+	var todo []*Alert
+	for _, a := range rows {
+		if a.Version > w.versioned[a.ID] {
+			todo = append(todo, a)
+		}
+	}
+	prev := make([]uint32, len(todo))
+	for i, a := range todo {
+		prev[i] = w.lastAt[a.ID]
+	}
+	ctx, cancel := context.WithTimeout(base, w.cfg.WriteTimeout)
+	defer cancel()
+	if err := insertVersions(ctx, w.db, todo, prev); err != nil {
+		return err
+	}
+	for _, a := range todo {
+		w.versioned[a.ID], w.lastAt[a.ID] = a.Version, unix(a.UpdatedAt)
+	}
+	return nil
 }
 
 func (w *writer) failed(err error, rows []*Alert, events []Event) {
@@ -361,4 +416,35 @@ func insertEvents(ctx context.Context, db dbapi.DB, es []Event) error {
 		{"from_status", "", from}, {"to_status", "", to}, {"severity", "", sev},
 		{"value", "toFloat64(%s)", value}, {"actor", "", actor}, {"note", "", note},
 	}, 500)
+}
+
+// insertVersions writes the alert_versions rows of as; prev are their
+// prev_updated_at (0 for an alert's first row). written_at is the
+// table's default, the database's clock.
+func insertVersions(ctx context.Context, db dbapi.DB, as []*Alert, prev []uint32) error {
+	if len(as) == 0 {
+		return nil
+	}
+	n := len(as)
+	var (
+		tenant, id, rule, sev, status = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		subN, subV                    = make([][]string, n), make([][]string, n)
+		updated                       = make([]uint32, n)
+		acked                         = make([]uint16, n)
+		version                       = make([]uint64, n)
+	)
+	for i, a := range as {
+		tenant[i], id[i], rule[i], sev[i], status[i] = a.Tenant, a.ID, a.Rule, string(a.Severity), string(a.Status)
+		subN[i], subV[i] = pairs(a.Subject)
+		updated[i], version[i] = unix(a.UpdatedAt), a.Version
+		if a.Acknowledged {
+			acked[i] = 1
+		}
+	}
+	return insert(ctx, db, "alert_versions", []column{
+		{"tenant", "", tenant}, {"id", "", id}, {"version", "", version}, {"rule", "", rule},
+		{"subject_names", toStrings, subN}, {"subject_values", toStrings, subV},
+		{"severity", "", sev}, {"status", "", status}, {"acknowledged", "", acked},
+		{"updated_at", toTime, updated}, {"prev_updated_at", toTime, prev},
+	}, 50)
 }

@@ -35,9 +35,21 @@ type Filter struct {
 	Status     []Status
 	Severity   []notify.Severity
 	Rule       string
+	// Exporter matches the alerts whose subject names it: the subject
+	// label exporter_address (the interface rules) or exporter (SQL
+	// rules may name their column so).
+	Exporter string
+	// Subject: every match must hold.
+	Subject []SubjectMatch
 	// Since and Until bound updated_at: Since <= updated_at < Until.
 	Since, Until time.Time
-	// After continues a list after that alert (keyset pagination).
+	// Snapshot, when set, orders the list by each alert's updated_at as
+	// of that time rather than its current one (see Page), so that a
+	// list paged while alerts change gives each alert once. It must be
+	// within the last AlertVersionsKept.
+	Snapshot time.Time
+	// After continues a list after that alert (keyset pagination); with
+	// a Snapshot, UpdatedAt is the order key Page gave.
 	After *Cursor
 	// Limit is the most alerts returned: default 50, at most 1000.
 	Limit int
@@ -85,7 +97,7 @@ func latest(inner, outer string) string {
 		" WHERE " + outer + " ORDER BY l_updated_at, id"
 }
 
-func scanAlert(rows dbapi.Rows) (*Alert, error) {
+func scanAlert(rows dbapi.Rows, extra ...any) (*Alert, error) {
 	var (
 		a                                         Alert
 		sev, status                               string
@@ -93,9 +105,9 @@ func scanAlert(rows dbapi.Rows) (*Alert, error) {
 		starts, fired, ends, updated, seen, ackAt uint32
 		acked                                     uint8
 	)
-	if err := rows.Scan(&a.Tenant, &a.ID, &a.Fingerprint, &a.Rule, &subN, &subV, &sev, &labN, &labV, &annN, &annV, &status,
+	if err := rows.Scan(append([]any{&a.Tenant, &a.ID, &a.Fingerprint, &a.Rule, &subN, &subV, &sev, &labN, &labV, &annN, &annV, &status,
 		&starts, &fired, &ends, &updated, &seen, &a.LastValue, &a.PeakValue, &a.Evaluations, &a.Missed,
-		&acked, &a.AcknowledgedBy, &ackAt, &a.Version); err != nil {
+		&acked, &a.AcknowledgedBy, &ackAt, &a.Version}, extra...)...); err != nil {
 		return nil, err
 	}
 	a.Severity, a.Status, a.Acknowledged = notify.Severity(sev), Status(status), acked != 0
@@ -141,38 +153,49 @@ func (r *Reader) query(ctx context.Context, q string, args []any) ([]*Alert, err
 
 // List returns the alerts matching f, ordered by (updated_at, id).
 func (r *Reader) List(ctx context.Context, f Filter) ([]Alert, error) {
-	if f.Tenant == "" && !f.AllTenants {
-		return nil, errors.New("alerts: list without a tenant")
+	as, _, err := r.list(ctx, f, limitOf(f.Limit))
+	if err != nil {
+		return nil, fmt.Errorf("alerts: list: %w", err)
 	}
-	limit := f.Limit
+	return as, nil
+}
+
+func limitOf(limit int) int {
 	switch {
 	case limit <= 0:
-		limit = DefaultLimit
+		return DefaultLimit
 	case limit > MaxLimit:
-		limit = MaxLimit
+		return MaxLimit
 	}
-	inner, innerArgs := []string{"1"}, []any{}
+	return limit
+}
+
+// conditions are f's conditions on the immutable columns (inner: every
+// row of an alert has the same) and on the newest values (outer).
+func (f Filter) conditions() (inner []string, innerArgs []any, outer []string, outerArgs []any) {
+	inner = []string{"1"}
 	if !f.AllTenants {
 		inner, innerArgs = append(inner, "tenant = ?"), append(innerArgs, f.Tenant)
 	}
 	if f.Rule != "" {
 		inner, innerArgs = append(inner, "rule = ?"), append(innerArgs, f.Rule)
 	}
-	var outer []string
-	var outerArgs []any
-	if len(f.Status) > 0 {
-		ss := make([]string, len(f.Status))
-		for i, s := range f.Status {
-			ss[i] = string(s)
+	if f.Exporter != "" {
+		inner = append(inner, "(subject_values[indexOf(subject_names, 'exporter_address')] = ? OR subject_values[indexOf(subject_names, 'exporter')] = ?)")
+		innerArgs = append(innerArgs, f.Exporter, f.Exporter)
+	}
+	for _, m := range f.Subject {
+		if m.Name == "" {
+			inner, innerArgs = append(inner, "has(subject_values, ?)"), append(innerArgs, m.Value)
+		} else {
+			inner, innerArgs = append(inner, "(has(subject_names, ?) AND subject_values[indexOf(subject_names, ?)] = ?)"), append(innerArgs, m.Name, m.Name, m.Value)
 		}
-		outer, outerArgs = append(outer, "has(?, l_status)"), append(outerArgs, ss)
+	}
+	if len(f.Status) > 0 {
+		outer, outerArgs = append(outer, "has(?, l_status)"), append(outerArgs, strs(f.Status))
 	}
 	if len(f.Severity) > 0 {
-		ss := make([]string, len(f.Severity))
-		for i, s := range f.Severity {
-			ss[i] = string(s)
-		}
-		outer, outerArgs = append(outer, "has(?, l_severity)"), append(outerArgs, ss)
+		outer, outerArgs = append(outer, "has(?, l_severity)"), append(outerArgs, strs(f.Severity))
 	}
 	if !f.Since.IsZero() {
 		outer, outerArgs = append(outer, "l_updated_at >= toDateTime(?)"), append(outerArgs, unix(f.Since))
@@ -180,6 +203,27 @@ func (r *Reader) List(ctx context.Context, f Filter) ([]Alert, error) {
 	if !f.Until.IsZero() {
 		outer, outerArgs = append(outer, "l_updated_at < toDateTime(?)"), append(outerArgs, unix(f.Until))
 	}
+	return inner, innerArgs, outer, outerArgs
+}
+
+func strs[S ~string](xs []S) []string {
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = string(x)
+	}
+	return out
+}
+
+// list reads at most limit alerts of f and, with a Snapshot, their order
+// keys.
+func (r *Reader) list(ctx context.Context, f Filter, limit int) ([]Alert, []time.Time, error) {
+	if f.Tenant == "" && !f.AllTenants {
+		return nil, nil, errors.New("list without a tenant")
+	}
+	if !f.Snapshot.IsZero() {
+		return r.snapshotList(ctx, f, limit)
+	}
+	inner, innerArgs, outer, outerArgs := f.conditions()
 	if f.After != nil {
 		at := unix(f.After.UpdatedAt)
 		outer = append(outer, "(l_updated_at > toDateTime(?) OR (l_updated_at = toDateTime(?) AND id > ?))")
@@ -188,13 +232,13 @@ func (r *Reader) List(ctx context.Context, f Filter) ([]Alert, error) {
 	q := latest(strings.Join(inner, " AND "), strings.Join(outer, " AND ")) + fmt.Sprintf(" LIMIT %d", limit)
 	as, err := r.query(ctx, q, append(innerArgs, outerArgs...))
 	if err != nil {
-		return nil, fmt.Errorf("alerts: list: %w", err)
+		return nil, nil, err
 	}
 	out := make([]Alert, len(as))
 	for i, a := range as {
 		out[i] = *a
 	}
-	return out, nil
+	return out, nil, nil
 }
 
 func (r *Reader) alert(ctx context.Context, tenant, id string) (*Alert, error) {

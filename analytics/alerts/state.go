@@ -352,15 +352,20 @@ func (mgr *Manager) restore(alerts []*Alert) {
 // nothing. ErrNotFound: no such alert of the tenant; ErrNotActive: it has
 // resolved or was dropped.
 func (mgr *Manager) Ack(ctx context.Context, tenant, id, actor string, expected uint64) (Alert, error) {
-	return mgr.setAck(ctx, tenant, id, actor, expected, true)
+	return mgr.setAck(ctx, tenant, id, actor, "", expected, true)
+}
+
+// AckWithNote is Ack with a comment, kept as the note of the ack event.
+func (mgr *Manager) AckWithNote(ctx context.Context, tenant, id, actor, note string, expected uint64) (Alert, error) {
+	return mgr.setAck(ctx, tenant, id, actor, note, expected, true)
 }
 
 // Unack clears an acknowledgement, as Ack sets it.
 func (mgr *Manager) Unack(ctx context.Context, tenant, id, actor string, expected uint64) (Alert, error) {
-	return mgr.setAck(ctx, tenant, id, actor, expected, false)
+	return mgr.setAck(ctx, tenant, id, actor, "", expected, false)
 }
 
-func (mgr *Manager) setAck(ctx context.Context, tenant, id, actor string, expected uint64, ack bool) (Alert, error) {
+func (mgr *Manager) setAck(ctx context.Context, tenant, id, actor, note string, expected uint64, ack bool) (Alert, error) {
 	if !mgr.started.Load() {
 		return Alert{}, ErrNotStarted
 	}
@@ -400,7 +405,7 @@ func (mgr *Manager) setAck(ctx context.Context, tenant, id, actor string, expect
 		a.Acknowledged, a.AcknowledgedBy, a.AcknowledgedAt = false, "", time.Time{}
 	}
 	var out changes
-	out.event(a, now, kind, a.Status, a.Status, actor, "")
+	out.event(a, now, kind, a.Status, a.Status, actor, note)
 	out.rows = append(out.rows, a.clone())
 	mgr.emit(&out)
 	return *a.clone(), nil
