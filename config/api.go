@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/flowhouse/flowhouse/alertapi"
 	"github.com/flowhouse/flowhouse/inventoryapi"
 	"github.com/flowhouse/flowhouse/privacyapi"
 	"github.com/flowhouse/flowhouse/sqlapi"
@@ -17,6 +18,7 @@ type APIConfig struct {
 	Export    privacyapi.Config   `mapstructure:"export" yaml:"export"`
 	Traffic   trafficapi.Config   `mapstructure:"traffic" yaml:"traffic"`
 	Inventory inventoryapi.Config `mapstructure:"inventory" yaml:"inventory"`
+	Alerts    alertapi.Config     `mapstructure:"alerts" yaml:"alerts"`
 }
 
 // DefaultAPIConfig is each package's defaults.
@@ -26,6 +28,7 @@ func DefaultAPIConfig() APIConfig {
 		Export:    privacyapi.DefaultConfig(),
 		Traffic:   trafficapi.DefaultConfig(),
 		Inventory: inventoryapi.DefaultConfig(),
+		Alerts:    alertapi.DefaultConfig(),
 	}
 }
 
@@ -40,6 +43,7 @@ func (c APIConfig) Validate() error {
 		{"export", c.Export.Validate()},
 		{"traffic", c.Traffic.Validate()},
 		{"inventory", c.Inventory.Validate()},
+		{"alerts", c.Alerts.Validate()},
 	} {
 		for _, err := range splitErrors(sub.err) {
 			errs = append(errs, fmt.Errorf("%s.%w", sub.key, err))

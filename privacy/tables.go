@@ -34,6 +34,7 @@ var Tables = []Table{
 	{"flows_1h", "flow_1h", "time_received"},
 	{"alerts", "alert", ""},
 	{"alert_events", "alert_event", ""},
+	{"alert_versions", "alert_version", ""},
 	{"rule_state", "rule_state", ""},
 	{"devices", "device", ""},
 	{"interfaces", "interface", ""},

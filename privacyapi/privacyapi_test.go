@@ -65,6 +65,7 @@ func seed(t *testing.T, e enginetest.Engine, tenant, exporter string, n int) {
 		fmt.Sprintf(`INSERT INTO flows (time_received, tenant, exporter_address, exporter_name, in_if_name, bytes, packets, sampling_rate)
 SELECT toDateTime(%d + number %% 60, 'UTC'), '%s', %s, '%s', 'if-%[4]s', 100 + number, 1, 10 FROM system.numbers LIMIT %d`, ts, tenant, x, m, n),
 		fmt.Sprintf(`INSERT INTO alerts (tenant, id, rule, status, label_names, label_values, version) SELECT '%s', 'al-%s', 'r-%[2]s', 'firing', ['host'], ['%[2]s'], 1`, tenant, m),
+		fmt.Sprintf(`INSERT INTO alert_versions (tenant, id, version, rule) SELECT '%s', 'al-%s', 1, 'r-%[2]s'`, tenant, m),
 		fmt.Sprintf(`INSERT INTO alert_events (tenant, alert_id, rule, kind, note, version) SELECT '%s', 'al-%s', 'r-%[2]s', 'fire', 'n-%[2]s', 1`, tenant, m),
 		fmt.Sprintf(`INSERT INTO rule_state (rule, tenant, key, mean, variance, updated_at, version) SELECT 'r-%s', '%s', 'k-%[1]s', 1.5, nan, now(), 1`, m, tenant),
 		fmt.Sprintf(`INSERT INTO devices (tenant, mac, vendor, last_exporter_address, `+"`ip_history.address`, `ip_history.first_seen`, `ip_history.last_seen`"+`, updated_at)

@@ -8,6 +8,8 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/flowhouse/flowhouse/alertapi"
+	"github.com/flowhouse/flowhouse/analytics/alerts"
 	"github.com/flowhouse/flowhouse/api"
 	"github.com/flowhouse/flowhouse/config"
 	"github.com/flowhouse/flowhouse/internal/lifecycle"
@@ -40,12 +42,18 @@ func (p *parts) newAPI(cfg *config.Config, db store.DB, log *slog.Logger, reg *p
 	p.tokens.register(p.server)
 	pages := api.NewPageTokens(nil)
 
+	alertsH, err := alertapi.New(cfg.API.Alerts, alertapi.Deps{Reader: alerts.NewReader(db), Manager: p.alerts,
+		PageTokens: pages, Logger: log.With("component", "alertapi")})
+	if err != nil {
+		return err
+	}
 	entries, discoveredSNMP := inventoryapi.EntriesOf(cfg.Enrich)
 	handlers := []struct {
 		name     string
 		spec     []byte
 		register func(*gin.RouterGroup)
 	}{
+		{"alerts", alertapi.Spec, alertsH.Register},
 		{"inventory", inventoryapi.Spec, inventoryapi.New(cfg.API.Inventory, inventoryapi.Deps{DB: p.api.reader, Tenants: p.tenants,
 			Entries: entries, DiscoveredSNMP: discoveredSNMP, PageTokens: pages, Logger: log.With("component", "inventoryapi")}).Register},
 		{"traffic", trafficapi.Spec, trafficapi.New(cfg.API.Traffic, trafficapi.Deps{Reader: p.api.reader, Tenants: p.tenants,
