@@ -102,21 +102,12 @@ func newWorld(t *testing.T, e enginetest.Engine, agent *peers.SNMPAgent) *world 
 	w.fillStats(t, ctx)
 	w.fillRows(t, ctx)
 
-	s := api.New(api.Config{Listen: "127.0.0.1:0", ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
-		IdleTimeout: time.Minute, ReadinessTimeout: time.Second}, api.Deps{Authenticator: apitest.Principals("a", "b")})
 	entries, discovered := inventoryapi.EntriesOf(cfg)
 	h := inventoryapi.New(inventoryapi.DefaultConfig(), inventoryapi.Deps{DB: e.Reader, Tenants: ts, Entries: entries, DiscoveredSNMP: discovered})
-	s.AddSpec("inventory", inventoryapi.Spec)
-	s.Register(h.Register)
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = s.Stop(ctx)
+	w.c = apitest.Serve(t, api.Config{}, apitest.Principals("a", "b"), func(s *api.Server) {
+		s.AddSpec("inventory", inventoryapi.Spec)
+		s.Register(h.Register)
 	})
-	w.c = apitest.NewClient(t, "http://"+s.Addr())
 	return w
 }
 

@@ -104,20 +104,11 @@ func serve(t *testing.T, e enginetest.Engine, cfg privacyapi.Config) fixture {
 	pcfg := privacy.DefaultConfig()
 	pcfg.PollInterval = 50 * time.Millisecond
 	d := privacy.New(pcfg, privacy.Deps{DB: e.DB, Tenants: ts})
-	acfg := api.DefaultConfig()
-	acfg.Listen = "127.0.0.1:0"
-	s := api.New(acfg, api.Deps{Authenticator: apitest.Principals("a", "b")})
-	s.AddSpec("privacy", privacyapi.Spec)
-	s.Register(privacyapi.New(cfg, privacyapi.Deps{DB: e.DB, Tenants: ts, Deleter: d}).Register)
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = s.Stop(ctx)
+	c := apitest.Serve(t, api.Config{}, apitest.Principals("a", "b"), func(s *api.Server) {
+		s.AddSpec("privacy", privacyapi.Spec)
+		s.Register(privacyapi.New(cfg, privacyapi.Deps{DB: e.DB, Tenants: ts, Deleter: d}).Register)
 	})
-	return fixture{c: apitest.NewClient(t, "http://"+s.Addr()), deleter: d}
+	return fixture{c: c, deleter: d}
 }
 
 type line struct {

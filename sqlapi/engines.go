@@ -10,6 +10,7 @@ import (
 	"io"
 	"reflect"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/flowhouse/flowhouse/internal/dbapi"
@@ -89,6 +90,7 @@ type lineReader struct {
 	max       int
 	partial   []byte
 	header    [][]byte
+	held      []byte // a line like the names line, until the next says which it is
 	rows      []json.RawMessage
 	truncated bool
 }
@@ -119,6 +121,27 @@ func (l *lineReader) line(line []byte) error {
 		l.header = append(l.header, bytes.Clone(line))
 		return nil
 	}
+	// The engine streams block by block, and each block it writes starts
+	// with the names and types again: a names line followed by the types
+	// line is such a start, not two rows.
+	if l.held != nil {
+		held := l.held
+		l.held = nil
+		if bytes.Equal(line, l.header[1]) {
+			return nil
+		}
+		if err := l.row(held); err != nil {
+			return err
+		}
+	}
+	if bytes.Equal(line, l.header[0]) {
+		l.held = bytes.Clone(line)
+		return nil
+	}
+	return l.row(line)
+}
+
+func (l *lineReader) row(line []byte) error {
 	if len(l.rows) >= l.max {
 		l.truncated = true
 		return errEnough
@@ -128,13 +151,21 @@ func (l *lineReader) line(line []byte) error {
 }
 
 func (l *lineReader) flush() error {
-	if len(l.partial) == 0 || l.truncated {
+	if l.truncated {
 		return nil
 	}
-	line := l.partial
-	l.partial = nil
-	if err := l.line(line); err != nil && !errors.Is(err, errEnough) {
-		return err
+	if len(l.partial) > 0 {
+		line := l.partial
+		l.partial = nil
+		if err := l.line(line); err != nil && !errors.Is(err, errEnough) {
+			return err
+		}
+	}
+	if held := l.held; held != nil && !l.truncated {
+		l.held = nil
+		if err := l.row(held); err != nil && !errors.Is(err, errEnough) {
+			return err
+		}
 	}
 	return nil
 }
@@ -161,8 +192,9 @@ func (l *lineReader) result() (*Result, error) {
 }
 
 // Server runs queries through a ClickHouse server's readonly=1 query
-// interface (store.Server.ReadOnly): the server refuses every write, DDL,
-// table function and setting, and its grants decide the rest.
+// interface (store.Server.ReadOnly), as subqueries: the server refuses
+// every write, DDL, table function and setting, only SELECT can be
+// written, and its grants decide the rest.
 func Server(q dbapi.Querier) Querier { return server{q} }
 
 type server struct{ q dbapi.Querier }
@@ -171,7 +203,17 @@ func (s server) Query(ctx context.Context, query string, maxRows int) (*Result, 
 	if len(query) > store.MaxQueryBytes {
 		return nil, &store.RefusedError{Reason: fmt.Sprintf("the query has %d bytes, more than the %d allowed", len(query), store.MaxQueryBytes)}
 	}
-	rows, err := s.q.Query(ctx, query)
+	// readonly=1 still lets a session KILL queries (flowhouse's own
+	// inserts run as the same user) and leaves INTO OUTFILE and FORMAT to
+	// the client. As a subquery, the text can only be a SELECT: anything
+	// else, a second statement or an unclosed comment is a syntax error
+	// of the server's own parser. The line breaks keep a trailing --
+	// comment from eating the parenthesis.
+	rows, err := s.q.Query(ctx, "SELECT * FROM (\n"+query+"\n)")
+	var ex *clickhouse.Exception
+	if errors.As(err, &ex) && ex.Code == store.CodeSyntaxError {
+		return nil, &store.RefusedError{Reason: "on a ClickHouse server this endpoint runs one SELECT (as a subquery), and this is not one: " + ex.Message}
+	}
 	if err != nil {
 		return nil, err
 	}

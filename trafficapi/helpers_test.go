@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gin-gonic/gin"
-
 	"github.com/flowhouse/flowhouse/api"
 	"github.com/flowhouse/flowhouse/flow"
 	"github.com/flowhouse/flowhouse/internal/apitest"
@@ -46,23 +44,13 @@ func serve(t *testing.T, cfg Config, deps Deps) *apitest.Client {
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.NewTextHandler(testWriter{t}, nil))
 	}
-	acfg := api.DefaultConfig()
-	acfg.Listen, acfg.RateLimit = "127.0.0.1:0", 0
 	auth := apitest.Principals("a", "b")
 	auth[noTenant] = api.Principal{TokenID: "tok_none", TokenName: "no tenant", Role: api.RoleRead}
-	s := api.New(acfg, api.Deps{Authenticator: auth})
-	s.AddSpec("traffic", Spec)
 	h := New(cfg, deps)
-	s.Register(func(v1 *gin.RouterGroup) { h.Register(v1) })
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = s.Stop(ctx)
+	return apitest.Serve(t, api.Config{}, auth, func(s *api.Server) {
+		s.AddSpec("traffic", Spec)
+		s.Register(h.Register)
 	})
-	return apitest.NewClient(t, "http://"+s.Addr())
 }
 
 // insert stores flows through the store's own insert, as the batcher

@@ -246,3 +246,26 @@ func Principals(a, b string) StaticAuth {
 		ReadAll:  {TokenID: "tok_read_all", TokenName: "read all", AllTenants: true, Role: api.RoleRead},
 	}
 }
+
+// Serve runs an API server on a free loopback port with auth, lets setup
+// add the packages under test (AddSpec, Register), and stops it at the
+// end of the test. Its rate limit is off unless cfg sets one.
+func Serve(t testing.TB, cfg api.Config, auth api.Authenticator, setup func(*api.Server)) *Client {
+	t.Helper()
+	if cfg.Listen == "" {
+		cfg = api.DefaultConfig()
+		cfg.RateLimit = 0
+	}
+	cfg.Listen = "127.0.0.1:0"
+	s := api.New(cfg, api.Deps{Authenticator: auth})
+	setup(s)
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.Stop(ctx)
+	})
+	return NewClient(t, "http://"+s.Addr())
+}

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/flowhouse/flowhouse/api"
 	"github.com/flowhouse/flowhouse/internal/apitest"
@@ -54,20 +53,11 @@ func start(t *testing.T, e enginetest.Engine) (*apitest.Client, *token.Store, ca
 		}
 		*m.dst, cs.ids[sec] = sec, info.ID
 	}
-	apiCfg := api.DefaultConfig()
-	apiCfg.Listen, apiCfg.RateLimit = "127.0.0.1:0", 0
-	s := api.New(apiCfg, api.Deps{Authenticator: store})
-	s.AddSpec("tokens", tokenapi.Spec)
-	s.Register(tokenapi.New(tokenapi.Deps{Tokens: store}).Register)
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = s.Stop(ctx)
+	c := apitest.Serve(t, api.Config{}, store, func(s *api.Server) {
+		s.AddSpec("tokens", tokenapi.Spec)
+		s.Register(tokenapi.New(tokenapi.Deps{Tokens: store}).Register)
 	})
-	return apitest.NewClient(t, "http://"+s.Addr()), store, cs
+	return c, store, cs
 }
 
 type list struct {
