@@ -462,3 +462,57 @@ func TestResultLimitHoldsWhileStreaming(t *testing.T) {
 		t.Errorf("%d bytes, ending %q", len(body), body[max(0, len(body)-200):])
 	}
 }
+
+// A result of many blocks in each kind of format is one well-formed
+// output: the engine writes each block it streams as a whole output, so
+// formats of rows stream, those with names (and types) lines stream
+// with them once, and the others (JSON, XML, Pretty) come whole.
+func TestManyBlocksOneOutput(t *testing.T) {
+	ep := newEndpoint(t, "", store.ReadOnlyOptions{Conns: 1, Timeout: 30 * time.Second, MaxResultBytes: 64 << 20})
+	const rows = 300000
+	// numbers_mt and the ORDER BY make several blocks, out of order.
+	query := fmt.Sprintf("SELECT number FROM numbers_mt(%d) ORDER BY number %% 7, number FORMAT ", rows)
+	lines := func(body string) []string { return strings.Split(strings.TrimSuffix(body, "\n"), "\n") }
+	tests := []struct {
+		format string
+		check  func(t *testing.T, body string)
+	}{
+		{"TSV", func(t *testing.T, body string) {
+			if n := len(lines(body)); n != rows {
+				t.Errorf("%d lines, want %d", n, rows)
+			}
+		}},
+		{"CSVWithNames", func(t *testing.T, body string) {
+			ls := lines(body)
+			if len(ls) != rows+1 || ls[0] != `"number"` || strings.Count(body, `"number"`) != 1 {
+				t.Errorf("%d lines, %d names lines, first %q; want %d and 1", len(ls), strings.Count(body, `"number"`), ls[0], rows+1)
+			}
+		}},
+		{"JSONCompactEachRowWithNamesAndTypes", func(t *testing.T, body string) {
+			ls := lines(body)
+			if len(ls) != rows+2 || ls[0] != `["number"]` || ls[1] != `["UInt64"]` || strings.Count(body, `["number"]`) != 1 {
+				t.Errorf("%d lines, first %q %q; want %d with names and types once", len(ls), ls[0], ls[1], rows+2)
+			}
+		}},
+		{"JSON", func(t *testing.T, body string) {
+			var doc struct {
+				Data []struct {
+					Number json.Number `json:"number"`
+				} `json:"data"`
+				Rows int `json:"rows"`
+			}
+			if err := json.Unmarshal([]byte(body), &doc); err != nil || len(doc.Data) != rows || doc.Rows != rows {
+				t.Errorf("one JSON document of %d rows: %d rows, %v", rows, len(doc.Data), err)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.format, func(t *testing.T) {
+			a := get(t, ep.url, query+tt.format)
+			if a.status != 200 {
+				t.Fatalf("%d %.300s", a.status, a.body)
+			}
+			tt.check(t, a.body)
+		})
+	}
+}

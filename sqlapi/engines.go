@@ -90,7 +90,6 @@ type lineReader struct {
 	max       int
 	partial   []byte
 	header    [][]byte
-	held      []byte // a line like the names line, until the next says which it is
 	rows      []json.RawMessage
 	truncated bool
 }
@@ -121,23 +120,6 @@ func (l *lineReader) line(line []byte) error {
 		l.header = append(l.header, bytes.Clone(line))
 		return nil
 	}
-	// The engine streams block by block, and each block it writes starts
-	// with the names and types again: a names line followed by the types
-	// line is such a start, not two rows.
-	if l.held != nil {
-		held := l.held
-		l.held = nil
-		if bytes.Equal(line, l.header[1]) {
-			return nil
-		}
-		if err := l.row(held); err != nil {
-			return err
-		}
-	}
-	if bytes.Equal(line, l.header[0]) {
-		l.held = bytes.Clone(line)
-		return nil
-	}
 	return l.row(line)
 }
 
@@ -158,12 +140,6 @@ func (l *lineReader) flush() error {
 		line := l.partial
 		l.partial = nil
 		if err := l.line(line); err != nil && !errors.Is(err, errEnough) {
-			return err
-		}
-	}
-	if held := l.held; held != nil && !l.truncated {
-		l.held = nil
-		if err := l.row(held); err != nil && !errors.Is(err, errEnough) {
 			return err
 		}
 	}

@@ -295,14 +295,67 @@ func (r *ReadOnly) Execute(ctx context.Context, q AnalystQuery, open func(Statem
 // supported"), and their output, small by nature, comes whole, under the
 // same limit.
 func (r *ReadOnly) output(c *chdbConn, st Statement, q AnalystQuery, each func([]byte, QueryStats) error) (QueryStats, error) {
-	if st.Kind == "SelectWithUnionQuery" || st.Kind == "SelectIntersectExceptQuery" {
-		return c.streamParams(st.text, q.Format, q.Params, each)
+	format := q.Format
+	if st.Format != "" {
+		format = st.Format
+	}
+	header, streamable := streamHeaderLines(format)
+	if streamable && (st.Kind == "SelectWithUnionQuery" || st.Kind == "SelectIntersectExceptQuery") {
+		first := true
+		return c.streamParams(st.text, q.Format, q.Params, func(chunk []byte, stats QueryStats) error {
+			if !first {
+				chunk = dropLines(chunk, header)
+			}
+			first = false
+			if len(chunk) == 0 {
+				return nil
+			}
+			return each(chunk, stats)
+		})
 	}
 	out, stats, err := c.queryParams(st.text, q.Format, q.Params)
 	if err != nil || len(out) == 0 {
 		return stats, err
 	}
 	return stats, each(out, stats)
+}
+
+// streamHeaderLines says whether output in format can be streamed block
+// by block, and how many lines of names (and types) start it. The engine
+// writes each block it streams as a whole output of the format, so a
+// format with a prefix or a suffix (JSON's object, XML, Pretty's frames,
+// Values' commas, Parquet's footer) would come as several documents: it
+// is not streamed, but answered whole, within the result limits. Formats
+// of rows stream as they are; those that start with lines of names and
+// types stream with those lines dropped from every block but the first.
+// Names are matched exactly, and an unknown one is not streamed.
+func streamHeaderLines(format string) (lines int, ok bool) {
+	switch format {
+	case "TabSeparated", "TSV", "TabSeparatedRaw", "TSVRaw", "CSV", "JSONEachRow", "JSONLines", "NDJSON",
+		"JSONStringsEachRow", "JSONCompactEachRow", "JSONCompactStringsEachRow", "TSKV", "LineAsString",
+		"RawBLOB", "Native", "RowBinary", "Null":
+		return 0, true
+	case "TabSeparatedWithNames", "TSVWithNames", "TabSeparatedRawWithNames", "TSVRawWithNames", "CSVWithNames",
+		"JSONCompactEachRowWithNames", "JSONCompactStringsEachRowWithNames":
+		return 1, true
+	case "TabSeparatedWithNamesAndTypes", "TSVWithNamesAndTypes", "TabSeparatedRawWithNamesAndTypes",
+		"TSVRawWithNamesAndTypes", "CSVWithNamesAndTypes", "JSONCompactEachRowWithNamesAndTypes",
+		"JSONCompactStringsEachRowWithNamesAndTypes":
+		return 2, true
+	}
+	return 0, false
+}
+
+// dropLines is chunk without its first n lines.
+func dropLines(chunk []byte, n int) []byte {
+	for ; n > 0 && len(chunk) > 0; n-- {
+		i := bytes.IndexByte(chunk, '\n')
+		if i < 0 {
+			return nil
+		}
+		chunk = chunk[i+1:]
+	}
+	return chunk
 }
 
 // QueryRaw runs query as Run does and returns its whole output.
