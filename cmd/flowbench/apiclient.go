@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -171,6 +172,7 @@ type Measurement struct {
 	Bytes    float64        `json:"mean_response_bytes"`
 	Seconds  float64        `json:"seconds"`
 	CPUCores float64        `json:"flowhouse_cpu_cores"`
+	Error    string         `json:"error,omitempty"`
 }
 
 // closedLoop runs clients goroutines, each sending its next request as
@@ -278,6 +280,7 @@ func apiCases(ctx context.Context, c *apiClient, deepPages int) ([]apiCase, erro
 // ao.warmup requests (at least one; at most a quarter of the budget),
 // then the closed loop; serve's CPU over each.
 func measureAPI(ctx context.Context, c *apiClient, ao apiOptions, pid int) ([]Measurement, error) {
+	var failed []string
 	cases, err := apiCases(ctx, c, ao.deepPages)
 	if err != nil {
 		return nil, err
@@ -285,16 +288,18 @@ func measureAPI(ctx context.Context, c *apiClient, ao apiOptions, pid int) ([]Me
 	var out []Measurement
 	for _, k := range cases {
 		source := ""
+		var warmErr error
 		// Bounded by a quarter of the budget too: on a starved machine
 		// one request can take seconds.
 		warmEnd := time.Now().Add(ao.budget / 4)
 		for i := 0; i < ao.warmup && (i == 0 || time.Now().Before(warmEnd)); i++ {
 			status, _, b, err := c.get(ctx, k.path(time.Now()), k.header)
-			if err != nil {
-				return out, fmt.Errorf("%s: %w", k.name, err)
+			if err == nil && status != http.StatusOK && status != http.StatusNotModified {
+				err = fmt.Errorf("%d %s", status, b)
 			}
-			if status != http.StatusOK && status != http.StatusNotModified {
-				return out, fmt.Errorf("%s: %d %s", k.name, status, b)
+			if err != nil {
+				warmErr = err
+				break
 			}
 			var s struct {
 				Source string `json:"source"`
@@ -302,6 +307,12 @@ func measureAPI(ctx context.Context, c *apiClient, ao apiOptions, pid int) ([]Me
 			if json.Unmarshal(b, &s) == nil {
 				source = s.Source
 			}
+		}
+		if warmErr != nil {
+			// Recorded, and the next endpoint is measured.
+			out = append(out, Measurement{Name: k.name, Path: k.path(time.Now()), Error: "warm-up: " + warmErr.Error()})
+			failed = append(failed, k.name+": "+warmErr.Error())
+			continue
 		}
 		for _, n := range ao.clients {
 			m := Measurement{Name: k.name, Path: k.path(time.Now()), Source: source, Clients: n}
@@ -315,6 +326,9 @@ func measureAPI(ctx context.Context, c *apiClient, ao apiOptions, pid int) ([]Me
 			fmt.Fprintf(os.Stderr, "api: %s, %d clients: %d requests p50 %.0f ms p99 %.0f ms max %.0f ms, %.1f/s, serve %.2f cores %v\n",
 				k.name, n, m.Requests, m.P50Ms, m.P99Ms, m.MaxMs, m.RPS, m.CPUCores, m.Status)
 		}
+	}
+	if len(failed) > 0 {
+		return out, fmt.Errorf("measurements failed: %s", strings.Join(failed, "; "))
 	}
 	return out, nil
 }

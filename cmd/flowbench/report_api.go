@@ -20,10 +20,10 @@ func writeAPI(b *strings.Builder, rep *Report) {
 			fmt.Fprintf(b, "**Failed**: %s\n\n", e.Error)
 		}
 		if s := e.Seed; s != nil {
-			fmt.Fprintf(b, "Seeded before serve started (INSERT ... SELECT FROM system.numbers, the mix of the rules-cost stage: 3 tenants, 300 exporters, 50k destinations with a log-uniform tail, sampling 1 and 1000): "+
-				"**%d flows** over the 25 h ending at %s (%.0f s, %d active parts), the rollups filled with their views' own SELECT over flows, an hour at a time (%.0f s): "+
+			fmt.Fprintf(b, "Seeded before serve started (INSERT ... SELECT FROM system.numbers, the rules-cost stage's mix with 30 exporters of 2+2 interfaces: 3 tenants, 50k destinations with a log-uniform tail, sampling 1 and 1000): "+
+				"**%d flows** over the 25 h ending at %s (%.0f s, %d active parts), the rollups filled with their views' own SELECT over flows, a tenant at a time (%.0f s): "+
 				"**%d rows in flows_1m, %d in flows_1h**. "+
-				"**%d alerts** of six built-in rules over 30 days (%v per tenant; %d active), %d rows in alerts (the versions of the last day not merged yet) and %d in alert_versions (every version of the last 3 days) (%.0f s).\n\n",
+				"**%d alerts** of six built-in rules over 30 days (%v per tenant; %d active), %d rows in alerts after the engine's merges (ReplacingMergeTree keeps the newest version) and %d in alert_versions (every version of the last 3 days) (%.0f s).\n\n",
 				s.FlowRows, s.End.Format("2006-01-02 15:04:05Z"), s.FlowsSeconds, s.FlowsParts, s.RollupSeconds, s.Flows1mRows, s.Flows1hRows,
 				s.Alerts, sortedCounts(s.PerTenant), s.Active, s.AlertRows, s.VersionRows, s.AlertSeconds)
 		}
@@ -47,6 +47,10 @@ func writeAPI(b *strings.Builder, rep *Report) {
 		if len(e.Measurements) > 0 {
 			b.WriteString("| request | table | clients | requests | status | p50 ms | p90 ms | p99 ms | max ms | requests/s | mean bytes | serve CPU (cores) |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 			for _, m := range e.Measurements {
+				if m.Error != "" {
+					fmt.Fprintf(b, "| %s | | | | **failed**: %s | | | | | | | |\n", m.Name, m.Error)
+					continue
+				}
 				n := fmt.Sprint(m.Requests)
 				if m.Capped {
 					n += " (capped)"
