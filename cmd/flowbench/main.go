@@ -46,6 +46,7 @@ type options struct {
 	library   string
 	fnm       bool // the FastNetMon comparison (fastnetmon.go)
 	rules     ruleOptions
+	api       apiOptions
 }
 
 func main() {
@@ -64,6 +65,8 @@ func main() {
 	flag.StringVar(&o.library, "library", "var/lib/libchdb.so", "the embedded engine's library (make deps installs it)")
 	flag.BoolVar(&o.fnm, "fastnetmon", fastnetmonInstalled(), "also compare detection with FastNetMon CE (default: when "+fnmBinary+" exists)")
 	checkRules := ruleFlags(&o.rules)
+	checkAPI := apiFlags(&o.api)
+	only := flag.String("only", "", "run only these stages (comma-separated): "+strings.Join(stageNames, ", "))
 	rewriteOnly := flag.Bool("rewrite", false, "only rewrite report.md and report.json from the report.json in -out (derived figures recomputed), measuring nothing")
 	flag.Parse()
 	if engines != "" {
@@ -74,9 +77,11 @@ func main() {
 		fmt.Fprintf(os.Stderr, "flowbench: -rates: %v\n", err)
 		os.Exit(2)
 	}
-	if err := checkRules(); err != nil {
-		fmt.Fprintf(os.Stderr, "flowbench: %v\n", err)
-		os.Exit(2)
+	for _, check := range []func() error{checkRules, checkAPI, func() error { return onlyStages(&o, *only) }} {
+		if err := check(); err != nil {
+			fmt.Fprintf(os.Stderr, "flowbench: %v\n", err)
+			os.Exit(2)
+		}
 	}
 	if *rewriteOnly {
 		if err := rewrite(o); err != nil {
@@ -88,6 +93,13 @@ func main() {
 	if o.rules.costWorker != "" {
 		if err := ruleCostWorker(o, o.rules); err != nil {
 			fmt.Fprintln(os.Stderr, "flowbench: rules cost worker:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if o.api.seedWorker != "" {
+		if err := apiSeedWorker(o, o.api); err != nil {
+			fmt.Fprintln(os.Stderr, "flowbench: api seed worker:", err)
 			os.Exit(1)
 		}
 		return
@@ -151,6 +163,7 @@ type Report struct {
 	RuleCost    []RuleCostSize    `json:"rule_cost,omitempty"`
 	RuleLoad    *RuleLoadResult   `json:"rule_load,omitempty"`
 	Delay       *DelayResult      `json:"detection_delay,omitempty"`
+	API         []APIEngine       `json:"api_latency,omitempty"`
 	StageErrors map[string]string `json:"stage_errors,omitempty"`
 }
 
@@ -221,10 +234,57 @@ func run(o options) error {
 		}
 	}
 	detectionStages(ctx, o, rep, protocols)
+	if o.api.on {
+		t := time.Now()
+		var err error
+		if rep.API, err = apiStage(ctx, o, o.api, protocols); err != nil {
+			rep.failed("api_latency", err)
+		}
+		fmt.Fprintf(os.Stderr, "api latency stage: %s\n", time.Since(t).Round(time.Second))
+	}
 	if err := write(o.out, rep); err != nil {
 		return err
 	}
 	return fastnetmonStage(ctx, o)
+}
+
+// stageNames are the stages -only names.
+var stageNames = []string{"decode", "ingest", "rules-cost", "rules-load", "rules-delay", "fastnetmon", "api"}
+
+// onlyStages turns off every stage not named in only (when it is set).
+func onlyStages(o *options, only string) error {
+	if only == "" {
+		return nil
+	}
+	on := map[string]bool{}
+	for _, s := range strings.Split(only, ",") {
+		s = strings.TrimSpace(s)
+		known := false
+		for _, n := range stageNames {
+			known = known || n == s
+		}
+		if !known {
+			return fmt.Errorf("-only: unknown stage %q (stages: %s)", s, strings.Join(stageNames, ", "))
+		}
+		on[s] = true
+	}
+	o.decode = on["decode"]
+	if !on["ingest"] {
+		o.engines = nil
+	}
+	o.rules.cost, o.rules.load, o.rules.delay = on["rules-cost"], on["rules-load"], on["rules-delay"]
+	o.fnm = on["fastnetmon"]
+	o.api.on = on["api"]
+	return nil
+}
+
+// failed records a stage's error; the other stages are still reported.
+func (rep *Report) failed(stage string, err error) {
+	if rep.StageErrors == nil {
+		rep.StageErrors = map[string]string{}
+	}
+	rep.StageErrors[stage] = err.Error()
+	fmt.Fprintf(os.Stderr, "flowbench: %s: %v\n", stage, err)
 }
 
 // storeTarget is where the measured flowhouse stores: a ClickHouse server
@@ -237,6 +297,8 @@ type storeTarget struct {
 	// rules keeps the built-in rules on in load steps (the rules-load
 	// stage); throughput steps run without them.
 	rules bool
+	// args go before serve (and the other commands): --config FILE.
+	args []string
 }
 
 func (t storeTarget) config(database string) store.Config {

@@ -18,13 +18,7 @@ const ruleCostTarget = 0.10
 // detectionStages runs the stages the flags turn on; a failing stage is
 // recorded and the next one runs.
 func detectionStages(ctx context.Context, o options, rep *Report, protocols []flowgen.Protocol) {
-	fail := func(stage string, err error) {
-		if rep.StageErrors == nil {
-			rep.StageErrors = map[string]string{}
-		}
-		rep.StageErrors[stage] = err.Error()
-		fmt.Fprintf(os.Stderr, "flowbench: %s: %v\n", stage, err)
-	}
+	fail := rep.failed
 	if o.rules.cost {
 		t := time.Now()
 		sizes, err := ruleCostStage(ctx, o, o.rules)
@@ -63,6 +57,9 @@ func writeDetection(b *strings.Builder, rep *Report) {
 	}
 	if rep.Delay != nil {
 		writeDelay(b, rep.Delay)
+	}
+	if len(rep.API) > 0 {
+		writeAPI(b, rep)
 	}
 	if len(rep.StageErrors) > 0 {
 		b.WriteString("\n## Stages that failed\n\n")

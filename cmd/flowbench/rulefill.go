@@ -145,6 +145,8 @@ type filler struct {
 	inserted uint64
 	spent    time.Duration
 	last     time.Duration // duration of the last round of chunks
+	// sql is the INSERT of a chunk, fillSQL's arguments; fillSQL when empty.
+	sql string
 }
 
 // fill inserts until want rows are in flows; it stops early (false)
@@ -163,7 +165,11 @@ func (f *filler) fill(ctx context.Context, want uint64) (bool, error) {
 			if c == 0 {
 				break
 			}
-			q := fmt.Sprintf(fillSQL, c, f.inserted+n, f.end.Unix(), int(f.window.Seconds()))
+			sql := f.sql
+			if sql == "" {
+				sql = fillSQL
+			}
+			q := fmt.Sprintf(sql, c, f.inserted+n, f.end.Unix(), int(f.window.Seconds()))
 			n += c
 			wg.Add(1)
 			go func() { defer wg.Done(); errs[i] = f.db.Exec(ctx, q) }()

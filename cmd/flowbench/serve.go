@@ -46,7 +46,7 @@ func startServe(ctx context.Context, o options, target storeTarget, database str
 		os.RemoveAll(s.spoolDir)
 		return nil, err
 	}
-	s.cmd = exec.CommandContext(ctx, o.flowhouse, "serve")
+	s.cmd = exec.CommandContext(ctx, o.flowhouse, append(append([]string(nil), target.args...), "serve")...)
 	s.cmd.Env = append(os.Environ(),
 		"FLOWHOUSE_CLICKHOUSE_ADDR="+target.addr,
 		"FLOWHOUSE_CLICKHOUSE_EMBEDDED_LIBRARY="+target.library,
