@@ -118,6 +118,17 @@ var knownTableFunctions = []string{
 	"fuzzquery", "fuzzjson", "prometheusquery", "prometheusqueryrange", "timeseriesdata",
 }
 
+// refusedTables are system tables that harm the process the embedded
+// engine runs in.
+var refusedTables = map[string]string{
+	// Reading trace signals every thread of the process to unwind its
+	// stack, Go's threads too: the Go runtime crashes (SIGSEGV while it
+	// scans stacks), and the collector with it.
+	"system.stack_trace": "reading it signals every thread of flowhouse's process, which crashes the Go runtime",
+	// The symbols of the whole engine: hundreds of MB to build.
+	"system.symbols": "it builds the symbol table of the whole engine (hundreds of MB)",
+}
+
 // refusedFunctions are scalar functions that read files, dictionaries
 // (whose sources may be files, URLs or programs), Join tables or models
 // from outside the query.
@@ -227,6 +238,11 @@ func checkNode(l parsedLine, index int, root parsedLine, outputDepth int, tableF
 		}
 		if tableFunctions[name] && !allowedTableFunctions[name] {
 			return refuse("the table function %s is not allowed: only %s", firstWord(l.rest), allowedTableFunctionList())
+		}
+	case "TableIdentifier":
+		name := strings.ToLower(firstWord(l.rest))
+		if why, ok := refusedTables[name]; ok {
+			return refuse("the table %s is not allowed: %s", firstWord(l.rest), why)
 		}
 	case "Literal":
 		if l.depth == 1 || l.depth == outputDepth {
