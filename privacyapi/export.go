@@ -2,6 +2,7 @@ package privacyapi
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -10,6 +11,9 @@ import (
 	"github.com/flowhouse/flowhouse/api"
 	"github.com/flowhouse/flowhouse/privacy"
 )
+
+// CodeExportBusy answers an export while api.export.max_exports run.
+const CodeExportBusy = "export_busy"
 
 func (h *Handlers) export(c *gin.Context) {
 	t, ok := h.tenant(c)
@@ -32,6 +36,19 @@ func (h *Handlers) export(c *gin.Context) {
 	}
 	if err := q.Err(); err != nil {
 		api.BadRequest(c, err)
+		return
+	}
+	// An export holds a database connection while its client reads: a
+	// client that stops reading keeps it until write_timeout. So few run
+	// at once, and a tenant cannot take the connections flows are
+	// inserted on.
+	select {
+	case h.exports <- struct{}{}:
+		defer func() { <-h.exports }()
+	default:
+		c.Header("Retry-After", "10")
+		api.WriteError(c, http.StatusTooManyRequests, CodeExportBusy,
+			fmt.Sprintf("%d export(s) already running (api.export.max_exports); retry later", h.cfg.MaxExports))
 		return
 	}
 	ctx, cancel := closingContext(c)

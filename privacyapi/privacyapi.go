@@ -34,6 +34,9 @@ type Config struct {
 	// last DefaultWindow); MaxWindow the widest since..until allowed.
 	DefaultWindow time.Duration `mapstructure:"default_window"`
 	MaxWindow     time.Duration `mapstructure:"max_window"`
+	// MaxExports is how many exports may run at once in this process;
+	// beyond, 429. Each holds a database connection while it streams.
+	MaxExports int `mapstructure:"max_exports"`
 	// WriteTimeout is how long one write of an export may take: the
 	// server's write timeout is moved on by this much at each write, so
 	// a long export is not cut by it.
@@ -43,7 +46,7 @@ type Config struct {
 // DefaultConfig exports the last 24 hours of flows by default, at most
 // 31 days.
 func DefaultConfig() Config {
-	return Config{DefaultWindow: 24 * time.Hour, MaxWindow: 31 * 24 * time.Hour, WriteTimeout: time.Minute}
+	return Config{DefaultWindow: 24 * time.Hour, MaxWindow: 31 * 24 * time.Hour, MaxExports: 1, WriteTimeout: 10 * time.Second}
 }
 
 // Validate names the wrong key.
@@ -53,6 +56,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("default_window: %s is shorter than 1m", c.DefaultWindow)
 	case c.MaxWindow < c.DefaultWindow:
 		return fmt.Errorf("max_window: %s is shorter than default_window (%s)", c.MaxWindow, c.DefaultWindow)
+	case c.MaxExports < 1 || c.MaxExports > 16:
+		return fmt.Errorf("max_exports: %d is not in 1..16", c.MaxExports)
 	case c.WriteTimeout < time.Second:
 		return fmt.Errorf("write_timeout: %s is shorter than 1s", c.WriteTimeout)
 	}
@@ -73,10 +78,11 @@ type Deps struct {
 
 // Handlers serve the endpoints.
 type Handlers struct {
-	cfg  Config
-	deps Deps
-	jobs privacy.Reader
-	log  *slog.Logger
+	cfg     Config
+	deps    Deps
+	jobs    privacy.Reader
+	log     *slog.Logger
+	exports chan struct{} // a slot per export running
 }
 
 // New builds the handlers; it does no I/O.
@@ -85,7 +91,10 @@ func New(cfg Config, deps Deps) *Handlers {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handlers{cfg: cfg, deps: deps, jobs: privacy.Reader{DB: deps.DB}, log: log}
+	if cfg.MaxExports < 1 {
+		cfg.MaxExports = 1
+	}
+	return &Handlers{cfg: cfg, deps: deps, jobs: privacy.Reader{DB: deps.DB}, log: log, exports: make(chan struct{}, cfg.MaxExports)}
 }
 
 // Register adds the routes.
