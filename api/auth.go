@@ -3,9 +3,12 @@ package api
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 )
@@ -131,6 +134,20 @@ func bearer(r *http.Request) string {
 // authenticate is the middleware of the /api/v1 group: a valid token, and
 // for read tokens a safe method.
 func (s *Server) authenticate(c *gin.Context) {
+	if len(c.Request.Header.Values("Authorization")) > 1 {
+		WriteError(c, http.StatusBadRequest, CodeBadRequest, "more than one Authorization header")
+		return
+	}
+	// Refused tokens cost a lookup each (a valid checksum is easy to
+	// make): a client address with too many refusals waits, whatever
+	// tokens it sends next.
+	client := c.ClientIP()
+	if limited, wait := s.failures.exhausted(client, time.Now()); limited {
+		s.metrics.authFailures.WithLabelValues("throttled").Inc()
+		c.Header("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+		WriteError(c, http.StatusTooManyRequests, CodeRateLimited, "too many refused tokens from this address; retry later")
+		return
+	}
 	tok := bearer(c.Request)
 	var p Principal
 	var err error
@@ -145,6 +162,7 @@ func (s *Server) authenticate(c *gin.Context) {
 	if err != nil {
 		var te *TokenError
 		if errors.As(err, &te) {
+			s.failures.take(client, time.Now())
 			s.metrics.authFailures.WithLabelValues(te.Reason).Inc()
 			c.Header("WWW-Authenticate", `Bearer realm="flowhouse"`)
 			WriteError(c, http.StatusUnauthorized, CodeUnauthorized, te.Error())

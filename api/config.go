@@ -28,6 +28,11 @@ type Config struct {
 	// bursts of RateBurst; 0 turns the limit off.
 	RateLimit float64 `mapstructure:"rate_limit" yaml:"rate_limit"`
 	RateBurst int     `mapstructure:"rate_burst" yaml:"rate_burst"`
+	// AuthFailureRate is the refused tokens per second a client address
+	// may have, with bursts of AuthFailureBurst; beyond, it is answered
+	// 429 before any lookup. 0 turns the limit off.
+	AuthFailureRate  float64 `mapstructure:"auth_failure_rate" yaml:"auth_failure_rate"`
+	AuthFailureBurst int     `mapstructure:"auth_failure_burst" yaml:"auth_failure_burst"`
 }
 
 // DefaultConfig listens on loopback only: exposing the API is a choice.
@@ -40,6 +45,8 @@ func DefaultConfig() Config {
 		ReadinessTimeout: 2 * time.Second,
 		RateLimit:        20,
 		RateBurst:        40,
+		AuthFailureRate:  2,
+		AuthFailureBurst: 30,
 	}
 }
 
@@ -72,6 +79,12 @@ func (c Config) Validate() error {
 	}
 	if c.RateLimit > 0 && c.RateBurst < 1 {
 		errs = append(errs, fmt.Errorf("rate_burst: %d must be at least 1 when rate_limit is set", c.RateBurst))
+	}
+	if c.AuthFailureRate < 0 {
+		errs = append(errs, fmt.Errorf("auth_failure_rate: %g must not be negative (0 turns the limit off)", c.AuthFailureRate))
+	}
+	if c.AuthFailureRate > 0 && c.AuthFailureBurst < 1 {
+		errs = append(errs, fmt.Errorf("auth_failure_burst: %d must be at least 1 when auth_failure_rate is set", c.AuthFailureBurst))
 	}
 	return errors.Join(errs...)
 }

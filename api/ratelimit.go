@@ -59,6 +59,43 @@ func (l *limiters) reserve(key string, now time.Time) (bool, time.Duration) {
 	return true, 0
 }
 
+// exhausted reports whether key's bucket has no request left, without
+// taking one, and how long until it has.
+func (l *limiters) exhausted(key string, now time.Time) (bool, time.Duration) {
+	if l == nil {
+		return false, 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buckets[key]
+	if b == nil {
+		return false, 0
+	}
+	if tokens := b.lim.TokensAt(now); tokens < 1 {
+		return true, time.Duration((1 - tokens) / float64(l.every) * float64(time.Second))
+	}
+	return false, 0
+}
+
+// take takes one request from key's bucket, even past empty.
+func (l *limiters) take(key string, now time.Time) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buckets[key]
+	if b == nil {
+		if len(l.buckets) > 10000 {
+			l.evict(now)
+		}
+		b = &bucket{lim: rate.NewLimiter(l.every, l.burst)}
+		l.buckets[key] = b
+	}
+	b.lastSeen = now
+	b.lim.ReserveN(now, 1)
+}
+
 func (l *limiters) evict(now time.Time) {
 	for k, b := range l.buckets {
 		if now.Sub(b.lastSeen) > idleBucket {

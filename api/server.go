@@ -60,6 +60,11 @@ type Server struct {
 	auth    Authenticator
 	authLog rate.Sometimes
 	limits  *limiters
+	// failures count refused tokens per client address.
+	failures *limiters
+	// failLog samples the log lines of refused requests, which a client
+	// can send as fast as it likes.
+	failLog *rate.Limiter
 	spec    *Spec
 
 	closing   chan struct{} // closed when Stop begins, for streams to end
@@ -89,16 +94,18 @@ func New(cfg Config, deps Deps) *Server {
 		reg, _ = deps.Gatherer.(prometheus.Registerer)
 	}
 	s := &Server{
-		cfg:     cfg,
-		log:     log,
-		metrics: newHTTPMetrics(reg),
-		checks:  append([]Check(nil), deps.Checks...),
-		lastOK:  map[string]bool{},
-		auth:    deps.Authenticator,
-		authLog: rate.Sometimes{Interval: time.Minute},
-		limits:  newLimiters(cfg.RateLimit, cfg.RateBurst),
-		spec:    NewSpec(),
-		closing: make(chan struct{}),
+		cfg:      cfg,
+		log:      log,
+		metrics:  newHTTPMetrics(reg),
+		checks:   append([]Check(nil), deps.Checks...),
+		lastOK:   map[string]bool{},
+		auth:     deps.Authenticator,
+		authLog:  rate.Sometimes{Interval: time.Minute},
+		limits:   newLimiters(cfg.RateLimit, cfg.RateBurst),
+		failures: newLimiters(cfg.AuthFailureRate, cfg.AuthFailureBurst),
+		failLog:  rate.NewLimiter(10, 20),
+		spec:     NewSpec(),
+		closing:  make(chan struct{}),
 	}
 
 	e := gin.New()
@@ -371,6 +378,9 @@ func (s *Server) observe(c *gin.Context) {
 	}
 	if !s.log.Enabled(c.Request.Context(), level) {
 		return
+	}
+	if (status == http.StatusUnauthorized || status == http.StatusTooManyRequests) && !s.failLog.Allow() {
+		return // counted in flowhouse_http_auth_failures_total and requests_total
 	}
 	attrs := []slog.Attr{
 		slog.String("method", c.Request.Method),

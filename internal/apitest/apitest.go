@@ -129,6 +129,9 @@ func NewClient(t testing.TB, base string) *Client {
 	return &Client{t: t, base: base, v: v, http: &http.Client{Timeout: 60 * time.Second}}
 }
 
+// Base is the server's address, http://host:port.
+func (c *Client) Base() string { return c.base }
+
 // WithToken is a client like c sending another token ("" for none).
 func (c *Client) WithToken(tok string) *Client {
 	c2 := *c

@@ -199,3 +199,41 @@ func TestFrameRateLimit(t *testing.T) {
 		t.Errorf("another token: %d, want 200", r.Status)
 	}
 }
+
+// Refused tokens are limited per client address: past the burst, every
+// request from it is 429 before any lookup, whatever token it sends.
+func TestFrameAuthFailureThrottle(t *testing.T) {
+	cfg := api.DefaultConfig()
+	cfg.AuthFailureRate, cfg.AuthFailureBurst = 0.2, 3
+	c := start(t, cfg)
+	for i := range 3 {
+		if r := c.WithToken("made-up").Get("/api/v1/things"); r.Status != 401 {
+			t.Fatalf("refusal %d: %d, want 401", i, r.Status)
+		}
+	}
+	for _, tok := range []string{"made-up", apitest.ReadA} {
+		r := c.WithToken(tok).Get("/api/v1/things")
+		if r.Status != 429 || r.ErrorCode() != api.CodeRateLimited || r.Header.Get("Retry-After") == "" {
+			t.Errorf("after the burst, token %q: %d %q, want 429 with Retry-After", tok, r.Status, r.ErrorCode())
+		}
+	}
+	// The document needs no token, so no lookup: it is not throttled.
+	if r := c.WithToken("").Get("/api/v1/openapi.json"); r.Status != 200 {
+		t.Errorf("the document while throttled: %d, want 200", r.Status)
+	}
+}
+
+func TestFrameTwoAuthorizationHeaders(t *testing.T) {
+	c := start(t, api.DefaultConfig())
+	req, _ := http.NewRequest(http.MethodGet, c.Base()+"/api/v1/things", nil)
+	req.Header.Add("Authorization", "Bearer "+apitest.ReadA)
+	req.Header.Add("Authorization", "Bearer "+apitest.ReadB)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Errorf("two Authorization headers: %d, want 400", resp.StatusCode)
+	}
+}
