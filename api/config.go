@@ -28,6 +28,11 @@ type Config struct {
 	// bursts of RateBurst; 0 turns the limit off.
 	RateLimit float64 `mapstructure:"rate_limit" yaml:"rate_limit"`
 	RateBurst int     `mapstructure:"rate_burst" yaml:"rate_burst"`
+	// MetricsToken, when set, is required from /metrics scrapers as
+	// Authorization: Bearer (Prometheus' authorization.credentials): the
+	// metrics name every tenant and exporter.
+	MetricsToken     string `mapstructure:"metrics_token" yaml:"metrics_token" secret:"true"`
+	MetricsTokenFile string `mapstructure:"metrics_token_file" yaml:"metrics_token_file"`
 	// AuthFailureRate is the refused tokens per second a client address
 	// may have, with bursts of AuthFailureBurst; beyond, it is answered
 	// 429 before any lookup. 0 turns the limit off.

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -99,5 +100,34 @@ func TestPageTokens(t *testing.T) {
 	now = now.Add(PageTokenTTL + time.Second)
 	if err := pt.Decode(tok, a, "status=firing", &pos); err != ErrPageToken {
 		t.Errorf("expired: %v, want ErrPageToken", err)
+	}
+}
+
+// With http.metrics_token, /metrics answers only scrapers that send it.
+func TestMetricsToken(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MetricsToken = "scrape-secret"
+	s := start(t, cfg, nil, nil)
+	for _, tc := range []struct {
+		auth string
+		want int
+	}{
+		{"", 401},
+		{"Bearer wrong", 401},
+		{"Bearer " + testToken, 401}, // an API token is not the metrics token
+		{"Bearer scrape-secret", 200},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, s.base+"/metrics", nil)
+		if tc.auth != "" {
+			req.Header.Set("Authorization", tc.auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("/metrics with %q: %d, want %d", tc.auth, resp.StatusCode, tc.want)
+		}
 	}
 }

@@ -7,12 +7,14 @@ package api
 
 import (
 	"context"
+	"crypto/subtle"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -125,7 +127,7 @@ func New(cfg Config, deps Deps) *Server {
 		e.Handle(method, "/readyz", s.readyz)
 	}
 	if deps.Gatherer != nil {
-		e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(deps.Gatherer, promhttp.HandlerOpts{
+		e.GET("/metrics", s.metricsAuth, gin.WrapH(promhttp.HandlerFor(deps.Gatherer, promhttp.HandlerOpts{
 			ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 			ErrorHandling: promhttp.ContinueOnError,
 		})))
@@ -135,6 +137,18 @@ func New(cfg Config, deps Deps) *Server {
 	e.GET(APIPrefix+"/openapi.json", s.openAPI)
 	s.v1 = e.Group(APIPrefix, s.authenticate)
 	return s
+}
+
+// metricsAuth requires http.metrics_token from scrapers when it is set.
+func (s *Server) metricsAuth(c *gin.Context) {
+	if s.cfg.MetricsToken == "" {
+		return
+	}
+	if subtle.ConstantTimeCompare([]byte(bearer(c.Request)), []byte(s.cfg.MetricsToken)) != 1 {
+		c.Header("WWW-Authenticate", `Bearer realm="flowhouse metrics"`)
+		WriteError(c, http.StatusUnauthorized, CodeUnauthorized, "/metrics needs http.metrics_token as Authorization: Bearer")
+		return
+	}
 }
 
 // Router returns the engine, for routes and middleware outside /api/v1.
@@ -200,6 +214,9 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	s.log.Info("http server listening", "addr", addr, "tls", certs != nil)
+	if ap, err := netip.ParseAddrPort(addr); err == nil && !ap.Addr().IsLoopback() && s.cfg.MetricsToken == "" {
+		s.log.Warn("/metrics answers without a token on a non-loopback address: its series name every tenant and exporter; set http.metrics_token or firewall it", "addr", addr)
+	}
 	return nil
 }
 

@@ -64,6 +64,7 @@ func TestEverySecretHasAFile(t *testing.T) {
 		"clickhouse.embedded.http_token", "clickhouse.password",
 		"enrich.discovered_snmp.auth_passphrase", "enrich.discovered_snmp.community", "enrich.discovered_snmp.priv_passphrase",
 		"enrich.exporters[].snmp.auth_passphrase", "enrich.exporters[].snmp.community", "enrich.exporters[].snmp.priv_passphrase",
+		"http.metrics_token",
 		"notify.receivers[].smtp.password", "notify.receivers[].webhook.hmac_key", "notify.receivers[].webhook.tenants[].hmac_key",
 		"tokens.hmac_key",
 	}

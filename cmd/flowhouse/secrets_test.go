@@ -83,6 +83,7 @@ func TestCheckConfigOpensEverySecret(t *testing.T) {
 		{"enrich.discovered_snmp.auth_passphrase", "enrich:\n  discovered_snmp:\n    %s: %q\n"},
 		{"enrich.discovered_snmp.priv_passphrase", "enrich:\n  discovered_snmp:\n    %s: %q\n"},
 		{"tokens.hmac_key", "tokens:\n  %s: %q\n"},
+		{"http.metrics_token", "http:\n  %s: %q\n"},
 	}
 	forms := []struct {
 		name    string
