@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,7 +33,7 @@ type apiParts struct {
 // Handlers are built before anything starts (routes must be registered
 // before the server serves); what they read is opened at start.
 func (p *parts) newAPI(cfg *config.Config, db store.DB, log *slog.Logger, reg *prometheus.Registry) error {
-	p.api.reader = &readOnly{name: "api"}
+	p.api.reader = &readOnly{name: "api", timeout: max(cfg.HTTP.WriteTimeout-5*time.Second, time.Second)}
 	p.api.deleter = privacy.New(cfg.Privacy, privacy.Deps{DB: db, Tenants: p.tenants, Logger: log.With("component", "privacy")})
 	var err error
 	if p.tokens, err = newTokenParts(cfg, db, p.tenants, log, reg); err != nil {

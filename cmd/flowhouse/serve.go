@@ -375,7 +375,12 @@ func (w *statsWriter) write() {
 type readOnly struct {
 	name  string
 	conns int // embedded connections; 0: clickhouse.embedded.query_concurrency
-	q     dbapi.Querier
+	// timeout, when shorter, replaces clickhouse.embedded.query_timeout
+	// as the engine's max_execution_time: the embedded engine cannot be
+	// interrupted between blocks of some queries, and the API's answers
+	// must come before the HTTP server's write_timeout cuts them.
+	timeout time.Duration
+	q       dbapi.Querier
 	ro    *store.ReadOnly
 }
 
@@ -387,6 +392,9 @@ func (r *readOnly) start(ctx context.Context, cfg *config.Config, db store.DB) e
 		opts := store.ReadOnlyOptionsOf(cfg.ClickHouse.Embedded)
 		if r.conns > 0 {
 			opts.Conns = r.conns
+		}
+		if r.timeout > 0 && r.timeout < opts.Timeout {
+			opts.Timeout = r.timeout
 		}
 		ro, err := d.OpenReadOnly(ctx, opts)
 		if err != nil {
