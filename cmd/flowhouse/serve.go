@@ -381,7 +381,7 @@ type readOnly struct {
 	// must come before the HTTP server's write_timeout cuts them.
 	timeout time.Duration
 	q       dbapi.Querier
-	ro    *store.ReadOnly
+	ro      *store.ReadOnly
 }
 
 func (r *readOnly) start(ctx context.Context, cfg *config.Config, db store.DB) error {
