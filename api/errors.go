@@ -37,5 +37,8 @@ type ErrorDetail struct {
 // the handler chain. The message is for people; never put secrets or
 // internal details (SQL, stack traces) in it.
 func WriteError(c *gin.Context, status int, code, message string) {
-	c.AbortWithStatusJSON(status, ErrorBody{Error: ErrorDetail{Code: code, Message: message}})
+	c.Abort()
+	// PureJSON: messages name things like <token>, which plain JSON would
+	// escape as \u003c for browsers that the API does not serve HTML to.
+	c.PureJSON(status, ErrorBody{Error: ErrorDetail{Code: code, Message: message}})
 }
