@@ -95,7 +95,7 @@ type Handlers struct {
 	logDB   rate.Sometimes
 
 	mu      sync.Mutex
-	streams map[string]int // open streams by token id
+	streams map[string]int // open streams by "token <id>" and by tenant scope
 }
 
 // New builds the handlers; it does no I/O. A zero Config takes the

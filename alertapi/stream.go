@@ -18,21 +18,42 @@ import (
 const streamBatch = 500
 
 // acquire takes one of the token's stream slots.
-func (h *Handlers) acquire(token string) bool {
+// tenantStreams is how many tokens' worth of streams a tenant's tokens
+// may hold together: minting tokens does not multiply them.
+const tenantStreams = 4
+
+// streamKeys are the counters a principal's stream takes, with their caps.
+func (h *Handlers) streamKeys(p api.Principal) ([]string, []int) {
+	keys, caps := []string{"token " + p.TokenID}, []int{h.cfg.MaxStreamsPerToken}
+	if !p.AllTenants {
+		keys, caps = append(keys, p.Scope()), append(caps, tenantStreams*h.cfg.MaxStreamsPerToken)
+	}
+	return keys, caps
+}
+
+func (h *Handlers) acquire(p api.Principal) bool {
+	keys, caps := h.streamKeys(p)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.streams[token] >= h.cfg.MaxStreamsPerToken {
-		return false
+	for i, k := range keys {
+		if h.streams[k] >= caps[i] {
+			return false
+		}
 	}
-	h.streams[token]++
+	for _, k := range keys {
+		h.streams[k]++
+	}
 	return true
 }
 
-func (h *Handlers) release(token string) {
+func (h *Handlers) release(p api.Principal) {
+	keys, _ := h.streamKeys(p)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.streams[token]--; h.streams[token] <= 0 {
-		delete(h.streams, token)
+	for _, k := range keys {
+		if h.streams[k]--; h.streams[k] <= 0 {
+			delete(h.streams, k)
+		}
 	}
 }
 
@@ -67,14 +88,14 @@ func (h *Handlers) stream(c *gin.Context) {
 		// every id, so the start is after all of that second's rows.
 		after = alerts.Position{WrittenAt: now.Add(-h.cfg.StreamSettle), ID: "~"}
 	}
-	token := api.PrincipalOf(c).TokenID
-	if !h.acquire(token) {
+	p := api.PrincipalOf(c)
+	if !h.acquire(p) {
 		c.Header("Retry-After", "5")
 		api.WriteError(c, http.StatusTooManyRequests, api.CodeRateLimited,
-			fmt.Sprintf("this token has %d streams open already", h.cfg.MaxStreamsPerToken))
+			fmt.Sprintf("too many streams open: at most %d per token and %d for a tenant's tokens together", h.cfg.MaxStreamsPerToken, tenantStreams*h.cfg.MaxStreamsPerToken))
 		return
 	}
-	defer h.release(token)
+	defer h.release(p)
 
 	s := &sse{c: c, rc: http.NewResponseController(c.Writer), window: h.cfg.StreamHeartbeat + 30*time.Second}
 	c.Header("Content-Type", "text/event-stream")

@@ -110,13 +110,25 @@ func (s *Server) allow(c *gin.Context, p Principal) bool {
 	if s.limits == nil {
 		return true
 	}
-	ok, wait := s.limits.reserve(p.TokenID, time.Now())
+	now := time.Now()
+	ok, wait := s.limits.reserve(p.TokenID, now)
+	what := "rate limit of " + strconv.FormatFloat(float64(s.limits.every), 'g', -1, 64) + " requests/s per token exceeded"
+	// A tenant's tokens share a bucket too, tenantTokens times one token's:
+	// an admin minting tokens does not multiply what the tenant may ask.
+	if ok && !p.AllTenants {
+		if ok, wait = s.tenantLimits.reserve(p.Scope(), now); !ok {
+			what = "rate limit of " + strconv.FormatFloat(float64(s.tenantLimits.every), 'g', -1, 64) + " requests/s for this tenant's tokens together exceeded"
+		}
+	}
 	if ok {
 		return true
 	}
 	s.metrics.rateLimited.Inc()
 	c.Header("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-	WriteError(c, http.StatusTooManyRequests, CodeRateLimited,
-		"rate limit of "+strconv.FormatFloat(float64(s.limits.every), 'g', -1, 64)+" requests/s per token exceeded; retry later")
+	WriteError(c, http.StatusTooManyRequests, CodeRateLimited, what+"; retry later")
 	return false
 }
+
+// tenantTokens is how many tokens' worth of requests a tenant's tokens
+// may make together.
+const tenantTokens = 4

@@ -62,6 +62,8 @@ type Server struct {
 	auth    Authenticator
 	authLog rate.Sometimes
 	limits  *limiters
+	// tenantLimits are the buckets every token of a tenant shares.
+	tenantLimits *limiters
 	// failures count refused tokens per client address.
 	failures *limiters
 	// failLog samples the log lines of refused requests, which a client
@@ -96,18 +98,19 @@ func New(cfg Config, deps Deps) *Server {
 		reg, _ = deps.Gatherer.(prometheus.Registerer)
 	}
 	s := &Server{
-		cfg:      cfg,
-		log:      log,
-		metrics:  newHTTPMetrics(reg),
-		checks:   append([]Check(nil), deps.Checks...),
-		lastOK:   map[string]bool{},
-		auth:     deps.Authenticator,
-		authLog:  rate.Sometimes{Interval: time.Minute},
-		limits:   newLimiters(cfg.RateLimit, cfg.RateBurst),
-		failures: newLimiters(cfg.AuthFailureRate, cfg.AuthFailureBurst),
-		failLog:  rate.NewLimiter(10, 20),
-		spec:     NewSpec(),
-		closing:  make(chan struct{}),
+		cfg:          cfg,
+		log:          log,
+		metrics:      newHTTPMetrics(reg),
+		checks:       append([]Check(nil), deps.Checks...),
+		lastOK:       map[string]bool{},
+		auth:         deps.Authenticator,
+		authLog:      rate.Sometimes{Interval: time.Minute},
+		limits:       newLimiters(cfg.RateLimit, cfg.RateBurst),
+		tenantLimits: newLimiters(cfg.RateLimit*tenantTokens, cfg.RateBurst*tenantTokens),
+		failures:     newLimiters(cfg.AuthFailureRate, cfg.AuthFailureBurst),
+		failLog:      rate.NewLimiter(10, 20),
+		spec:         NewSpec(),
+		closing:      make(chan struct{}),
 	}
 
 	e := gin.New()

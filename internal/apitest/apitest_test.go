@@ -1,10 +1,9 @@
 package apitest_test
 
 import (
-	"context"
+	"fmt"
 	"net/http"
 	"testing"
-	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -62,8 +61,11 @@ components:
 // package gets it.
 func start(t *testing.T, cfg api.Config) *apitest.Client {
 	t.Helper()
-	cfg.Listen = "127.0.0.1:0"
-	s := api.New(cfg, api.Deps{Authenticator: apitest.Principals("a", "b")})
+	return apitest.Serve(t, cfg, apitest.Principals("a", "b"), thingsAPI)
+}
+
+// thingsAPI registers the "things" handlers and their fragment.
+func thingsAPI(s *api.Server) {
 	s.AddSpec("things", thingsSpec)
 	pages := api.NewPageTokens(nil)
 	things := []string{"t1", "t2", "t3", "t4", "t5"}
@@ -98,15 +100,6 @@ func start(t *testing.T, cfg api.Config) *apitest.Client {
 			c.JSON(http.StatusCreated, gin.H{"name": body.Name})
 		})
 	})
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = s.Stop(ctx)
-	})
-	return apitest.NewClient(t, "http://"+s.Addr())
 }
 
 func TestFrame(t *testing.T) {
@@ -235,5 +228,31 @@ func TestFrameTwoAuthorizationHeaders(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 400 {
 		t.Errorf("two Authorization headers: %d, want 400", resp.StatusCode)
+	}
+}
+
+// A tenant's tokens share a bucket of four tokens' worth: minting tokens
+// does not multiply what a tenant may ask.
+func TestFrameTenantRateLimit(t *testing.T) {
+	cfg := api.DefaultConfig()
+	cfg.RateLimit, cfg.RateBurst = 0.1, 2
+	auth := apitest.Principals("a", "b")
+	for i := range 6 {
+		auth[fmt.Sprintf("minted-%d", i)] = api.Principal{TokenID: fmt.Sprintf("tok_minted_%d", i), Tenant: "a", Role: api.RoleRead}
+	}
+	c := apitest.Serve(t, cfg, auth, thingsAPI)
+	ok := 0
+	for i := range 6 {
+		for range 2 {
+			if r := c.WithToken(fmt.Sprintf("minted-%d", i)).Get("/api/v1/things"); r.Status == 200 {
+				ok++
+			}
+		}
+	}
+	if ok != 8 {
+		t.Errorf("6 tokens of one tenant, 2 requests each within their own bursts: %d answered, want the tenant's 8", ok)
+	}
+	if r := c.WithToken(apitest.ReadB).Get("/api/v1/things"); r.Status != 200 {
+		t.Errorf("another tenant's token: %d, want 200", r.Status)
 	}
 }
