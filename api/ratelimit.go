@@ -42,15 +42,7 @@ func newLimiters(perSecond float64, burst int) *limiters {
 func (l *limiters) reserve(key string, now time.Time) (bool, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := l.buckets[key]
-	if b == nil {
-		if len(l.buckets) > 10000 {
-			l.evict(now)
-		}
-		b = &bucket{lim: rate.NewLimiter(l.every, l.burst)}
-		l.buckets[key] = b
-	}
-	b.lastSeen = now
+	b := l.bucket(key, now)
 	r := b.lim.ReserveN(now, 1)
 	if d := r.DelayFrom(now); d > 0 {
 		r.CancelAt(now)
@@ -84,6 +76,12 @@ func (l *limiters) take(key string, now time.Time) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	b := l.bucket(key, now)
+	b.lim.ReserveN(now, 1)
+}
+
+// bucket is key's bucket, made full when new; l.mu is held.
+func (l *limiters) bucket(key string, now time.Time) *bucket {
 	b := l.buckets[key]
 	if b == nil {
 		if len(l.buckets) > 10000 {
@@ -93,7 +91,7 @@ func (l *limiters) take(key string, now time.Time) {
 		l.buckets[key] = b
 	}
 	b.lastSeen = now
-	b.lim.ReserveN(now, 1)
+	return b
 }
 
 func (l *limiters) evict(now time.Time) {
