@@ -418,3 +418,55 @@ func TestInitiatorResponderCountersAndObservationTime(t *testing.T) {
 		t.Errorf("responder flow: %+v", f[1])
 	}
 }
+
+// RFC 7012: a delta counter is the traffic of the report, a total is
+// cumulative since the flow began. A record with both is its deltas,
+// in either order of the template and in either direction of a biflow;
+// a record with totals only is its totals.
+func TestDeltaCountersOverTotals(t *testing.T) {
+	key := []tf{{8, 4, 0}, {12, 4, 0}, {7, 2, 0}, {11, 2, 0}, {4, 1, 0}}
+	keyRec := rec(ip4a, ip4b, uint16(40000), uint16(443), uint8(6))
+	tests := []struct {
+		name                 string
+		fields               []tf
+		values               []any
+		bytes, packets       uint64
+		revBytes, revPackets uint64 // 0: no reverse flow
+	}{
+		{"deltas then totals", []tf{{1, 8, 0}, {2, 8, 0}, {85, 8, 0}, {86, 8, 0}},
+			[]any{uint64(1500), uint64(3), uint64(675000), uint64(1350)}, 1500, 3, 0, 0},
+		{"totals then deltas", []tf{{85, 8, 0}, {86, 8, 0}, {1, 8, 0}, {2, 8, 0}},
+			[]any{uint64(675000), uint64(1350), uint64(1500), uint64(3)}, 1500, 3, 0, 0},
+		{"totals only", []tf{{85, 8, 0}, {86, 8, 0}},
+			[]any{uint64(675000), uint64(1350)}, 675000, 1350, 0, 0},
+		{"post-NAT deltas over totals", []tf{{85, 8, 0}, {86, 8, 0}, {23, 8, 0}, {24, 8, 0}},
+			[]any{uint64(675000), uint64(1350), uint64(1400), uint64(2)}, 1400, 2, 0, 0},
+		{"reverse: totals then deltas", []tf{{1, 8, 0}, {2, 8, 0}, {85, 8, penReverse}, {86, 8, penReverse}, {1, 8, penReverse}, {2, 8, penReverse}},
+			[]any{uint64(1500), uint64(3), uint64(99000), uint64(990), uint64(900), uint64(9)}, 1500, 3, 900, 9},
+		{"reverse: deltas then totals", []tf{{1, 8, 0}, {2, 8, 0}, {1, 8, penReverse}, {2, 8, penReverse}, {85, 8, penReverse}, {86, 8, penReverse}},
+			[]any{uint64(1500), uint64(3), uint64(900), uint64(9), uint64(99000), uint64(990)}, 1500, 3, 900, 9},
+		{"reverse: totals only", []tf{{1, 8, 0}, {2, 8, 0}, {85, 8, penReverse}, {86, 8, penReverse}},
+			[]any{uint64(1500), uint64(3), uint64(99000), uint64(990)}, 1500, 3, 99000, 990},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newTestDecoder()
+			m := newIPFIX(0, 0, 1).template(256, append(append([]tf{}, key...), tc.fields...)...).
+				data(256, append(append([]byte{}, keyRec...), rec(tc.values...)...))
+			f := d.Decode(t0, exporterA, m.bytes(), nil)
+			want := 1
+			if tc.revBytes != 0 {
+				want = 2
+			}
+			if len(f) != want {
+				t.Fatalf("%d flows, want %d", len(f), want)
+			}
+			if f[0].Bytes != tc.bytes || f[0].Packets != tc.packets {
+				t.Errorf("forward %d bytes %d packets, want %d %d", f[0].Bytes, f[0].Packets, tc.bytes, tc.packets)
+			}
+			if want == 2 && (f[1].Bytes != tc.revBytes || f[1].Packets != tc.revPackets) {
+				t.Errorf("reverse %d bytes %d packets, want %d %d", f[1].Bytes, f[1].Packets, tc.revBytes, tc.revPackets)
+			}
+		})
+	}
+}

@@ -168,6 +168,8 @@ type reverseFields struct {
 	tcpFlags       uint8
 	times          timeFields
 	present        bool
+	// A delta, once seen, is not replaced by a total (see decodeFlowRecord).
+	hasDeltaBytes, hasDeltaPackets bool
 }
 
 // decodeFlowRecord decodes one data record into one flow (two for a biflow
@@ -177,18 +179,23 @@ func (e *exporter) decodeFlowRecord(d *decodeContext, h *messageHeader, t *templ
 	f.Protocol = h.proto
 	f.ObservationDomain = h.domain
 	var (
-		tf                      timeFields
-		rev                     reverseFields
-		inRecordRate            uint32
-		pktInterval, pktSpace   uint64
-		hasDSCP, hasToS         bool
-		dscp                    uint8
-		postBytes, postPackets  uint64
-		initBytes, initPackets  uint64
-		hasBytes, hasPackets    bool
-		bgpNextHop              flow.Addr
-		icmpTC                  uint16
-		hasICMPTC, hasICMPParts bool
+		tf                     timeFields
+		rev                    reverseFields
+		inRecordRate           uint32
+		pktInterval, pktSpace  uint64
+		hasDSCP, hasToS        bool
+		dscp                   uint8
+		postBytes, postPackets uint64
+		initBytes, initPackets uint64
+		hasBytes, hasPackets   bool
+		// Totals (RFC 7012: cumulative since the flow began) are the
+		// traffic only when the record has no delta (RFC 7012's traffic of
+		// the report): exporters that send both had totals stored.
+		totalBytes, totalPackets       uint64
+		hasTotalBytes, hasTotalPackets bool
+		bgpNextHop                     flow.Addr
+		icmpTC                         uint16
+		hasICMPTC, hasICMPParts        bool
 	)
 	off := 0
 	for i := range t.fields {
@@ -206,10 +213,14 @@ func (e *exporter) decodeFlowRecord(d *decodeContext, h *messageHeader, t *templ
 			continue
 		}
 		switch fd.ie {
-		case ieOctetDeltaCount, ieOctetTotalCount:
+		case ieOctetDeltaCount:
 			f.Bytes, hasBytes = beUint(v), true
-		case iePacketDeltaCount, iePacketTotalCount:
+		case iePacketDeltaCount:
 			f.Packets, hasPackets = beUint(v), true
+		case ieOctetTotalCount:
+			totalBytes, hasTotalBytes = beUint(v), true
+		case iePacketTotalCount:
+			totalPackets, hasTotalPackets = beUint(v), true
 		case iePostOctetDeltaCount:
 			postBytes = beUint(v)
 		case ieInitiatorOctets:
@@ -310,22 +321,27 @@ func (e *exporter) decodeFlowRecord(d *decodeContext, h *messageHeader, t *templ
 			decodeTime(fd.ie, v, &tf)
 		}
 	}
-	// Without delta or total counters, fall back to post-NAT counters,
-	// then to initiator counters (RFC 5102 IE 231/298, Cisco NSEL), whose
-	// responder side becomes the reverse flow like a biflow's.
+	// Without delta counters, fall back to post-NAT deltas, then to
+	// initiator counters (RFC 5102 IE 231/298, Cisco NSEL), whose
+	// responder side becomes the reverse flow like a biflow's; totals
+	// only when the record has no delta of any kind.
 	switch {
 	case hasBytes:
 	case postBytes != 0:
 		f.Bytes = postBytes
-	default:
+	case initBytes != 0 || !hasTotalBytes:
 		f.Bytes = initBytes
+	default:
+		f.Bytes = totalBytes
 	}
 	switch {
 	case hasPackets:
 	case postPackets != 0:
 		f.Packets = postPackets
-	default:
+	case initPackets != 0 || !hasTotalPackets:
 		f.Packets = initPackets
+	default:
+		f.Packets = totalPackets
 	}
 	if f.NextHop.IsZero() {
 		f.NextHop = bgpNextHop
@@ -416,10 +432,18 @@ func decodeTime(ie uint16, v []byte, tf *timeFields) {
 
 func decodeReverse(ie uint16, v []byte, r *reverseFields) {
 	switch ie {
-	case ieOctetDeltaCount, ieOctetTotalCount:
-		r.bytes, r.present = beUint(v), true
-	case iePacketDeltaCount, iePacketTotalCount:
-		r.packets, r.present = beUint(v), true
+	case ieOctetDeltaCount:
+		r.bytes, r.present, r.hasDeltaBytes = beUint(v), true, true
+	case iePacketDeltaCount:
+		r.packets, r.present, r.hasDeltaPackets = beUint(v), true, true
+	case ieOctetTotalCount:
+		if !r.hasDeltaBytes {
+			r.bytes, r.present = beUint(v), true
+		}
+	case iePacketTotalCount:
+		if !r.hasDeltaPackets {
+			r.packets, r.present = beUint(v), true
+		}
 	case ieTCPControlBits:
 		r.tcpFlags = uint8(beUint(v))
 	default:
