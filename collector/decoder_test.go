@@ -470,3 +470,83 @@ func TestDeltaCountersOverTotals(t *testing.T) {
 		})
 	}
 }
+
+// v5Datagram is a NetFlow v5 datagram of count flows with sequence seq.
+func v5Datagram(seq uint32, count int) []byte {
+	b := make([]byte, nf5HeaderLen+count*nf5RecordLen)
+	binary.BigEndian.PutUint16(b[0:], 5)
+	binary.BigEndian.PutUint16(b[2:], uint16(count))
+	binary.BigEndian.PutUint32(b[16:], seq)
+	return b
+}
+
+// Each stream's numbering is learned from the messages that tell the
+// numberings apart, and loss is reported only as the learned numbering
+// says: a v5 exporter numbering its datagrams by the index of their
+// last flow shows no loss, an IPFIX exporter that leaves options
+// records out of its count shows none after its first options record,
+// and real loss is counted exactly in each style.
+func TestSequenceNumberingStyles(t *testing.T) {
+	counts := []int{3, 3, 5, 2, 7, 1, 4}
+	tests := []struct {
+		name string
+		seq  func(before, count uint32) uint32 // the style: the number of a datagram
+		skip int                               // a datagram lost at this index (0: none)
+	}{
+		{"v5 flows before", func(before, _ uint32) uint32 { return before }, 0},
+		{"v5 index of the last flow", func(before, count uint32) uint32 { return before + count - 1 }, 0},
+		{"v5 flows including", func(before, count uint32) uint32 { return before + count }, 0},
+		{"v5 flows before, one lost", func(before, _ uint32) uint32 { return before }, 4},
+		{"v5 index of the last flow, one lost", func(before, count uint32) uint32 { return before + count - 1 }, 4},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newTestDecoder()
+			before, lost := uint32(1000), uint64(0)
+			for i, n := range counts {
+				if i == tc.skip && tc.skip > 0 {
+					lost += uint64(n)
+				} else {
+					d.Decode(t0, exporterA, v5Datagram(tc.seq(before, uint32(n)), n), nil)
+				}
+				before += uint32(n)
+			}
+			s := d.Stats()[0]
+			if s.SequenceLost != lost {
+				t.Errorf("lost %d, want %d", s.SequenceLost, lost)
+			}
+		})
+	}
+
+	// IPFIX: the first messages have no options record, so "options
+	// counted" and "not counted" agree on them; the first options record
+	// tells them apart.
+	for _, optionsCounted := range []bool{true, false} {
+		d := newTestDecoder()
+		seq := uint32(0)
+		send := func(records, options int) {
+			m := newIPFIX(0, seq, 1).template(256, basicV4...).optionsTemplate(300, []tf{{149, 4, 0}}, []tf{{34, 4, 0}})
+			var recs [][]byte
+			for range records {
+				recs = append(recs, basicV4Record(1, 2, 3, 4))
+			}
+			m = m.data(256, recs...)
+			for range options {
+				m = m.data(300, rec(uint32(1), uint32(100)))
+			}
+			d.Decode(t0, exporterA, m.bytes(), nil)
+			seq += uint32(records)
+			if optionsCounted {
+				seq += uint32(options)
+			}
+		}
+		send(3, 0)
+		send(3, 0)
+		send(2, 1)
+		send(4, 1)
+		send(1, 0)
+		if s := d.Stats()[0]; s.SequenceLost != 0 {
+			t.Errorf("IPFIX, options records counted %v: lost %d, want 0", optionsCounted, s.SequenceLost)
+		}
+	}
+}

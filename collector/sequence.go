@@ -13,13 +13,17 @@ type streamKey struct {
 // numbering is how an exporter counts. RFC 7011 numbers an IPFIX message
 // by the data records (options records included) sent before it; some
 // exporters leave options records out, and some (softflowd) count the
-// message's own records too. Each is learned from the first two messages
-// of a stream rather than reported as loss on every message.
+// message's own records too. NetFlow v5 is numbered by the flows before
+// the datagram, or by the index of its last flow (counting the datagram's
+// own flows, less one: the same gaps as counting them). A stream keeps
+// every numbering its messages agree with, and drops one as soon as a
+// message tells them apart: two messages of equal size, or without
+// options records, cannot, and learning from them chose wrong numberings
+// that then showed false loss on every later message.
 type numbering uint8
 
 const (
-	numberingUndecided numbering = iota
-	numberingBefore              // RFC: units sent before this message
+	numberingBefore numbering = iota // RFC: units sent before this message
 	numberingBeforeNoOptions
 	numberingIncluding // units up to and including this message
 	numberingIncludingNoOptions
@@ -36,17 +40,35 @@ func (n numbering) units(all, flows uint32) uint32 {
 	return all
 }
 
-type sequenceStream struct {
+// numberingsOf are the numberings a protocol's exporters use, the
+// preferred (the standard's) first. NetFlow v9 and sFlow count messages,
+// one each, so every numbering gives the same gaps.
+func numberingsOf(p flow.Protocol) []numbering {
+	switch p {
+	case flow.ProtoIPFIX:
+		return []numbering{numberingBefore, numberingBeforeNoOptions, numberingIncluding, numberingIncludingNoOptions}
+	case flow.ProtoNetFlowV5:
+		return []numbering{numberingBefore, numberingIncluding}
+	}
+	return []numbering{numberingBefore}
+}
+
+// candidate is a numbering a stream's messages still agree with, and the
+// normalised sequence number it expects next.
+type candidate struct {
 	numbering numbering
-	next      uint32 // the (normalised) sequence number expected next
-	last      uint32
-	expected  uint64 // units the exporter says it sent since we first heard it
-	lost      uint64
-	resets    uint64
-	reordered uint64
-	// The first message, kept until the second decides the numbering.
-	firstSeq, firstAll, firstFlows uint32
-	started                        bool
+	next      uint32
+}
+
+type sequenceStream struct {
+	// candidates, the preferred first, which does the accounting.
+	candidates []candidate
+	last       uint32
+	expected   uint64 // units the exporter says it sent since we first heard it
+	lost       uint64
+	resets     uint64
+	reordered  uint64
+	started    bool
 }
 
 // maxSequenceGap is the largest forward jump counted as loss; a bigger jump
@@ -69,45 +91,18 @@ func (e *exporter) sequence(p flow.Protocol, domain, seq, all, flows uint32) {
 	}
 	if !st.started {
 		st.started = true
-		st.firstSeq, st.firstAll, st.firstFlows = seq, all, flows
+		st.candidates = st.candidates[:0]
+		for _, n := range numberingsOf(p) {
+			st.candidates = append(st.candidates, candidate{numbering: n, next: next(n, seq, all, flows)})
+		}
 		st.last = seq
-		st.numbering = numberingUndecided
-		if p != flow.ProtoIPFIX {
-			st.numbering = numberingBefore
-		}
-		if st.numbering != numberingUndecided {
-			st.next = seq + all
-		}
 		st.expected += uint64(all)
 		return
 	}
-	if st.numbering == numberingUndecided {
-		st.numbering = numberingBefore
-		for _, n := range []numbering{numberingBefore, numberingBeforeNoOptions, numberingIncluding, numberingIncludingNoOptions} {
-			var predicted uint32
-			if n.including() {
-				predicted = st.firstSeq + n.units(all, flows)
-			} else {
-				predicted = st.firstSeq + n.units(st.firstAll, st.firstFlows)
-			}
-			if predicted == seq {
-				st.numbering = n
-				break
-			}
-		}
-		// Normalise the first message under the numbering just chosen.
-		first := st.firstSeq
-		if st.numbering.including() {
-			first -= st.numbering.units(st.firstAll, st.firstFlows)
-		}
-		st.next = first + st.numbering.units(st.firstAll, st.firstFlows)
-	}
-	units := st.numbering.units(all, flows)
-	norm := seq
-	if st.numbering.including() {
-		norm -= units
-	}
-	gap := int64(int32(norm - st.next))
+	st.narrow(seq, all, flows)
+	c := st.candidates[0]
+	units := c.numbering.units(all, flows)
+	gap := int64(int32(normalised(c.numbering, seq, all, flows) - c.next))
 	switch {
 	case gap == 0:
 	case gap > 0 && gap <= maxSequenceGap:
@@ -118,10 +113,7 @@ func (e *exporter) sequence(p flow.Protocol, domain, seq, all, flows uint32) {
 		// Late or duplicated message: it was counted as lost when its gap
 		// opened, so take it back rather than count it twice.
 		st.reordered++
-		back := uint64(units)
-		if back > st.lost {
-			back = st.lost
-		}
+		back := min(uint64(units), st.lost)
 		st.lost -= back
 		st.expected += uint64(units) - back
 		st.last = seq
@@ -130,8 +122,46 @@ func (e *exporter) sequence(p flow.Protocol, domain, seq, all, flows uint32) {
 		st.resets++
 	}
 	st.expected += uint64(units)
-	st.next = norm + units
+	for i := range st.candidates {
+		n := st.candidates[i].numbering
+		st.candidates[i].next = next(n, seq, all, flows)
+	}
 	st.last = seq
+}
+
+// narrow keeps the candidates that expected this message, when some did
+// and others did not: the message tells them apart. When none did (loss,
+// reordering, a restart), they all stay.
+func (st *sequenceStream) narrow(seq, all, flows uint32) {
+	kept := 0
+	for _, c := range st.candidates {
+		if normalised(c.numbering, seq, all, flows) == c.next {
+			kept++
+		}
+	}
+	if kept == 0 || kept == len(st.candidates) {
+		return
+	}
+	out := st.candidates[:0]
+	for _, c := range st.candidates {
+		if normalised(c.numbering, seq, all, flows) == c.next {
+			out = append(out, c)
+		}
+	}
+	st.candidates = out
+}
+
+// normalised is seq as the units sent before the message.
+func normalised(n numbering, seq, all, flows uint32) uint32 {
+	if n.including() {
+		return seq - n.units(all, flows)
+	}
+	return seq
+}
+
+// next is the normalised sequence number expected after the message.
+func next(n numbering, seq, all, flows uint32) uint32 {
+	return normalised(n, seq, all, flows) + n.units(all, flows)
 }
 
 // sequenceUnknown forgets where a stream is, after a message whose size in
