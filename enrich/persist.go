@@ -256,22 +256,6 @@ func (e *Enricher) reload(ctx context.Context) error {
 	return nil
 }
 
-// eachRow runs query and hands every row to scan. The first error of the
-// query, of a scan or of the iteration itself ends it.
-func eachRow(ctx context.Context, db dbapi.DB, query string, args []any, scan func(dbapi.Rows) error) error {
-	rows, err := db.Query(ctx, query, args...)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		if err := scan(rows); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
-}
-
 // knownExporter is the exporter of a stored row, when it still belongs
 // to the tenant the row was written for.
 func (e *Enricher) knownExporter(tenant, addr string) *exporter {
@@ -288,7 +272,7 @@ func (e *Enricher) knownExporter(tenant, addr string) *exporter {
 
 func (e *Enricher) reloadSysNames(ctx context.Context) (int, error) {
 	n := 0
-	err := eachRow(ctx, e.deps.DB, "SELECT tenant, IPv6NumToString(exporter_address), sys_name, toUInt32(updated_at) FROM exporter_attributes FINAL", nil, func(rows dbapi.Rows) error {
+	err := dbapi.Each(ctx, e.deps.DB, "SELECT tenant, IPv6NumToString(exporter_address), sys_name, toUInt32(updated_at) FROM exporter_attributes FINAL", nil, func(rows dbapi.Rows) error {
 		var tenant, addr, sys string
 		var at uint32
 		if err := rows.Scan(&tenant, &addr, &sys, &at); err != nil {
@@ -307,7 +291,7 @@ func (e *Enricher) reloadSysNames(ctx context.Context) (int, error) {
 func (e *Enricher) reloadInterfaces(ctx context.Context) (int, error) {
 	ifs := map[*exporter]map[uint32]*Interface{}
 	n := 0
-	err := eachRow(ctx, e.deps.DB, "SELECT tenant, IPv6NumToString(exporter_address), if_index, if_name, if_descr, if_alias, speed_mbps, oper_status, toUInt32(updated_at) FROM interfaces FINAL", nil, func(rows dbapi.Rows) error {
+	err := dbapi.Each(ctx, e.deps.DB, "SELECT tenant, IPv6NumToString(exporter_address), if_index, if_name, if_descr, if_alias, speed_mbps, oper_status, toUInt32(updated_at) FROM interfaces FINAL", nil, func(rows dbapi.Rows) error {
 		var tenant, addr string
 		it := &Interface{}
 		var at uint32
@@ -345,7 +329,7 @@ func (e *Enricher) reloadARP(ctx context.Context) (int, error) {
 	window := int64((2*e.cfg.Polling.ObservationRefresh + e.cfg.Polling.ARP) / time.Second)
 	arps := map[*exporter]map[flow.Addr]Neighbor{}
 	n := 0
-	err := eachRow(ctx, e.deps.DB, `SELECT tenant, IPv6NumToString(exporter_address), IPv6NumToString(ip_address),
+	err := dbapi.Each(ctx, e.deps.DB, `SELECT tenant, IPv6NumToString(exporter_address), IPv6NumToString(ip_address),
 		argMax(mac, time_ms), argMax(if_index, time_ms), argMax(event, time_ms), max(time_ms)
 		FROM arp_observations WHERE time >= now() - ? GROUP BY tenant, exporter_address, ip_address`, []any{window}, func(rows dbapi.Rows) error {
 		var tenant, addr, ip, event string
@@ -390,7 +374,7 @@ func (e *Enricher) reloadARP(ctx context.Context) (int, error) {
 // next poll has a delta.
 func (e *Enricher) reloadCounters(ctx context.Context) (int, error) {
 	n := 0
-	err := eachRow(ctx, e.deps.DB, `SELECT tenant, IPv6NumToString(exporter_address), if_index,
+	err := dbapi.Each(ctx, e.deps.DB, `SELECT tenant, IPv6NumToString(exporter_address), if_index,
 		argMax(in_octets, time_ms), argMax(out_octets, time_ms), max(time_ms)
 		FROM interface_counters WHERE time >= now() - 86400 GROUP BY tenant, exporter_address, if_index`, nil, func(rows dbapi.Rows) error {
 		var tenant, addr string
@@ -413,7 +397,7 @@ func (e *Enricher) reloadCounters(ctx context.Context) (int, error) {
 
 func (e *Enricher) reloadDevices(ctx context.Context) (int, error) {
 	n := 0
-	err := eachRow(ctx, e.deps.DB, `SELECT tenant, mac, vendor, toUInt32(first_seen), toUInt32(last_seen),
+	err := dbapi.Each(ctx, e.deps.DB, `SELECT tenant, mac, vendor, toUInt32(first_seen), toUInt32(last_seen),
 		IPv6NumToString(last_exporter_address), last_if_index,
 		arrayMap(x -> IPv6NumToString(x), ip_history.address),
 		arrayMap(x -> toUInt32(x), ip_history.first_seen), arrayMap(x -> toUInt32(x), ip_history.last_seen)

@@ -62,7 +62,7 @@ func (w *writer) exporterPoll(ctx context.Context, x *exporter, st pollRow, now 
 // current failure streak is not reloaded: the first polls tell it anew.
 func (e *Enricher) reloadPolls(ctx context.Context) (int, error) {
 	n := 0
-	err := eachRow(ctx, e.deps.DB, `SELECT tenant, IPv6NumToString(exporter_address), toUInt32(last_success),
+	err := dbapi.Each(ctx, e.deps.DB, `SELECT tenant, IPv6NumToString(exporter_address), toUInt32(last_success),
 		toUInt32(last_failure), last_failed_kind, failures FROM exporter_polls FINAL`, nil, func(rows dbapi.Rows) error {
 		var tenant, addr, kind string
 		var success, failure uint32

@@ -131,7 +131,7 @@ func (h *Handlers) devices(ctx context.Context, f deviceFilter) ([]Device, error
 	b.add(fmt.Sprintf(" ORDER BY tenant, mac LIMIT %d", f.limit))
 	q, args := b.sql()
 	out := []Device{}
-	err := each(ctx, h.deps.DB, q, args, func(r dbapi.Rows) error {
+	err := dbapi.Each(ctx, h.deps.DB, q, args, func(r dbapi.Rows) error {
 		var (
 			d                    Device
 			mac                  uint64
@@ -181,7 +181,7 @@ func (h *Handlers) locate(ctx context.Context, ds []Device) error {
 	}
 	names, ifNames := map[string]string{}, map[string]string{}
 	pair := "concat(toString(tenant), '/', " + keyOf("exporter_address")
-	err := each(ctx, h.deps.DB, "SELECT "+pair+") AS p, argMax(name, updated_at) FROM exporter_attributes WHERE has(?, p) GROUP BY p",
+	err := dbapi.Each(ctx, h.deps.DB, "SELECT "+pair+") AS p, argMax(name, updated_at) FROM exporter_attributes WHERE has(?, p) GROUP BY p",
 		[]any{exps}, func(r dbapi.Rows) error {
 			var p, n string
 			err := r.Scan(&p, &n)
@@ -191,7 +191,7 @@ func (h *Handlers) locate(ctx context.Context, ds []Device) error {
 	if err != nil {
 		return err
 	}
-	err = each(ctx, h.deps.DB, "SELECT "+pair+", '/', toString(if_index)) AS p, argMax(if_name, updated_at) FROM interfaces WHERE has(?, p) GROUP BY p",
+	err = dbapi.Each(ctx, h.deps.DB, "SELECT "+pair+", '/', toString(if_index)) AS p, argMax(if_name, updated_at) FROM interfaces WHERE has(?, p) GROUP BY p",
 		[]any{ifs}, func(r dbapi.Rows) error {
 			var p, n string
 			err := r.Scan(&p, &n)

@@ -109,7 +109,7 @@ func (h *Handlers) exporterKeys(ctx context.Context, f exporterFilter) ([]export
 	b.add(fmt.Sprintf(" ORDER BY k LIMIT %d", f.limit))
 	q, args := b.sql()
 	var out []exporterKey
-	err := each(ctx, h.deps.DB, q, args, func(r dbapi.Rows) error {
+	err := dbapi.Each(ctx, h.deps.DB, q, args, func(r dbapi.Rows) error {
 		var k exporterKey
 		var e int32
 		if err := r.Scan(&k.key, &k.tenant, &e); err != nil {
@@ -161,20 +161,6 @@ func (h *Handlers) entryNames() []string {
 		out = append(out, "")
 	}
 	return out
-}
-
-func each(ctx context.Context, db dbapi.Querier, q string, args []any, scan func(dbapi.Rows) error) error {
-	rows, err := db.Query(ctx, q, args...)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		if err := scan(rows); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
 }
 
 // exporters completes the keys into exporters: the collector's latest
@@ -238,7 +224,7 @@ func (h *Handlers) readStats(ctx context.Context, byKey map[string]*Exporter, ke
 		argMax(streams.protocol, updated_at), argMax(streams.observation_domain, updated_at), argMax(streams.last_sequence, updated_at),
 		argMax(streams.expected, updated_at), argMax(streams.lost, updated_at), argMax(streams.resets, updated_at), toUInt32(max(updated_at))
 		FROM exporters WHERE has(?, k) GROUP BY k`
-	return each(ctx, h.deps.DB, q, []any{keys}, func(r dbapi.Rows) error {
+	return dbapi.Each(ctx, h.deps.DB, q, []any{keys}, func(r dbapi.Rows) error {
 		var (
 			k                          string
 			first, last, updated       uint32
@@ -282,7 +268,7 @@ func (h *Handlers) readAttributes(ctx context.Context, byKey map[string]*Exporte
 	q := "SELECT " + keyOf("exporter_address") + ` AS k, argMax(name, updated_at), argMax(sys_name, updated_at),
 		argMax(site, updated_at), argMax(role, updated_at)
 		FROM exporter_attributes WHERE has(?, concat(toString(tenant), '/', k)) GROUP BY tenant, k`
-	return each(ctx, h.deps.DB, q, []any{pairs}, func(r dbapi.Rows) error {
+	return dbapi.Each(ctx, h.deps.DB, q, []any{pairs}, func(r dbapi.Rows) error {
 		var k, name, sys, site, role string
 		if err := r.Scan(&k, &name, &sys, &site, &role); err != nil {
 			return err
@@ -309,7 +295,7 @@ func (h *Handlers) readPolls(ctx context.Context, byKey map[string]*Exporter, _,
 		argMax(consecutive_failures, updated_ms), argMax(failures, updated_ms), toUInt32(argMax(circuit_open_until, updated_ms)),
 		toUInt32(argMax(updated_at, updated_ms))
 		FROM exporter_polls WHERE has(?, concat(toString(tenant), '/', k)) GROUP BY tenant, k`
-	return each(ctx, h.deps.DB, q, []any{pairs}, func(r dbapi.Rows) error {
+	return dbapi.Each(ctx, h.deps.DB, q, []any{pairs}, func(r dbapi.Rows) error {
 		var k string
 		var success, failure, open, updated uint32
 		var s SNMPStatus
@@ -328,7 +314,7 @@ func (h *Handlers) readPolls(ctx context.Context, byKey map[string]*Exporter, _,
 func (h *Handlers) readInterfaceCounts(ctx context.Context, byKey map[string]*Exporter, _, pairs []string) error {
 	q := "SELECT " + keyOf("exporter_address") + ` AS k, uniqExact(if_index)
 		FROM interfaces WHERE has(?, concat(toString(tenant), '/', k)) GROUP BY tenant, k`
-	return each(ctx, h.deps.DB, q, []any{pairs}, func(r dbapi.Rows) error {
+	return dbapi.Each(ctx, h.deps.DB, q, []any{pairs}, func(r dbapi.Rows) error {
 		var k string
 		var n uint64
 		if err := r.Scan(&k, &n); err != nil {

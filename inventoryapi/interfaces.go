@@ -64,7 +64,7 @@ func (h *Handlers) exporterInterfaces(c *gin.Context) {
 		argMax(speed_mbps, updated_at), argMax(oper_status, updated_at), argMax(boundary, updated_at), argMax(provider, updated_at),
 		argMax(connectivity, updated_at), toUInt32(max(updated_at))
 		FROM interfaces WHERE tenant = ? AND ` + keyOf("exporter_address") + ` = ? GROUP BY if_index ORDER BY if_index`
-	err := each(ctx, h.deps.DB, q, []any{k.tenant, k.key}, func(r dbapi.Rows) error {
+	err := dbapi.Each(ctx, h.deps.DB, q, []any{k.tenant, k.key}, func(r dbapi.Rows) error {
 		var it Interface
 		var oper uint8
 		var updated uint32
@@ -97,7 +97,7 @@ func (h *Handlers) readUtilisation(ctx context.Context, k exporterKey, its []Int
 		FROM interface_counters WHERE tenant = ? AND ` + keyOf("exporter_address") + ` = ? AND valid = 1 AND time >= toDateTime(?)
 		GROUP BY if_index`
 	since := uint32(h.now().Add(-utilisationWindow).Unix())
-	return each(ctx, h.deps.DB, q, []any{k.tenant, k.key, since}, func(r dbapi.Rows) error {
+	return dbapi.Each(ctx, h.deps.DB, q, []any{k.tenant, k.key, since}, func(r dbapi.Rows) error {
 		var idx, at uint32
 		var u Utilisation
 		if err := r.Scan(&idx, &at, &u.InBps, &u.OutBps, &u.InPercent, &u.OutPercent); err != nil {

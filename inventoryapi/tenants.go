@@ -78,7 +78,7 @@ func (h *Handlers) countTenants(ctx context.Context, names []string, byName map[
 			func(t *Tenant, n, _ uint64) { t.Devices = n }},
 		{alerts, []any{names}, func(t *Tenant, firing, pending uint64) { t.Alerts = AlertCounts{firing, pending} }},
 	} {
-		err := each(ctx, h.deps.DB, step.q, step.args, func(r dbapi.Rows) error {
+		err := dbapi.Each(ctx, h.deps.DB, step.q, step.args, func(r dbapi.Rows) error {
 			var name string
 			var a, b uint64
 			if err := r.Scan(&name, &a, &b); err != nil {

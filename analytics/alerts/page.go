@@ -108,7 +108,7 @@ func (r *Reader) snapshotList(ctx context.Context, f Filter, limit int) ([]Alert
 		k          uint32
 	}
 	var page []place
-	err := scanEach(ctx, r.db, q, args, func(rows dbapi.Rows) error {
+	err := dbapi.Each(ctx, r.db, q, args, func(rows dbapi.Rows) error {
 		var p place
 		if err := rows.Scan(&p.tenant, &p.id, &p.k); err != nil {
 			return err
@@ -142,21 +142,6 @@ func (r *Reader) snapshotList(ctx context.Context, f Filter, limit int) ([]Alert
 		}
 	}
 	return as, keys, nil
-}
-
-// scanEach runs q and hands each row to each.
-func scanEach(ctx context.Context, db dbapi.Querier, q string, args []any, each func(dbapi.Rows) error) error {
-	rows, err := db.Query(ctx, q, args...)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		if err := each(rows); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
 }
 
 // Locate is the tenant of the alert id, for principals that see every

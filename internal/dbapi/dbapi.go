@@ -58,6 +58,22 @@ func QueryRow(ctx context.Context, db Querier, dest []any, query string, args ..
 	return rows.Close()
 }
 
+// Each runs query and hands every row to scan; the first error of the
+// query, of a scan or of the iteration ends it.
+func Each(ctx context.Context, db Querier, query string, args []any, scan func(Rows) error) error {
+	rows, err := db.Query(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := scan(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
 // Capabilities of a database engine that change the SQL flowhouse renders.
 type Capabilities struct {
 	Version string
