@@ -273,18 +273,29 @@ func TestScope(t *testing.T) {
 			}
 			return out
 		}
+		// Lists are ordered by creation (whole seconds), then by id: the
+		// tokens may be made within one second or across two.
+		byCreation := []Info{ta, tb, tall}
+		slices.SortFunc(byCreation, func(x, y Info) int {
+			if c := x.CreatedAt.Unix() - y.CreatedAt.Unix(); c != 0 {
+				return int(c)
+			}
+			return strings.Compare(x.ID, y.ID)
+		})
+		var all []string
+		for _, in := range byCreation {
+			all = append(all, in.ID)
+		}
 		for _, tt := range []struct {
 			scope Scope
 			want  []string
 		}{
-			{AllScope, []string{ta.ID, tb.ID, tall.ID}},
+			{AllScope, all},
 			{Scope{Tenant: "a"}, []string{ta.ID}},
 			{Scope{Tenant: "b"}, []string{tb.ID}},
 			{Scope{Tenant: "c"}, nil},
 		} {
-			// Created in the same second: ordered by id then.
 			got := ids(tt.scope)
-			slices.Sort(tt.want)
 			if strings.Join(got, ",") != strings.Join(tt.want, ",") {
 				t.Errorf("list %+v: %v, want %v", tt.scope, got, tt.want)
 			}
