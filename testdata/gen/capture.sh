@@ -16,7 +16,8 @@
 # committed captures (after a change to tshark_expected.py).
 #
 # Usage: testdata/gen/capture.sh [--host] [--expected-only] [NAME...]
-#   NAME: netflow5 netflow9 ipfix ipfix_biflow ipfix_ether sflow5 (default: all)
+#   NAME: netflow5 netflow9 ipfix ipfix_biflow ipfix_ether sflow5
+#         pmacct_netflow9 pmacct_ipfix (default: all)
 # Needs: softflowd pmacct tcpdump tshark socat iproute2 (scripts/deps.sh).
 set -euo pipefail
 
@@ -26,7 +27,8 @@ TRUTH=$ROOT/testdata/traffic.truth.json
 OUT=$ROOT/collector/testdata/captures
 GEN=$ROOT/testdata/gen
 
-# name -> "port kind exporter-args". kind: cflow (softflowd) or sflow (pmacctd).
+# name -> "port kind exporter-args". kind: cflow (softflowd), sflow (pmacctd's
+# sfprobe, args: sampling rate) or nfprobe (pmacctd's nfprobe, args: version).
 declare -A SPEC=(
 	[netflow5]="20555 cflow -v 5"
 	[netflow9]="20559 cflow -v 9 -6"
@@ -34,8 +36,10 @@ declare -A SPEC=(
 	[ipfix_biflow]="24740 cflow -v 10 -b -A milli -6"
 	[ipfix_ether]="24741 cflow -v 10 -6 -T ether"
 	[sflow5]="26343 sflow 1"
+	[pmacct_netflow9]="20560 nfprobe 9"
+	[pmacct_ipfix]="24742 nfprobe 10"
 )
-ORDER=(netflow5 netflow9 ipfix ipfix_biflow ipfix_ether sflow5)
+ORDER=(netflow5 netflow9 ipfix ipfix_biflow ipfix_ether sflow5 pmacct_netflow9 pmacct_ipfix)
 
 use_netns=1
 expected_only=0
@@ -140,18 +144,31 @@ capture_one() {
 		(cd "$(dirname "$INPUT")" && "${NSX[@]}" timeout 60 softflowd -d -a -r "$(basename "$INPUT")" \
 			-n "127.0.0.1:$port" $args -p "$dir/softflowd.pid") >"$dir/exporter.log" 2>&1 || rc=$?
 	else
-		cat >"$dir/pmacctd.conf" <<-EOF
-			daemonize: false
-			pidfile: $dir/pmacctd.pid
-			logfile: $dir/pmacctd.log
-			pcap_savefile: $INPUT
-			pcap_savefile_wait: false
-			plugins: sfprobe[sf]
-			sfprobe_receiver[sf]: 127.0.0.1:$port
-			sfprobe_agentip[sf]: 127.0.0.1
-			sfprobe_agentsubid[sf]: 7
-			sampling_rate[sf]: $args
-		EOF
+		if [[ $kind == sflow ]]; then
+			cat >"$dir/pmacctd.conf" <<-EOF
+				daemonize: false
+				pidfile: $dir/pmacctd.pid
+				logfile: $dir/pmacctd.log
+				pcap_savefile: $INPUT
+				pcap_savefile_wait: false
+				plugins: sfprobe[sf]
+				sfprobe_receiver[sf]: 127.0.0.1:$port
+				sfprobe_agentip[sf]: 127.0.0.1
+				sfprobe_agentsubid[sf]: 7
+				sampling_rate[sf]: $args
+			EOF
+		else
+			cat >"$dir/pmacctd.conf" <<-EOF
+				daemonize: false
+				pidfile: $dir/pmacctd.pid
+				logfile: $dir/pmacctd.log
+				pcap_savefile: $INPUT
+				pcap_savefile_wait: false
+				plugins: nfprobe[nf]
+				nfprobe_receiver[nf]: 127.0.0.1:$port
+				nfprobe_version[nf]: $args
+			EOF
+		fi
 		"${NSX[@]}" timeout 60 pmacctd -f "$dir/pmacctd.conf" >"$dir/exporter.log" 2>&1 || rc=$?
 		# pmacctd 1.7 exits with 1 at the end of a savefile when its core sees
 		# the plugin's (requested) exit first; everything was sent then.
@@ -209,7 +226,9 @@ if seqs != list(range(1, len(seqs) + 1)):
 expected() {
 	local name=$1 dir=$2 port kind args
 	read -r port kind args <<<"${SPEC[$name]}"
-	/usr/bin/python3 "$GEN/tshark_expected.py" --name "$name" --port "$port" --proto "$kind" \
+	local dissector=cflow
+	[[ $kind == sflow ]] && dissector=sflow
+	/usr/bin/python3 "$GEN/tshark_expected.py" --name "$name" --port "$port" --proto "$dissector" \
 		--exporter "$(exporter_desc "$kind" "$args")" --truth "$TRUTH" \
 		"$OUT/$name.pcap" >"$dir/$name.expected.json"
 }
@@ -217,8 +236,10 @@ expected() {
 exporter_desc() {
 	if [[ $1 == cflow ]]; then
 		echo "softflowd $(softflowd -h 2>&1 | sed -n 's/.*softflowd version \([0-9.]*[0-9]\).*/\1/p') -d -a -r traffic.pcap $2"
-	else
+	elif [[ $1 == sflow ]]; then
 		echo "pmacctd $(pmacctd -V 2>&1 | sed -n '1s/.*pmacctd \([^ ]*\).*/\1/p') sfprobe sampling_rate $2"
+	else
+		echo "pmacctd $(pmacctd -V 2>&1 | sed -n '1s/.*pmacctd \([^ ]*\).*/\1/p') nfprobe version $2"
 	fi
 }
 
