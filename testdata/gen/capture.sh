@@ -17,8 +17,8 @@
 #
 # Usage: testdata/gen/capture.sh [--host] [--expected-only] [NAME...]
 #   NAME: netflow5 netflow9 ipfix ipfix_biflow ipfix_ether sflow5
-#         pmacct_netflow9 pmacct_ipfix (default: all)
-# Needs: softflowd pmacct tcpdump tshark socat iproute2 (scripts/deps.sh).
+#         pmacct_netflow9 pmacct_ipfix nfdump_netflow5 (default: all)
+# Needs: softflowd pmacct nfdump tcpdump tshark socat iproute2 (scripts/deps.sh).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -28,7 +28,13 @@ OUT=$ROOT/collector/testdata/captures
 GEN=$ROOT/testdata/gen
 
 # name -> "port kind exporter-args". kind: cflow (softflowd), sflow (pmacctd's
-# sfprobe, args: sampling rate) or nfprobe (pmacctd's nfprobe, args: version).
+# sfprobe, args: sampling rate), nfprobe (pmacctd's nfprobe, args: version) or
+# nfreplay (nfdump: nfpcapd turns the traffic into nfcapd files, one per
+# 5 minutes, and one nfreplay process per file sends them, args: version; so
+# the exporter restarts between files, and a flow that spans a file boundary
+# is two records). nfreplay's v9 is not used: its data records do not
+# follow its own templates (tshark reads the protocol, 17, as ENGINE_TYPE,
+# and every port as 0), so a decoder can only agree on garbage.
 declare -A SPEC=(
 	[netflow5]="20555 cflow -v 5"
 	[netflow9]="20559 cflow -v 9 -6"
@@ -38,8 +44,9 @@ declare -A SPEC=(
 	[sflow5]="26343 sflow 1"
 	[pmacct_netflow9]="20560 nfprobe 9"
 	[pmacct_ipfix]="24742 nfprobe 10"
+	[nfdump_netflow5]="20561 nfreplay 5"
 )
-ORDER=(netflow5 netflow9 ipfix ipfix_biflow ipfix_ether sflow5 pmacct_netflow9 pmacct_ipfix)
+ORDER=(netflow5 netflow9 ipfix ipfix_biflow ipfix_ether sflow5 pmacct_netflow9 pmacct_ipfix nfdump_netflow5)
 
 use_netns=1
 expected_only=0
@@ -64,9 +71,9 @@ done
 [[ ${#names[@]} -gt 0 ]] || names=("${ORDER[@]}")
 [[ $(id -u) -eq 0 ]] || use_netns=0
 
-for bin in softflowd pmacctd tcpdump tshark socat ip; do
+for bin in softflowd pmacctd nfpcapd nfreplay tcpdump tshark socat ip; do
 	command -v "$bin" >/dev/null 2>&1 || {
-		echo "capture.sh: $bin not found: run scripts/deps.sh" >&2
+		echo "capture.sh: $bin not found: run scripts/deps.sh (nfpcapd and nfreplay: apt-get install nfdump, which only this script uses)" >&2
 		exit 1
 	}
 done
@@ -136,7 +143,15 @@ capture_one() {
 	}
 
 	local rc=0
-	if [[ $kind == cflow ]]; then
+	if [[ $kind == nfreplay ]]; then
+		mkdir -p "$dir/nfcapd"
+		"${NSX[@]}" timeout 60 nfpcapd -r "$INPUT" -w "$dir/nfcapd" >"$dir/exporter.log" 2>&1 || rc=$?
+		local f
+		for f in "$dir"/nfcapd/nfcapd.*; do
+			[[ $rc -eq 0 ]] || break
+			"${NSX[@]}" timeout 60 nfreplay -v "$args" -H 127.0.0.1 -p "$port" -r "$f" >>"$dir/exporter.log" 2>&1 || rc=$?
+		done
+	elif [[ $kind == cflow ]]; then
 		# Run from testdata/ with a relative -r: softflowd exports the file
 		# name (first 16 bytes) as IF_NAME in its options data, so an absolute
 		# path would put the checkout's location into the capture.
@@ -236,6 +251,8 @@ expected() {
 exporter_desc() {
 	if [[ $1 == cflow ]]; then
 		echo "softflowd $(softflowd -h 2>&1 | sed -n 's/.*softflowd version \([0-9.]*[0-9]\).*/\1/p') -d -a -r traffic.pcap $2"
+	elif [[ $1 == nfreplay ]]; then
+		echo "nfdump $(nfdump -V 2>&1 | sed -n 's/.*Version: *\([^ ]*\).*/\1/p' | head -1): nfpcapd -r traffic.pcap, then nfreplay -v $2 per file"
 	elif [[ $1 == sflow ]]; then
 		echo "pmacctd $(pmacctd -V 2>&1 | sed -n '1s/.*pmacctd \([^ ]*\).*/\1/p') sfprobe sampling_rate $2"
 	else
