@@ -115,6 +115,7 @@ func (e *exporter) stats() flow.ExporterStats {
 			Expected:          st.expected,
 			Lost:              st.lost,
 			Resets:            st.resets,
+			Restarts:          st.restarts,
 		})
 	}
 	return s

@@ -15,6 +15,7 @@ type metrics struct {
 	flows        *prometheus.CounterVec
 	drops        *prometheus.CounterVec
 	sequenceLost *prometheus.CounterVec
+	restarts     *prometheus.CounterVec
 	queueDrops   prometheus.Counter
 	queueDepth   *prometheus.GaugeVec
 	rcvbuf       *prometheus.GaugeVec
@@ -35,6 +36,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		sequenceLost: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowhouse_collector_sequence_gap_total", Help: "Units (packets, records, flows) missing from exporters' sequence numbers when first seen missing.",
 		}, []string{"exporter"}),
+		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowhouse_collector_exporter_restarts_total", Help: "Exporter restarts seen in a sequence stream (its accounting starts again), by exporter, protocol and what showed it.",
+		}, []string{"exporter", "protocol", "reason"}),
 		queueDrops: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flowhouse_collector_queue_drops_total", Help: "Datagrams dropped because their decode worker's queue was full.",
 		}),
@@ -49,7 +53,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"listener"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.datagrams, m.flows, m.drops, m.sequenceLost, m.queueDrops, m.queueDepth, m.rcvbuf, m.kernelDrops)
+		reg.MustRegister(m.datagrams, m.flows, m.drops, m.sequenceLost, m.restarts, m.queueDrops, m.queueDepth, m.rcvbuf, m.kernelDrops)
 	}
 	return m
 }
@@ -63,6 +67,9 @@ type exporterMetrics struct {
 	flows     [flow.ProtoSFlowV5 + 1]prometheus.Counter
 	drops     map[string]prometheus.Counter
 	seqLost   prometheus.Counter
+	// restarts are made on an exporter's first restart of each kind, so
+	// exporters that never restart show no such series.
+	restarts map[restartKey]prometheus.Counter
 	// queueFull is made on the first drop, by whichever reading goroutine
 	// has it, so exporters that never lose a datagram show no such series.
 	queueFull atomic.Pointer[prometheus.Counter]
@@ -123,6 +130,27 @@ func (em *exporterMetrics) sequenceLost(n uint64) {
 		return
 	}
 	em.seqLost.Add(float64(n))
+}
+
+type restartKey struct {
+	proto  flow.Protocol
+	reason restartReason
+}
+
+func (em *exporterMetrics) restart(p flow.Protocol, reason restartReason) {
+	if em == nil {
+		return
+	}
+	k := restartKey{p, reason}
+	c := em.restarts[k]
+	if c == nil {
+		if em.restarts == nil {
+			em.restarts = make(map[restartKey]prometheus.Counter)
+		}
+		c = em.m.restarts.WithLabelValues(em.addr, p.String(), reason.String())
+		em.restarts[k] = c
+	}
+	c.Inc()
 }
 
 func (m *metrics) dropNoExporter(reason string) {

@@ -20,6 +20,9 @@ type messageHeader struct {
 	domain    uint32
 	exportMs  int64
 	sysUptime uint32 // NetFlow v9 only
+	// templateChanged: the message redefined a template, a hint that the
+	// exporter restarted with a new configuration.
+	templateChanged bool
 }
 
 // decodeNetFlowV9 decodes a v9 datagram. The header's record count is not
@@ -38,8 +41,11 @@ func (e *exporter) decodeNetFlowV9(d *decodeContext, b []byte) {
 		domain:    binary.BigEndian.Uint32(b[16:]),
 	}
 	seq := binary.BigEndian.Uint32(b[12:])
-	e.sequence(flow.ProtoNetFlowV9, h.domain, seq, 1, 1)
+	// Templates come before the sequence accounting, which takes a
+	// redefinition as a hint of a restart.
 	e.decodeSets(d, &h, b[nf9HeaderLen:])
+	e.sequence(flow.ProtoNetFlowV9, h.domain, message{seq: seq, all: 1, flows: 1,
+		clock: bootReading(h.exportMs, h.sysUptime), templateChanged: h.templateChanged})
 }
 
 // decodeIPFIX decodes an IPFIX message (RFC 7011).
@@ -66,7 +72,9 @@ func (e *exporter) decodeIPFIX(d *decodeContext, b []byte) {
 	seq := binary.BigEndian.Uint32(b[8:])
 	records, complete := e.decodeSets(d, &h, b[ipfixHeaderLen:length])
 	if complete {
-		e.sequence(flow.ProtoIPFIX, h.domain, seq, uint32(records), uint32(records-e.optionsRecords))
+		// The options records just decoded have updated systemInitMs.
+		e.sequence(flow.ProtoIPFIX, h.domain, message{seq: seq, all: uint32(records), flows: uint32(records - e.optionsRecords),
+			clock: systemInitReading(e.systemInitMs[h.domain]), templateChanged: h.templateChanged})
 	} else {
 		// Records in undecodable sets cannot be counted, so this message
 		// cannot advance the expected sequence number; restart the count
@@ -124,6 +132,7 @@ func (e *exporter) storeTemplate(d *decodeContext, h *messageHeader, id uint16, 
 	if e.templates.refresh(k, fields, scopes, options, d.nowMs) {
 		return
 	}
+	h.templateChanged = h.templateChanged || e.templates.m[k] != nil
 	if !e.templates.room(k, d.nowMs) {
 		e.drop(ReasonTemplateLimit)
 		return

@@ -33,7 +33,8 @@ func (e *exporter) decodeNetFlowV5(d *decodeContext, b []byte) {
 	// Top two bits are the sampling mode, the rest the interval.
 	headerRate := uint32(samplingField & 0x3fff)
 
-	e.sequence(flow.ProtoNetFlowV5, engine, sequence, uint32(count), uint32(count))
+	e.sequence(flow.ProtoNetFlowV5, engine, message{seq: sequence, all: uint32(count), flows: uint32(count),
+		clock: bootReading(exportMs, sysUptime)})
 	rate := e.sampling.rate(engine, 0, headerRate)
 
 	for i := 0; i < count; i++ {

@@ -48,7 +48,7 @@ func (e *exporter) decodeSFlow(d *decodeContext, b []byte) {
 	r.skip(agentLen)
 	subAgent := r.u32()
 	seq := r.u32()
-	r.u32() // agent uptime: flow times come from the receive time
+	uptime := r.u32() // flow times come from the receive time; this tells restarts
 	nSamples := r.u32()
 	if r.bad {
 		e.drop(ReasonTruncated)
@@ -60,7 +60,7 @@ func (e *exporter) decodeSFlow(d *decodeContext, b []byte) {
 		e.drop(ReasonTooManySamples)
 		return
 	}
-	e.sequence(flow.ProtoSFlowV5, subAgent, seq, 1, 1)
+	e.sequence(flow.ProtoSFlowV5, subAgent, message{seq: seq, all: 1, flows: 1, clock: uptimeReading(uptime)})
 	for i := uint32(0); i < nSamples; i++ {
 		format := r.u32()
 		length := r.u32()

@@ -33,5 +33,10 @@ type StreamStats struct {
 	LastSequence      uint32
 	Expected          uint64
 	Lost              uint64
-	Resets            uint64 // jumps treated as a restart of the exporter
+	// Resets counts forward jumps too large to be loss (over 2^20 units)
+	// that no restart explains: the accounting took a new baseline there.
+	Resets uint64
+	// Restarts counts exporter restarts seen in the stream (new runs of
+	// sequence numbers): nothing is counted lost or late across them.
+	Restarts uint64
 }

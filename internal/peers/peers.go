@@ -97,24 +97,39 @@ func Require(t testing.TB, names ...string) {
 // It may be called from any goroutine; it logs through t.
 func RunSoftflowd(ctx context.Context, t testing.TB, pcapPath string, target netip.AddrPort, version int, extraArgs ...string) error {
 	t.Helper()
+	_, err := RunSoftflowdCounted(ctx, t, pcapPath, target, version, extraArgs...)
+	return err
+}
+
+// SoftflowdExport is what softflowd says it exported in a run.
+type SoftflowdExport struct {
+	Flows, Records, Packets int
+}
+
+// RunSoftflowdCounted is RunSoftflowd, returning what softflowd reports
+// it sent ("Flows exported: F (R records) in P packets"), so that a test
+// can wait for every datagram to arrive.
+func RunSoftflowdCounted(ctx context.Context, t testing.TB, pcapPath string, target netip.AddrPort, version int, extraArgs ...string) (SoftflowdExport, error) {
+	t.Helper()
+	var x SoftflowdExport
 	bin, err := Binary("softflowd")
 	if err != nil {
-		return err
+		return x, err
 	}
 	if err := checkTarget(target); err != nil {
-		return err
+		return x, err
 	}
 	if !slices.Contains([]int{1, 5, 9, 10}, version) {
-		return fmt.Errorf("peers: softflowd export version %d: want 1, 5, 9 or 10", version)
+		return x, fmt.Errorf("peers: softflowd export version %d: want 1, 5, 9 or 10", version)
 	}
 	for _, a := range extraArgs {
 		if a == "-c" || a == "-i" || a == "-r" || a == "-n" || a == "-v" {
-			return fmt.Errorf("peers: softflowd argument %q is not allowed here (RunSoftflowd sets -r, -n and -v; -c after -r makes softflowd hang)", a)
+			return x, fmt.Errorf("peers: softflowd argument %q is not allowed here (RunSoftflowd sets -r, -n and -v; -c after -r makes softflowd hang)", a)
 		}
 	}
 	pcap, err := inputFile(pcapPath)
 	if err != nil {
-		return err
+		return x, err
 	}
 	dir := t.TempDir()
 	args := []string{"-d", "-a", "-r", pcap, "-n", target.String(), "-v", strconv.Itoa(version),
@@ -122,14 +137,17 @@ func RunSoftflowd(ctx context.Context, t testing.TB, pcapPath string, target net
 	args = append(args, extraArgs...)
 	out, err := run(ctx, t, bin, args, dir)
 	if err != nil {
-		return err
+		return x, err
 	}
 	for _, line := range strings.Split(string(out), "\n") {
 		if strings.HasPrefix(line, "Flows exported:") {
 			t.Logf("peers: softflowd -v %d to %v: %s", version, target, line)
+			if _, err := fmt.Sscanf(line, "Flows exported: %d (%d records) in %d packets", &x.Flows, &x.Records, &x.Packets); err != nil {
+				return x, fmt.Errorf("peers: softflowd's summary %q: %w", line, err)
+			}
 		}
 	}
-	return nil
+	return x, nil
 }
 
 // RunPmacctSFlow replays pcapPath through pmacctd's sfprobe plugin, which
