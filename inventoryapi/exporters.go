@@ -54,6 +54,7 @@ type Stream struct {
 	Lost              uint64  `json:"lost"`
 	LossRatio         float64 `json:"loss_ratio"`
 	Resets            uint64  `json:"resets"`
+	Restarts          uint64  `json:"restarts"`
 }
 
 // SNMP polling states.
@@ -222,7 +223,8 @@ func (h *Handlers) readStats(ctx context.Context, byKey map[string]*Exporter, ke
 		argMax(drop_reasons, updated_at), argMax(drop_counts, updated_at), argMax(templates, updated_at),
 		argMax(sequence_expected, updated_at), argMax(sequence_lost, updated_at),
 		argMax(streams.protocol, updated_at), argMax(streams.observation_domain, updated_at), argMax(streams.last_sequence, updated_at),
-		argMax(streams.expected, updated_at), argMax(streams.lost, updated_at), argMax(streams.resets, updated_at), toUInt32(max(updated_at))
+		argMax(streams.expected, updated_at), argMax(streams.lost, updated_at), argMax(streams.resets, updated_at),
+		argMax(streams.restarts, updated_at), toUInt32(max(updated_at))
 		FROM exporters WHERE has(?, k) GROUP BY k`
 	return dbapi.Each(ctx, h.deps.DB, q, []any{keys}, func(r dbapi.Rows) error {
 		var (
@@ -230,11 +232,12 @@ func (h *Handlers) readStats(ctx context.Context, byKey map[string]*Exporter, ke
 			first, last, updated       uint32
 			reasons, stProto           []string
 			counts, stExp, stLost, stR []uint64
+			stRestarts                 []uint64
 			stDom, stSeq               []uint32
 			x                          Exporter
 		)
 		if err := r.Scan(&k, &x.Protocols, &first, &last, &x.Datagrams, &x.Flows, &x.Bytes, &reasons, &counts, &x.Templates,
-			&x.Sequence.Expected, &x.Sequence.Lost, &stProto, &stDom, &stSeq, &stExp, &stLost, &stR, &updated); err != nil {
+			&x.Sequence.Expected, &x.Sequence.Lost, &stProto, &stDom, &stSeq, &stExp, &stLost, &stR, &stRestarts, &updated); err != nil {
 			return err
 		}
 		e := byKey[k]
@@ -251,11 +254,11 @@ func (h *Handlers) readStats(ctx context.Context, byKey map[string]*Exporter, ke
 		e.Sequence.Expected, e.Sequence.Lost = x.Sequence.Expected, x.Sequence.Lost
 		e.Sequence.LossRatio = ratio(x.Sequence.Lost, x.Sequence.Expected)
 		for i := range stProto {
-			if i >= len(stDom) || i >= len(stSeq) || i >= len(stExp) || i >= len(stLost) || i >= len(stR) {
+			if i >= len(stDom) || i >= len(stSeq) || i >= len(stExp) || i >= len(stLost) || i >= len(stR) || i >= len(stRestarts) {
 				break
 			}
 			e.Sequence.Streams = append(e.Sequence.Streams, Stream{Protocol: stProto[i], ObservationDomain: stDom[i], LastSequence: stSeq[i],
-				Expected: stExp[i], Lost: stLost[i], LossRatio: ratio(stLost[i], stExp[i]), Resets: stR[i]})
+				Expected: stExp[i], Lost: stLost[i], LossRatio: ratio(stLost[i], stExp[i]), Resets: stR[i], Restarts: stRestarts[i]})
 		}
 		return nil
 	})

@@ -211,7 +211,7 @@ var exporterColumns = []string{
 	"datagrams", "flows", "bytes", "drop_reasons", "drop_counts", "templates",
 	"sequence_expected", "sequence_lost",
 	"streams.protocol", "streams.observation_domain", "streams.last_sequence",
-	"streams.expected", "streams.lost", "streams.resets",
+	"streams.expected", "streams.lost", "streams.resets", "streams.restarts",
 	"updated_at",
 }
 

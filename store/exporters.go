@@ -34,6 +34,7 @@ func exporterValues(at time.Time, stats []flow.ExporterStats) []any {
 		stExpected = make([][]uint64, n)
 		stLost     = make([][]uint64, n)
 		stResets   = make([][]uint64, n)
+		stRestarts = make([][]uint64, n)
 		updated    = make([]int64, n)
 	)
 	for i, e := range stats {
@@ -55,15 +56,15 @@ func exporterValues(at time.Time, stats []flow.ExporterStats) []any {
 		seqExp[i], seqLost[i] = e.SequenceExpected, e.SequenceLost
 		m := len(e.Streams)
 		stProto[i], stDomain[i], stLastSeq[i] = make([]string, m), make([]uint32, m), make([]uint32, m)
-		stExpected[i], stLost[i], stResets[i] = make([]uint64, m), make([]uint64, m), make([]uint64, m)
+		stExpected[i], stLost[i], stResets[i], stRestarts[i] = make([]uint64, m), make([]uint64, m), make([]uint64, m), make([]uint64, m)
 		for j, st := range e.Streams {
 			stProto[i][j], stDomain[i][j], stLastSeq[i][j] = st.Protocol, st.ObservationDomain, st.LastSequence
-			stExpected[i][j], stLost[i][j], stResets[i][j] = st.Expected, st.Lost, st.Resets
+			stExpected[i][j], stLost[i][j], stResets[i][j], stRestarts[i][j] = st.Expected, st.Lost, st.Resets, st.Restarts
 		}
 		updated[i] = at.Unix()
 	}
 	return []any{addrs, protocols, firstSeen, lastSeen, datagrams, flows, bytes, reasons, counts, templates,
-		seqExp, seqLost, stProto, stDomain, stLastSeq, stExpected, stLost, stResets, updated}
+		seqExp, seqLost, stProto, stDomain, stLastSeq, stExpected, stLost, stResets, stRestarts, updated}
 }
 
 func nonNil(s []string) []string {
