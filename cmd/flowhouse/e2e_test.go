@@ -128,6 +128,7 @@ func startServerWith(t *testing.T, engine, configYAML string) *server {
 	t.Setenv("FLOWHOUSE_COLLECTOR_LISTENERS", "127.0.0.1:0")
 	t.Setenv("FLOWHOUSE_HTTP_LISTEN", "127.0.0.1:0")
 	t.Setenv("FLOWHOUSE_SPOOL_DIR", t.TempDir())
+	t.Setenv("FLOWHOUSE_COLLECTOR_STATE_FILE", filepath.Join(t.TempDir(), "collector.state"))
 	t.Setenv("FLOWHOUSE_CLICKHOUSE_EMBEDDED_HTTP_LISTEN", "127.0.0.1:0")
 	cfg, err := config.Load(configPath)
 	if err != nil {
