@@ -79,9 +79,9 @@ func New(cfg Config, deps Deps) (*Collector, error) {
 		deps.Logger = slog.Default()
 	}
 	c := &Collector{
-		cfg:     cfg,
-		deps:    deps,
-		log:     deps.Logger.With("component", "collector"),
+		cfg:          cfg,
+		deps:         deps,
+		log:          deps.Logger.With("component", "collector"),
 		metrics:      newMetrics(deps.Registerer),
 		stateMetrics: newStateMetrics(deps.Registerer),
 		seed:         maphash.MakeSeed(),
