@@ -1,9 +1,6 @@
 package collector
 
-import (
-	"hash/maphash"
-	"net/netip"
-)
+import "net/netip"
 
 // Every exporter routed to a worker shares its queue. Without a bound per
 // exporter, one that sends faster than the worker decodes (a flood, or a
@@ -47,7 +44,7 @@ func (r *routes) get(addr netip.Addr, nowMs int64) route {
 	if rt, ok := r.m[addr]; ok {
 		return rt
 	}
-	w := r.c.workers[maphash.Comparable(r.c.seed, addr)%uint64(len(r.c.workers))]
+	w := r.c.workerFor(addr)
 	rt := route{w: w, e: w.dec.sharedExporter(addr, nowMs)}
 	if len(r.m) >= r.max {
 		clear(r.m)

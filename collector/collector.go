@@ -33,10 +33,12 @@ type Deps struct {
 
 // Collector owns the listeners and decode workers.
 type Collector struct {
-	cfg     Config
-	deps    Deps
-	log     *slog.Logger
-	metrics *metrics
+	cfg          Config
+	deps         Deps
+	log          *slog.Logger
+	metrics      *metrics
+	stateMetrics *stateMetrics
+	persist      *persister // nil: no state file
 
 	workers   []*worker
 	listeners []*listener
@@ -77,12 +79,13 @@ func New(cfg Config, deps Deps) (*Collector, error) {
 		deps.Logger = slog.Default()
 	}
 	c := &Collector{
-		cfg:     cfg,
-		deps:    deps,
-		log:     deps.Logger.With("component", "collector"),
-		metrics: newMetrics(deps.Registerer),
-		seed:    maphash.MakeSeed(),
-		stopMon: make(chan struct{}),
+		cfg:          cfg,
+		deps:         deps,
+		log:          deps.Logger.With("component", "collector"),
+		metrics:      newMetrics(deps.Registerer),
+		stateMetrics: newStateMetrics(deps.Registerer),
+		seed:         maphash.MakeSeed(),
+		stopMon:      make(chan struct{}),
 	}
 	dcfg := DecoderConfig{
 		TemplateTimeout:         cfg.TemplateTimeout,
@@ -99,12 +102,23 @@ func New(cfg Config, deps Deps) (*Collector, error) {
 			share: cfg.ExporterQueueShare,
 		})
 	}
+	if cfg.StateFile != "" {
+		decoders := make([]*Decoder, len(c.workers))
+		for i, w := range c.workers {
+			decoders[i] = w.dec
+		}
+		c.persist = newPersister(cfg.StateFile, decoders, cfg.TemplateTimeout, c.log, c.stateMetrics)
+	}
 	return c, nil
 }
 
-// Start opens the sockets and starts reading. It fails if any listener
-// cannot be opened, closing those already open.
+// Start loads the state file, then opens the sockets and starts reading.
+// It fails if any listener cannot be opened, closing those already open.
 func (c *Collector) Start(ctx context.Context) error {
+	if c.persist != nil {
+		// Before the first datagram, which would otherwise find no template.
+		c.loadState(time.Now())
+	}
 	for _, addr := range c.cfg.Listeners {
 		l, err := openListener(ctx, addr, c.cfg.SocketsPerListener, c.cfg.ReceiveBufferBytes)
 		if err != nil {
@@ -134,11 +148,14 @@ func (c *Collector) Start(ctx context.Context) error {
 	}
 	c.monDone.Add(1)
 	go c.monitor()
+	if c.persist != nil {
+		c.persist.start()
+	}
 	return nil
 }
 
 // Stop closes the sockets, then waits until every datagram already read
-// has been decoded and handed to the sink.
+// has been decoded and handed to the sink, and writes the state file.
 func (c *Collector) Stop() {
 	c.stop.Do(func() {
 		for _, l := range c.listeners {
@@ -149,6 +166,9 @@ func (c *Collector) Stop() {
 			close(w.queue)
 		}
 		c.decoded.Wait()
+		if c.persist != nil {
+			c.persist.stop()
+		}
 		close(c.stopMon)
 		c.monDone.Wait()
 	})
@@ -197,6 +217,11 @@ func putBuffer(b *[]byte) {
 	if cap(*b) == smallDatagram {
 		bufPool.Put(b)
 	}
+}
+
+// workerFor is the worker that decodes addr's datagrams.
+func (c *Collector) workerFor(addr netip.Addr) *worker {
+	return c.workers[maphash.Comparable(c.seed, addr)%uint64(len(c.workers))]
 }
 
 func (c *Collector) read(conn *net.UDPConn) {

@@ -35,6 +35,7 @@ func testConfig() Config {
 	cfg := DefaultConfig()
 	cfg.Listeners = []string{"127.0.0.1:0"}
 	cfg.ReceiveBufferBytes = 1 << 20
+	cfg.StateFile = "" // tests that keep state name their own file
 	return cfg
 }
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -38,6 +40,12 @@ type Config struct {
 	MaxExporters int `mapstructure:"max_exporters" yaml:"max_exporters"`
 	// Sampling overrides or defaults the sampling rate per exporter prefix.
 	Sampling []SamplingRule `mapstructure:"sampling" yaml:"sampling"`
+	// StateFile keeps templates, options templates, sampling rates and
+	// system init times across restarts, so that data is decoded at once
+	// after a restart instead of being dropped as template_not_found
+	// until each exporter sends its templates again (30 minutes, by
+	// default, on Cisco devices). Empty: nothing is kept.
+	StateFile string `mapstructure:"state_file" yaml:"state_file"`
 }
 
 // SamplingRule sets the sampling rate of exporters in Prefix.
@@ -61,6 +69,7 @@ func DefaultConfig() Config {
 		TemplateTimeout:         30 * time.Minute,
 		MaxTemplatesPerExporter: 1024,
 		MaxExporters:            10000,
+		StateFile:               "./var/state/collector.state",
 	}
 }
 
@@ -99,6 +108,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxExporters < 1 {
 		errs = append(errs, fmt.Errorf("max_exporters: %d must be at least 1", c.MaxExporters))
+	}
+	if c.StateFile != "" && (strings.HasSuffix(c.StateFile, "/") || filepath.Base(c.StateFile) == "." || filepath.Base(c.StateFile) == "..") {
+		errs = append(errs, fmt.Errorf("state_file: %q names a directory; name a file (empty: keep no state)", c.StateFile))
 	}
 	for i, r := range c.Sampling {
 		if _, err := netip.ParsePrefix(r.Prefix); err != nil {

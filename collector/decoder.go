@@ -31,6 +31,9 @@ type Decoder struct {
 
 	mu        sync.Mutex // guards exporters for Stats; the decoding goroutine is its only writer
 	exporters map[netip.Addr]*exporter
+	// restored holds, under mu, the state file's exporters not seen since
+	// the start; each is given its state when it is first seen again.
+	restored map[netip.Addr]*exporterState
 
 	ctx decodeContext
 }
@@ -170,18 +173,28 @@ func (dec *Decoder) addExporter(addr netip.Addr, nowMs int64) *exporter {
 		return nil
 	}
 	e := newExporter(addr, nowMs, dec)
+	if st := dec.restored[addr]; st != nil {
+		e.restore(st, nowMs)
+		delete(dec.restored, addr)
+	}
 	dec.exporters[addr] = e
 	return e
 }
 
-// Stats returns a snapshot of every exporter this Decoder has seen.
-func (dec *Decoder) Stats() []flow.ExporterStats {
+// list returns the exporters this Decoder tracks.
+func (dec *Decoder) list() []*exporter {
 	dec.mu.Lock()
+	defer dec.mu.Unlock()
 	list := make([]*exporter, 0, len(dec.exporters))
 	for _, e := range dec.exporters {
 		list = append(list, e)
 	}
-	dec.mu.Unlock()
+	return list
+}
+
+// Stats returns a snapshot of every exporter this Decoder has seen.
+func (dec *Decoder) Stats() []flow.ExporterStats {
+	list := dec.list()
 	out := make([]flow.ExporterStats, 0, len(list))
 	for _, e := range list {
 		out = append(out, e.stats())

@@ -32,6 +32,8 @@ type exporter struct {
 	systemInitMs map[uint32]int64
 	// ifNames the exporter announced in options records.
 	ifNames map[uint32]InterfaceName
+	// optionsChanges counts changes of systemInitMs and ifNames (see stateMarks).
+	optionsChanges uint64
 
 	m *exporterMetrics
 

@@ -98,7 +98,7 @@ func withValid(m *msg, id uint16, body []byte) ([]byte, uint64) {
 	valid := newIPFIX(0, 0, 1).template(300, basicV4...).data(300, basicV4Record(1, 2, 3, 4)).bytes()
 	room := attackBytes - (len(valid) - ipfixHeaderLen)
 	n := uint64(0)
-	for ; len(m.b)+setHeaderLen+len(body) <= room; n++ {
+	for ; m.Len()+setHeaderLen+len(body) <= room; n++ {
 		m.set(id, body)
 	}
 	return m.template(300, basicV4...).data(300, basicV4Record(1, 2, 3, 4)).bytes(), n
@@ -237,7 +237,7 @@ const attackBytes = 1396
 
 // fillSets appends copies of one set to m until the next would pass n bytes.
 func fillSets(m *msg, id uint16, body []byte, n int) []byte {
-	for len(m.b)+setHeaderLen+len(body) <= n {
+	for m.Len()+setHeaderLen+len(body) <= n {
 		m.set(id, body)
 	}
 	return m.bytes()
@@ -262,7 +262,7 @@ func costlyCases() []costlyCase {
 		var out [][]byte
 		m := newIPFIX(0, 0, 2)
 		for id := 256; id < 256+n; id++ {
-			if len(m.b) > 60000 {
+			if m.Len() > 60000 {
 				out = append(out, m.bytes())
 				m = newIPFIX(0, 0, 2)
 			}

@@ -542,11 +542,15 @@ func (e *exporter) decodeOptionsRecord(h *messageHeader, t *template, b []byte) 
 			e.sampling.learn(h.domain, samplerID, rate)
 		}
 	}
-	if sysInit != 0 && len(e.systemInitMs) < 4096 {
+	if sysInit != 0 && e.systemInitMs[h.domain] != sysInit && len(e.systemInitMs) < maxSystemInits {
 		e.systemInitMs[h.domain] = sysInit
+		e.optionsChanges++
 	}
-	if hasIfIndex && (ifName != "" || ifDesc != "") && len(e.ifNames) < 65536 {
-		e.ifNames[ifIndex] = InterfaceName{Exporter: e.addr, IfIndex: ifIndex, Name: ifName, Description: ifDesc}
+	if hasIfIndex && (ifName != "" || ifDesc != "") && len(e.ifNames) < maxIfNames {
+		if n := e.ifNames[ifIndex]; n.Name != ifName || n.Description != ifDesc {
+			e.ifNames[ifIndex] = InterfaceName{Exporter: e.addr, IfIndex: ifIndex, Name: ifName, Description: ifDesc}
+			e.optionsChanges++
+		}
 	}
 	return off, true
 }

@@ -39,6 +39,8 @@ type samplingTable struct {
 	// sampler ID can use its domain's rate when there is only one.
 	perDomain map[uint32]samplerKey
 	ambiguous map[uint32]bool
+	// changes counts rates learned or changed (see stateMarks).
+	changes uint64
 }
 
 const maxSamplers = 4096
@@ -77,8 +79,11 @@ func (t *samplingTable) learn(domain, sampler, rate uint32) {
 			t.ambiguous[domain] = true
 		}
 		t.perDomain[domain] = k
+	} else if t.rates[k] == rate {
+		return // the same rate again, as exporters repeat it
 	}
 	t.rates[k] = rate
+	t.changes++
 }
 
 // rate resolves the sampling rate of one flow: configuration override,

@@ -91,6 +91,10 @@ type templateStore struct {
 	// oldestMs is at most the oldest updatedMs in m: until it is older
 	// than the timeout, nothing can have expired and expire need not look.
 	oldestMs int64
+	// changes counts templates stored and removed, refreshes templates
+	// defined again as they were: the persister compares them (see
+	// stateMarks) instead of the templates.
+	changes, refreshes uint64
 }
 
 // scopeKey is what an IPFIX "withdraw all" names: every data template, or
@@ -136,6 +140,7 @@ func (s *templateStore) refresh(k templateKey, fields []field, scopes int, optio
 		return false
 	}
 	t.updatedMs = nowMs
+	s.refreshes++
 	return true
 }
 
@@ -157,6 +162,7 @@ func (s *templateStore) add(k templateKey, t *template, nowMs int64) bool {
 	}
 	s.scopes[sk] = t
 	s.oldestMs = min(s.oldestMs, t.updatedMs)
+	s.changes++
 	return true
 }
 
@@ -190,11 +196,13 @@ func (s *templateStore) withdrawAll(version, port uint16, domain uint32, options
 		delete(s.m, t.key)
 	}
 	delete(s.scopes, sk)
+	s.changes++
 }
 
 func (s *templateStore) remove(t *template) {
 	delete(s.m, t.key)
 	s.unlink(t)
+	s.changes++
 }
 
 func (s *templateStore) unlink(t *template) {

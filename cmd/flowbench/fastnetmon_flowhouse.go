@@ -60,6 +60,7 @@ func fnmStartFlowhouse(ctx context.Context, o options) (*fnmFlowhouse, error) {
 		"FLOWHOUSE_CLICKHOUSE_EMBEDDED_PATH="+filepath.Join(f.dir, "data"),
 		"FLOWHOUSE_CLICKHOUSE_EMBEDDED_HTTP_LISTEN="+f.queryAddr,
 		"FLOWHOUSE_SPOOL_DIR="+filepath.Join(f.dir, "spool"),
+		"FLOWHOUSE_COLLECTOR_STATE_FILE="+filepath.Join(f.dir, "collector.state"),
 		fmt.Sprintf("FLOWHOUSE_COLLECTOR_LISTENERS=127.0.0.1:%d", f.udpPort),
 		"FLOWHOUSE_HTTP_LISTEN="+f.httpAddr,
 		"FLOWHOUSE_LOG_LEVEL=warn",

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"time"
 )
@@ -52,6 +53,7 @@ func startServe(ctx context.Context, o options, target storeTarget, database str
 		"FLOWHOUSE_CLICKHOUSE_EMBEDDED_LIBRARY="+target.library,
 		"FLOWHOUSE_CLICKHOUSE_EMBEDDED_PATH="+target.path,
 		"FLOWHOUSE_SPOOL_DIR="+s.spoolDir,
+		"FLOWHOUSE_COLLECTOR_STATE_FILE="+filepath.Join(s.spoolDir, "collector.state"),
 		"FLOWHOUSE_CLICKHOUSE_DATABASE="+database,
 		fmt.Sprintf("FLOWHOUSE_COLLECTOR_LISTENERS=127.0.0.1:%d", udpPort),
 		"FLOWHOUSE_HTTP_LISTEN="+s.httpAddr,

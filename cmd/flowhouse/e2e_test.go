@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowhouse/flowhouse/collector"
 	"github.com/flowhouse/flowhouse/config"
 	"github.com/flowhouse/flowhouse/internal/chtest"
 	"github.com/flowhouse/flowhouse/internal/peers"
@@ -76,6 +77,7 @@ type server struct {
 	listeners []netip.AddrPort
 	http      string
 	query     string // the query endpoint's address (embedded engine)
+	coll      *collector.Collector
 	cancel    context.CancelFunc
 	done      chan error
 }
@@ -105,6 +107,13 @@ func startServer(t *testing.T, engine string) *server {
 // (empty: none), under the test's environment variables.
 func startServerWith(t *testing.T, engine, configYAML string) *server {
 	t.Helper()
+	return startConfigured(t, engine, serverConfig(t, engine, configYAML))
+}
+
+// serverConfig is the configuration of a test's serve on engine: its own
+// database, spool and state file, and configYAML (empty: none).
+func serverConfig(t *testing.T, engine, configYAML string) *config.Config {
+	t.Helper()
 	configPath := ""
 	if configYAML != "" {
 		configPath = filepath.Join(t.TempDir(), "flowhouse.yaml")
@@ -128,18 +137,26 @@ func startServerWith(t *testing.T, engine, configYAML string) *server {
 	t.Setenv("FLOWHOUSE_COLLECTOR_LISTENERS", "127.0.0.1:0")
 	t.Setenv("FLOWHOUSE_HTTP_LISTEN", "127.0.0.1:0")
 	t.Setenv("FLOWHOUSE_SPOOL_DIR", t.TempDir())
+	t.Setenv("FLOWHOUSE_COLLECTOR_STATE_FILE", filepath.Join(t.TempDir(), "collector.state"))
 	t.Setenv("FLOWHOUSE_CLICKHOUSE_EMBEDDED_HTTP_LISTEN", "127.0.0.1:0")
 	cfg, err := config.Load(configPath)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cfg
+}
+
+// startConfigured starts serve with cfg; several runs of one cfg (one
+// after the other) share its database and state.
+func startConfigured(t *testing.T, engine string, cfg *config.Config) *server {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &server{cfg: cfg, cancel: cancel, done: make(chan error, 1)}
 	up := make(chan struct{})
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	go func() {
 		s.done <- runServer(ctx, cfg, log, hooks{started: func(r running) {
-			s.listeners, s.http, s.db, s.query = r.listeners, r.httpAddr, r.db, r.queryAddr
+			s.listeners, s.http, s.db, s.query, s.coll = r.listeners, r.httpAddr, r.db, r.queryAddr, r.collector
 			close(up)
 		}})
 	}()

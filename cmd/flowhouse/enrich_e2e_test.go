@@ -86,6 +86,7 @@ enrich:
 	if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	t.Setenv("FLOWHOUSE_COLLECTOR_STATE_FILE", filepath.Join(dir, "collector.state"))
 	cfg, err := config.Load(cfgFile)
 	if err != nil {
 		t.Fatal(err)

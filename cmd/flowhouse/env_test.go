@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ func TestEmptyListenTurnsTheQueryEndpointOff(t *testing.T) {
 	t.Setenv("FLOWHOUSE_COLLECTOR_LISTENERS", "127.0.0.1:0")
 	t.Setenv("FLOWHOUSE_HTTP_LISTEN", "127.0.0.1:0")
 	t.Setenv("FLOWHOUSE_SPOOL_DIR", t.TempDir())
+	t.Setenv("FLOWHOUSE_COLLECTOR_STATE_FILE", filepath.Join(t.TempDir(), "collector.state"))
 	cfg, err := config.Load("")
 	if err != nil {
 		t.Fatal(err)

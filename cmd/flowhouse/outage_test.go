@@ -353,6 +353,7 @@ func TestOutageNoFlowLost(t *testing.T) {
 	t.Setenv("FLOWHOUSE_CLICKHOUSE_STOP_TIMEOUT", "15s")
 	t.Setenv("FLOWHOUSE_COLLECTOR_LISTENERS", "127.0.0.1:0")
 	t.Setenv("FLOWHOUSE_HTTP_LISTEN", "127.0.0.1:0")
+	t.Setenv("FLOWHOUSE_COLLECTOR_STATE_FILE", filepath.Join(t.TempDir(), "collector.state"))
 	cfg, err := config.Load("")
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -124,6 +125,7 @@ func startEmbeddedServe(t *testing.T, dir string) (string, func()) {
 	t.Setenv("FLOWHOUSE_COLLECTOR_LISTENERS", "127.0.0.1:0")
 	t.Setenv("FLOWHOUSE_HTTP_LISTEN", "127.0.0.1:0")
 	t.Setenv("FLOWHOUSE_SPOOL_DIR", t.TempDir())
+	t.Setenv("FLOWHOUSE_COLLECTOR_STATE_FILE", filepath.Join(t.TempDir(), "collector.state"))
 	cfg, err := config.Load("")
 	if err != nil {
 		t.Fatal(err)
