@@ -43,8 +43,14 @@ func (e *exporter) decodeNetFlowV9(d *decodeContext, b []byte) {
 	seq := binary.BigEndian.Uint32(b[12:])
 	// Templates come before the sequence accounting, which takes a
 	// redefinition as a hint of a restart.
-	e.decodeSets(d, &h, b[nf9HeaderLen:])
-	e.sequence(flow.ProtoNetFlowV9, h.domain, message{seq: seq, all: 1, flows: 1,
+	records, complete := e.decodeSets(d, &h, b[nf9HeaderLen:])
+	if !complete && e.sequenceCountsFlows(flow.ProtoNetFlowV9, h.domain) {
+		// The flows of undecodable sets cannot be counted: this message
+		// cannot advance a numbering by flows (one by packets it can).
+		e.sequenceUnknown(flow.ProtoNetFlowV9, h.domain)
+		return
+	}
+	e.sequence(flow.ProtoNetFlowV9, h.domain, message{seq: seq, all: 1, flows: uint32(records - e.optionsRecords),
 		clock: bootReading(h.exportMs, h.sysUptime), templateChanged: h.templateChanged})
 }
 

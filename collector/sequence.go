@@ -46,14 +46,20 @@ func (n numbering) units(all, flows uint32) uint32 {
 }
 
 // numberingsOf are the numberings a protocol's exporters use, the
-// preferred (the standard's) first. NetFlow v9 and sFlow count messages,
-// one each, so every numbering gives the same gaps.
+// preferred (the standard's) first. sFlow counts datagrams, one each, so
+// every numbering gives the same gaps. NetFlow v9 counts packets (RFC
+// 3954), but some exporters kept v5's habit of counting flows: for v9 a
+// message's all is 1 (the packet) and its flows its data records other
+// than options records, so the "no options" numberings count flows,
+// before the packet or up to its last one.
 func numberingsOf(p flow.Protocol) []numbering {
 	switch p {
 	case flow.ProtoIPFIX:
 		return []numbering{numberingBefore, numberingBeforeNoOptions, numberingIncluding, numberingIncludingNoOptions}
 	case flow.ProtoNetFlowV5:
 		return []numbering{numberingBefore, numberingIncluding}
+	case flow.ProtoNetFlowV9:
+		return []numbering{numberingBefore, numberingBeforeNoOptions, numberingIncludingNoOptions}
 	}
 	return []numbering{numberingBefore}
 }
@@ -417,6 +423,17 @@ func abs64(v int64) int64 {
 		return -v
 	}
 	return v
+}
+
+// sequenceCountsFlows says whether the stream's chosen numbering counts
+// flows (v9 exporters that kept v5's numbering) rather than messages.
+func (e *exporter) sequenceCountsFlows(p flow.Protocol, domain uint32) bool {
+	st := e.streams[streamKey{p, domain}]
+	if st == nil || len(st.candidates) == 0 {
+		return false
+	}
+	n := st.candidates[st.chosen].numbering
+	return n == numberingBeforeNoOptions || n == numberingIncludingNoOptions
 }
 
 // sequenceUnknown forgets where a stream is, after a message whose size in

@@ -31,9 +31,12 @@ type simExporter struct {
 	// skipsOptions: IPFIX, the exporter leaves options records out of
 	// its numbers.
 	skipsOptions bool
+	// countsFlows: NetFlow v9, the exporter numbers flows as v5 does,
+	// not packets.
+	countsFlows bool
 }
 
-// make builds the run's next message of all units (1 for v9 and sFlow),
+// make builds the run's next message of all records (1 for sFlow),
 // and says how many units the sequence numbers count for it.
 func (x *simExporter) make(all uint32) (b []byte, units uint32) {
 	x.wallMs += 1000
@@ -48,8 +51,15 @@ func (x *simExporter) make(all uint32) (b []byte, units uint32) {
 		binary.BigEndian.PutUint32(b[12:], uint32(x.wallMs%1000)*1_000_000)
 		units = all
 	case flow.ProtoNetFlowV9:
-		m := newNFv9(uptime, uint32(x.wallMs/1000), x.seq(x.before, 1, 0), 1).template(256, x.fields()...)
-		b, units = m.data(256, x.record()).bytes(), 1
+		var recs [][]byte
+		for range all {
+			recs = append(recs, x.record())
+		}
+		m := newNFv9(uptime, uint32(x.wallMs/1000), x.seq(x.before, all, 0), 1).template(256, x.fields()...)
+		b, units = m.data(256, recs...).bytes(), 1
+		if x.countsFlows {
+			units = all
+		}
 	case flow.ProtoIPFIX:
 		// Options records with systemInitTimeMilliseconds in a run's
 		// first message and every fifth, as exporters re-send them.
@@ -133,18 +143,21 @@ type style struct {
 	proto        flow.Protocol
 	skipsOptions bool
 	seq          func(before, all, options uint32) uint32
+	countsFlows  bool
 }
 
 var styles = []style{
-	{"v5 flows before", flow.ProtoNetFlowV5, false, func(b, _, _ uint32) uint32 { return b }},
-	{"v5 index of the last flow", flow.ProtoNetFlowV5, false, func(b, all, _ uint32) uint32 { return b + all - 1 }},
-	{"v9 first packet 1", flow.ProtoNetFlowV9, false, func(b, _, _ uint32) uint32 { return b + 1 }},
-	{"v9 first packet 0", flow.ProtoNetFlowV9, false, func(b, _, _ uint32) uint32 { return b }},
-	{"ipfix RFC", flow.ProtoIPFIX, false, func(b, _, _ uint32) uint32 { return b }},
-	{"ipfix options not counted", flow.ProtoIPFIX, true, func(b, _, _ uint32) uint32 { return b }},
-	{"ipfix including", flow.ProtoIPFIX, false, func(b, all, _ uint32) uint32 { return b + all }},
-	{"ipfix including, options not counted (softflowd)", flow.ProtoIPFIX, true, func(b, all, o uint32) uint32 { return b + all - o }},
-	{"sflow first datagram 1", flow.ProtoSFlowV5, false, func(b, _, _ uint32) uint32 { return b + 1 }},
+	{"v5 flows before", flow.ProtoNetFlowV5, false, func(b, _, _ uint32) uint32 { return b }, false},
+	{"v5 index of the last flow", flow.ProtoNetFlowV5, false, func(b, all, _ uint32) uint32 { return b + all - 1 }, false},
+	{"v9 first packet 1", flow.ProtoNetFlowV9, false, func(b, _, _ uint32) uint32 { return b + 1 }, false},
+	{"v9 first packet 0", flow.ProtoNetFlowV9, false, func(b, _, _ uint32) uint32 { return b }, false},
+	{"v9 flows before", flow.ProtoNetFlowV9, false, func(b, _, _ uint32) uint32 { return b }, true},
+	{"v9 index of the last flow", flow.ProtoNetFlowV9, false, func(b, all, _ uint32) uint32 { return b + all - 1 }, true},
+	{"ipfix RFC", flow.ProtoIPFIX, false, func(b, _, _ uint32) uint32 { return b }, false},
+	{"ipfix options not counted", flow.ProtoIPFIX, true, func(b, _, _ uint32) uint32 { return b }, false},
+	{"ipfix including", flow.ProtoIPFIX, false, func(b, all, _ uint32) uint32 { return b + all }, false},
+	{"ipfix including, options not counted (softflowd)", flow.ProtoIPFIX, true, func(b, all, o uint32) uint32 { return b + all - o }, false},
+	{"sflow first datagram 1", flow.ProtoSFlowV5, false, func(b, _, _ uint32) uint32 { return b + 1 }, false},
 }
 
 func TestSequenceRestarts(t *testing.T) {
@@ -190,7 +203,8 @@ func TestSequenceRestarts(t *testing.T) {
 				reg := prometheus.NewRegistry()
 				m := newMetrics(reg)
 				d := NewDecoder(DecoderConfig{TemplateTimeout: 30 * time.Minute, MaxTemplatesPerExporter: 16}, m)
-				x := &simExporter{proto: sty.proto, seq: sty.seq, skipsOptions: sty.skipsOptions, clock: tc.clock, wallMs: 1_704_067_200_000}
+				x := &simExporter{proto: sty.proto, seq: sty.seq, skipsOptions: sty.skipsOptions, countsFlows: sty.countsFlows,
+					clock: tc.clock, wallMs: 1_704_067_200_000}
 				x.bootMs = x.wallMs - 3_600_000
 				var held [][]byte
 				var want uint64 // units removed
