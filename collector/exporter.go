@@ -39,6 +39,9 @@ type exporter struct {
 
 	// optionsRecords counts the options records of the message being decoded.
 	optionsRecords int
+	// sequenceMessages counts the messages the sequence accounting took,
+	// which orders the streams by their last use.
+	sequenceMessages uint64
 
 	// Queue accounting is done by the reading goroutines, outside mu: the
 	// datagrams of this exporter waiting in its worker's queue, those
@@ -118,6 +121,7 @@ func (e *exporter) stats() flow.ExporterStats {
 			Lost:              st.lost,
 			Resets:            st.resets,
 			Restarts:          st.restarts,
+			SourcePort:        k.session,
 		})
 	}
 	return s

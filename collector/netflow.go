@@ -44,13 +44,13 @@ func (e *exporter) decodeNetFlowV9(d *decodeContext, b []byte) {
 	// Templates come before the sequence accounting, which takes a
 	// redefinition as a hint of a restart.
 	records, complete := e.decodeSets(d, &h, b[nf9HeaderLen:])
-	if !complete && e.sequenceCountsFlows(flow.ProtoNetFlowV9, h.domain) {
+	if !complete && e.sequenceCountsFlows(flow.ProtoNetFlowV9, h.domain, d.src.Port()) {
 		// The flows of undecodable sets cannot be counted: this message
 		// cannot advance a numbering by flows (one by packets it can).
-		e.sequenceUnknown(flow.ProtoNetFlowV9, h.domain)
+		e.sequenceUnknown(flow.ProtoNetFlowV9, h.domain, d.src.Port())
 		return
 	}
-	e.sequence(flow.ProtoNetFlowV9, h.domain, message{seq: seq, all: 1, flows: uint32(records - e.optionsRecords),
+	e.sequence(flow.ProtoNetFlowV9, h.domain, message{seq: seq, all: 1, flows: uint32(records - e.optionsRecords), session: d.src.Port(),
 		clock: bootReading(h.exportMs, h.sysUptime), templateChanged: h.templateChanged})
 }
 
@@ -79,13 +79,13 @@ func (e *exporter) decodeIPFIX(d *decodeContext, b []byte) {
 	records, complete := e.decodeSets(d, &h, b[ipfixHeaderLen:length])
 	if complete {
 		// The options records just decoded have updated systemInitMs.
-		e.sequence(flow.ProtoIPFIX, h.domain, message{seq: seq, all: uint32(records), flows: uint32(records - e.optionsRecords),
+		e.sequence(flow.ProtoIPFIX, h.domain, message{seq: seq, all: uint32(records), flows: uint32(records - e.optionsRecords), session: d.src.Port(),
 			clock: systemInitReading(e.systemInitMs[h.domain]), templateChanged: h.templateChanged})
 	} else {
 		// Records in undecodable sets cannot be counted, so this message
 		// cannot advance the expected sequence number; restart the count
 		// at the next message instead of inventing loss.
-		e.sequenceUnknown(flow.ProtoIPFIX, h.domain)
+		e.sequenceUnknown(flow.ProtoIPFIX, h.domain, d.src.Port())
 	}
 }
 

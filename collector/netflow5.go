@@ -33,7 +33,7 @@ func (e *exporter) decodeNetFlowV5(d *decodeContext, b []byte) {
 	// Top two bits are the sampling mode, the rest the interval.
 	headerRate := uint32(samplingField & 0x3fff)
 
-	e.sequence(flow.ProtoNetFlowV5, engine, message{seq: sequence, all: uint32(count), flows: uint32(count),
+	e.sequence(flow.ProtoNetFlowV5, engine, message{seq: sequence, all: uint32(count), flows: uint32(count), session: d.src.Port(),
 		clock: bootReading(exportMs, sysUptime)})
 	rate := e.sampling.rate(engine, 0, headerRate)
 

@@ -8,10 +8,16 @@ import (
 
 // streamKey names one sequence-number space: NetFlow v9 counts packets per
 // source ID, IPFIX counts data records per observation domain, sFlow
-// counts datagrams per sub-agent, NetFlow v5 counts flows per engine.
+// counts datagrams per sub-agent, NetFlow v5 counts flows per engine; the
+// NetFlow and IPFIX ones within a transport session (RFC 7011 section
+// 3.1), which over UDP is the exporter's source port: two exporting
+// processes of one device (one per VRF or line card) number their own
+// messages, and one stream for both showed loss and restarts that were
+// not there. sFlow numbers per agent and sub-agent whatever the port.
 type streamKey struct {
-	proto  flow.Protocol
-	domain uint32
+	proto   flow.Protocol
+	domain  uint32
+	session uint16 // the source port; 0 for sFlow
 }
 
 // numbering is how an exporter counts. RFC 7011 numbers an IPFIX message
@@ -91,6 +97,7 @@ type candidate struct {
 // what it says of the exporter's clock, and whether it redefined a template.
 type message struct {
 	seq, all, flows uint32
+	session         uint16 // see streamKey
 	clock           clockReading
 	templateChanged bool
 }
@@ -135,6 +142,16 @@ type sequenceStream struct {
 	// message tells whether it began a new run or was a stray.
 	pending    message
 	hasPending bool
+	// lastMessage is the exporter's message count at this stream's last
+	// message, which tells the session an exporter used last.
+	lastMessage uint64
+	// took is the session this stream took over (see takeOver), and
+	// tookRestart whether that counted a restart; shared: its exporter
+	// has several sessions of this stream at once, so none takes over.
+	took        uint16
+	tookValid   bool
+	tookRestart bool
+	shared      bool
 }
 
 // sequence accounts for one message of stream (p, domain); m.all is its
@@ -142,18 +159,24 @@ type sequenceStream struct {
 // IPFIX, m.flows the number of its data records that were not options
 // records (for other protocols it equals all).
 func (e *exporter) sequence(p flow.Protocol, domain uint32, m message) {
-	k := streamKey{p, domain}
+	k := streamKey{p, domain, m.session}
+	e.sequenceMessages++
 	st := e.streams[k]
 	if st == nil {
 		if len(e.streams) >= 4096 {
 			return // a flood of invented domains must not grow memory
 		}
-		st = &sequenceStream{}
+		shared := e.sessionsShared(k)
+		if !shared && e.takeOver(k, m) {
+			return
+		}
+		st = &sequenceStream{shared: shared}
 		for _, n := range numberingsOf(p) {
 			st.candidates = append(st.candidates, candidate{numbering: n, origin: originOf(p)})
 		}
 		e.streams[k] = st
 	}
+	st.lastMessage = e.sequenceMessages
 	if !st.started {
 		st.started = true
 		st.clock.observe(m.clock)
@@ -170,6 +193,75 @@ func (e *exporter) sequence(p flow.Protocol, domain uint32, m message) {
 		}
 	}
 	e.account(st, p, m)
+}
+
+// takeOver decides whether m, the first message of a new session (source
+// port) of a stream, goes on from the session the exporter used last: the
+// exporter restarted (a new process binds a new port) or a NAT on the way
+// gave it a new port. Then that session's stream becomes the new one's,
+// and m is accounted on it. A message that shows neither (another
+// exporting process of the same device) starts a stream of its own.
+func (e *exporter) takeOver(k streamKey, m message) bool {
+	var prev streamKey
+	var st *sequenceStream
+	for ok, o := range e.streams {
+		if ok.proto == k.proto && ok.domain == k.domain && o.started && !o.shared && (st == nil || o.lastMessage > st.lastMessage) {
+			prev, st = ok, o
+		}
+	}
+	if st == nil {
+		return false
+	}
+	c := st.candidates[st.chosen]
+	window := st.window(c.numbering.units(m.all, m.flows))
+	gap := int64(int32(normalised(c.numbering, m) - c.next))
+	_, clockSays := st.clock.observe(m.clock)
+	var reason restartReason
+	switch {
+	case clockSays:
+		reason = restartReasonOf(m.clock.kind)
+	case st.nearOrigin(m, window):
+		reason = restartSequence
+	case gap >= -window && gap <= window:
+		reason = nRestartReasons // the same run, on a new port
+	default:
+		return false
+	}
+	delete(e.streams, prev)
+	e.streams[k] = st
+	st.lastMessage = e.sequenceMessages
+	st.hasPending = false
+	st.took, st.tookValid, st.tookRestart = prev.session, true, reason != nRestartReasons
+	if reason == nRestartReasons {
+		e.account(st, k.proto, m)
+	} else {
+		e.restart(st, k.proto, m, reason)
+	}
+	return true
+}
+
+// sessionsShared says whether k's session is one that another stream took
+// over and that speaks again: it was not a restart but a second exporting
+// process (of a device whose processes have their own clocks, one just
+// started). That takeover's restart is taken back from the stream (the
+// Prometheus counter cannot be), and neither session takes over again.
+func (e *exporter) sessionsShared(k streamKey) bool {
+	for ok, o := range e.streams {
+		if ok.proto != k.proto || ok.domain != k.domain {
+			continue
+		}
+		if o.shared {
+			return true
+		}
+		if o.tookValid && o.took == k.session {
+			o.shared, o.tookValid = true, false
+			if o.tookRestart && o.restarts > 0 {
+				o.restarts--
+			}
+			return true
+		}
+	}
+	return false
 }
 
 // account places a message of a started stream: in order, after a gap,
@@ -427,8 +519,8 @@ func abs64(v int64) int64 {
 
 // sequenceCountsFlows says whether the stream's chosen numbering counts
 // flows (v9 exporters that kept v5's numbering) rather than messages.
-func (e *exporter) sequenceCountsFlows(p flow.Protocol, domain uint32) bool {
-	st := e.streams[streamKey{p, domain}]
+func (e *exporter) sequenceCountsFlows(p flow.Protocol, domain uint32, session uint16) bool {
+	st := e.streams[streamKey{p, domain, session}]
 	if st == nil || len(st.candidates) == 0 {
 		return false
 	}
@@ -439,8 +531,8 @@ func (e *exporter) sequenceCountsFlows(p flow.Protocol, domain uint32) bool {
 // sequenceUnknown forgets where a stream is, after a message whose size in
 // sequence units could not be known. What was learnt of its numbering and
 // clock stays.
-func (e *exporter) sequenceUnknown(p flow.Protocol, domain uint32) {
-	if st := e.streams[streamKey{p, domain}]; st != nil {
+func (e *exporter) sequenceUnknown(p flow.Protocol, domain uint32, session uint16) {
+	if st := e.streams[streamKey{p, domain, session}]; st != nil {
 		st.started = false
 		st.hasPending = false
 		st.nMissing = 0

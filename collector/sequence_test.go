@@ -3,6 +3,7 @@ package collector
 import (
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -313,4 +314,64 @@ func restartSeries(t *testing.T, reg *prometheus.Registry) string {
 		}
 	}
 	return out
+}
+
+// TestSequenceSessions: NetFlow and IPFIX number messages per transport
+// session, which over UDP is the exporter's source port. Two exporting
+// processes of one device number their own; a restarted process, or a NAT
+// rebinding, moves the exporter's one stream to a new port.
+func TestSequenceSessions(t *testing.T) {
+	portA, portB := netip.AddrPortFrom(exporterA.Addr(), 40000), netip.AddrPortFrom(exporterA.Addr(), 40001)
+	const boot, wall = 1_704_060_000_000, 1_704_067_200_000 // boot time and first export time, ms
+	// v9 packet: numbered from 1 per packet; the clock says when it booted.
+	packet := func(seq uint32, bootMs int64, n int) []byte {
+		wallMs := int64(wall + n*1000)
+		m := newNFv9(uint32(wallMs-bootMs), uint32(wallMs/1000), seq, 1).template(256, basicV4...)
+		return m.data(256, basicV4Record(1, 2, 3, 4)).bytes()
+	}
+	type send struct {
+		from netip.AddrPort
+		seq  uint32
+		boot int64
+	}
+	tests := []struct {
+		name           string
+		sends          []send
+		streams        int
+		lost, restarts uint64
+	}{
+		{name: "two processes of one device, interleaved, each numbered on its own",
+			sends: []send{{portA, 1, boot}, {portB, 1, boot - 5000}, {portA, 2, boot}, {portB, 2, boot - 5000},
+				{portA, 3, boot}, {portB, 3, boot - 5000}, {portB, 4, boot - 5000}, {portA, 4, boot}},
+			streams: 2},
+		{name: "two long-running processes first heard mid-run",
+			sends:   []send{{portA, 500, boot}, {portB, 9000, boot}, {portA, 501, boot}, {portB, 9001, boot}, {portA, 503, boot}},
+			streams: 2, lost: 1},
+		{name: "a restarted process on a new port, clock moved",
+			sends:   []send{{portA, 1, boot}, {portA, 2, boot}, {portA, 3, boot}, {portB, 1, boot + 60_000}, {portB, 2, boot + 60_000}, {portB, 4, boot + 60_000}},
+			streams: 1, lost: 1, restarts: 1},
+		{name: "a restarted process on a new port, no clock",
+			sends:   []send{{portA, 100, 0}, {portA, 101, 0}, {portA, 102, 0}, {portB, 1, 0}, {portB, 3, 0}},
+			streams: 1, lost: 1, restarts: 1},
+		{name: "a NAT gives the exporter a new port mid-run",
+			sends:   []send{{portA, 10, boot}, {portA, 11, boot}, {portB, 13, boot}, {portB, 14, boot}},
+			streams: 1, lost: 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newTestDecoder()
+			for i, s := range tc.sends {
+				d.Decode(t0, s.from, packet(s.seq, s.boot, i), nil)
+			}
+			st := d.Stats()[0]
+			var restarts uint64
+			for _, s := range st.Streams {
+				restarts += s.Restarts
+			}
+			if len(st.Streams) != tc.streams || st.SequenceLost != tc.lost || restarts != tc.restarts {
+				t.Errorf("streams %d, lost %d, restarts %d; want %d, %d, %d (%+v)",
+					len(st.Streams), st.SequenceLost, restarts, tc.streams, tc.lost, tc.restarts, st.Streams)
+			}
+		})
+	}
 }

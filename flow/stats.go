@@ -39,4 +39,9 @@ type StreamStats struct {
 	// Restarts counts exporter restarts seen in the stream (new runs of
 	// sequence numbers): nothing is counted lost or late across them.
 	Restarts uint64
+	// SourcePort is the transport session (NetFlow and IPFIX number their
+	// messages per session, RFC 7011 section 3.1): the exporter's UDP
+	// source port the stream last came from; 0 for sFlow, numbered per
+	// agent and sub-agent.
+	SourcePort uint16
 }

@@ -55,6 +55,7 @@ type Stream struct {
 	LossRatio         float64 `json:"loss_ratio"`
 	Resets            uint64  `json:"resets"`
 	Restarts          uint64  `json:"restarts"`
+	SourcePort        uint16  `json:"source_port"`
 }
 
 // SNMP polling states.
@@ -224,7 +225,7 @@ func (h *Handlers) readStats(ctx context.Context, byKey map[string]*Exporter, ke
 		argMax(sequence_expected, updated_at), argMax(sequence_lost, updated_at),
 		argMax(streams.protocol, updated_at), argMax(streams.observation_domain, updated_at), argMax(streams.last_sequence, updated_at),
 		argMax(streams.expected, updated_at), argMax(streams.lost, updated_at), argMax(streams.resets, updated_at),
-		argMax(streams.restarts, updated_at), toUInt32(max(updated_at))
+		argMax(streams.restarts, updated_at), argMax(streams.source_port, updated_at), toUInt32(max(updated_at))
 		FROM exporters WHERE has(?, k) GROUP BY k`
 	return dbapi.Each(ctx, h.deps.DB, q, []any{keys}, func(r dbapi.Rows) error {
 		var (
@@ -233,11 +234,12 @@ func (h *Handlers) readStats(ctx context.Context, byKey map[string]*Exporter, ke
 			reasons, stProto           []string
 			counts, stExp, stLost, stR []uint64
 			stRestarts                 []uint64
+			stPort                     []uint16
 			stDom, stSeq               []uint32
 			x                          Exporter
 		)
 		if err := r.Scan(&k, &x.Protocols, &first, &last, &x.Datagrams, &x.Flows, &x.Bytes, &reasons, &counts, &x.Templates,
-			&x.Sequence.Expected, &x.Sequence.Lost, &stProto, &stDom, &stSeq, &stExp, &stLost, &stR, &stRestarts, &updated); err != nil {
+			&x.Sequence.Expected, &x.Sequence.Lost, &stProto, &stDom, &stSeq, &stExp, &stLost, &stR, &stRestarts, &stPort, &updated); err != nil {
 			return err
 		}
 		e := byKey[k]
@@ -254,11 +256,11 @@ func (h *Handlers) readStats(ctx context.Context, byKey map[string]*Exporter, ke
 		e.Sequence.Expected, e.Sequence.Lost = x.Sequence.Expected, x.Sequence.Lost
 		e.Sequence.LossRatio = ratio(x.Sequence.Lost, x.Sequence.Expected)
 		for i := range stProto {
-			if i >= len(stDom) || i >= len(stSeq) || i >= len(stExp) || i >= len(stLost) || i >= len(stR) || i >= len(stRestarts) {
+			if i >= len(stDom) || i >= len(stSeq) || i >= len(stExp) || i >= len(stLost) || i >= len(stR) || i >= len(stRestarts) || i >= len(stPort) {
 				break
 			}
 			e.Sequence.Streams = append(e.Sequence.Streams, Stream{Protocol: stProto[i], ObservationDomain: stDom[i], LastSequence: stSeq[i],
-				Expected: stExp[i], Lost: stLost[i], LossRatio: ratio(stLost[i], stExp[i]), Resets: stR[i], Restarts: stRestarts[i]})
+				Expected: stExp[i], Lost: stLost[i], LossRatio: ratio(stLost[i], stExp[i]), Resets: stR[i], Restarts: stRestarts[i], SourcePort: stPort[i]})
 		}
 		return nil
 	})

@@ -126,7 +126,7 @@ func (w *world) fillStats(t *testing.T, ctx context.Context) {
 		{Addr: addr(edgeA), Protocols: []string{"ipfix"}, FirstSeenMs: ms - 7200e3, LastSeenMs: ms - 1000, Datagrams: 1000, Flows: 25000, Bytes: 1400000,
 			Drops: map[string]uint64{"template_not_found": 7, "queue_full": 2}, Templates: 3, SequenceExpected: 25000, SequenceLost: 250,
 			Streams: []flow.StreamStats{{Protocol: "ipfix", ObservationDomain: 1, LastSequence: 24999, Expected: 20000, Lost: 200},
-				{Protocol: "ipfix", ObservationDomain: 2, LastSequence: 5000, Expected: 5000, Lost: 50, Resets: 1, Restarts: 3}}},
+				{Protocol: "ipfix", ObservationDomain: 2, LastSequence: 5000, Expected: 5000, Lost: 50, Resets: 1, Restarts: 3, SourcePort: 4739}}},
 		{Addr: addr(inBofA), Protocols: []string{"netflow_v5"}, FirstSeenMs: ms - 60e3, LastSeenMs: ms, Datagrams: 10, Flows: 300},
 		{Addr: addr(edgeB), Protocols: []string{"sflow_v5"}, FirstSeenMs: ms - 60e3, LastSeenMs: ms, Datagrams: 20, Flows: 40},
 		{Addr: addr(v6B), Protocols: []string{"ipfix"}, FirstSeenMs: ms - 60e3, LastSeenMs: ms, Datagrams: 30, Flows: 90},

@@ -146,7 +146,7 @@ func (w *world) testExporter(t *testing.T) {
 	}
 	sq := x.Sequence
 	if sq.Expected != 25000 || sq.Lost != 250 || sq.LossRatio != 0.01 || len(sq.Streams) != 2 ||
-		sq.Streams[1] != (inventoryapi.Stream{Protocol: "ipfix", ObservationDomain: 2, LastSequence: 5000, Expected: 5000, Lost: 50, LossRatio: 0.01, Resets: 1, Restarts: 3}) {
+		sq.Streams[1] != (inventoryapi.Stream{Protocol: "ipfix", ObservationDomain: 2, LastSequence: 5000, Expected: 5000, Lost: 50, LossRatio: 0.01, Resets: 1, Restarts: 3, SourcePort: 4739}) {
 		t.Errorf("edge-a sequence: %+v", sq)
 	}
 	s := x.SNMP

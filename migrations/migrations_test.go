@@ -108,7 +108,7 @@ func TestTablesHaveExpectedColumns(t *testing.T) {
 			"datagrams UInt64", "flows UInt64", "bytes UInt64", "drop_reasons Array(String)", "drop_counts Array(UInt64)",
 			"templates UInt32", "sequence_expected UInt64", "sequence_lost UInt64",
 			"streams.protocol Array(String)", "streams.observation_domain Array(UInt32)", "streams.last_sequence Array(UInt32)",
-			"streams.expected Array(UInt64)", "streams.lost Array(UInt64)", "streams.resets Array(UInt64)", "streams.restarts Array(UInt64)",
+			"streams.expected Array(UInt64)", "streams.lost Array(UInt64)", "streams.resets Array(UInt64)", "streams.restarts Array(UInt64)", "streams.source_port Array(UInt16)",
 			"updated_at DateTime('UTC')",
 		}},
 		{"rule_state", []string{

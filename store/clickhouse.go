@@ -211,7 +211,7 @@ var exporterColumns = []string{
 	"datagrams", "flows", "bytes", "drop_reasons", "drop_counts", "templates",
 	"sequence_expected", "sequence_lost",
 	"streams.protocol", "streams.observation_domain", "streams.last_sequence",
-	"streams.expected", "streams.lost", "streams.resets", "streams.restarts",
+	"streams.expected", "streams.lost", "streams.resets", "streams.restarts", "streams.source_port",
 	"updated_at",
 }
 

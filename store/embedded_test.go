@@ -309,7 +309,7 @@ func TestEmbeddedExporterStatsRoundTrip(t *testing.T) {
 		Drops: map[string]uint64{"template_not_found": 3, "short_datagram": 1}, Templates: 4,
 		SequenceExpected: 300, SequenceLost: 50,
 		Streams: []flow.StreamStats{
-			{Protocol: "ipfix", ObservationDomain: 1, LastSequence: 4294967295, Expected: 200, Lost: 40, Resets: 1, Restarts: 2},
+			{Protocol: "ipfix", ObservationDomain: 1, LastSequence: 4294967295, Expected: 200, Lost: 40, Resets: 1, Restarts: 2, SourcePort: 4739},
 			{Protocol: "netflow_v9", ObservationDomain: 7, LastSequence: 9, Expected: 100, Lost: 10},
 		},
 	}, {Addr: addr("2001:db8::9"), LastSeenMs: now.UnixMilli(), Datagrams: 1}}
@@ -318,7 +318,7 @@ func TestEmbeddedExporterStatsRoundTrip(t *testing.T) {
 	}
 	rows, err := db.Query(ctx, `SELECT exporter_address, protocols, first_seen, last_seen, datagrams, flows, bytes,
 		drop_reasons, drop_counts, templates, sequence_expected, sequence_lost,
-		streams.protocol, streams.observation_domain, streams.last_sequence, streams.expected, streams.lost, streams.resets, streams.restarts, updated_at
+		streams.protocol, streams.observation_domain, streams.last_sequence, streams.expected, streams.lost, streams.resets, streams.restarts, streams.source_port, updated_at
 		FROM exporters_latest ORDER BY exporter_address`)
 	if err != nil {
 		t.Fatal(err)
@@ -333,15 +333,16 @@ func TestEmbeddedExporterStatsRoundTrip(t *testing.T) {
 			datagrams, flows, bytes, exp, lost uint64
 			counts, stExp, stLost, stResets    []uint64
 			stRestarts                         []uint64
+			stPort                             []uint16
 			templates                          uint32
 			stDomain, stLastSeq                []uint32
 		)
 		if err := rows.Scan(&address, &protocols, &firstSeen, &lastSeen, &datagrams, &flows, &bytes, &reasons, &counts,
-			&templates, &exp, &lost, &stProto, &stDomain, &stLastSeq, &stExp, &stLost, &stResets, &stRestarts, &updated); err != nil {
+			&templates, &exp, &lost, &stProto, &stDomain, &stLastSeq, &stExp, &stLost, &stResets, &stRestarts, &stPort, &updated); err != nil {
 			t.Fatal(err)
 		}
 		got = append(got, fmt.Sprint(address.Unmap().String(), protocols, firstSeen.Unix(), lastSeen.Unix(), datagrams, flows, bytes, reasons, counts,
-			templates, exp, lost, stProto, stDomain, stLastSeq, stExp, stLost, stResets, stRestarts, updated.Equal(now)))
+			templates, exp, lost, stProto, stDomain, stLastSeq, stExp, stLost, stResets, stRestarts, stPort, updated.Equal(now)))
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
@@ -349,9 +350,9 @@ func TestEmbeddedExporterStatsRoundTrip(t *testing.T) {
 	want := []string{
 		fmt.Sprint("192.0.2.1", []string{"ipfix", "netflow_v9"}, now.Add(-time.Hour).Unix(), now.Unix(), 20, 250, 30000,
 			[]string{"short_datagram", "template_not_found"}, []uint64{1, 3}, 4, 300, 50,
-			[]string{"ipfix", "netflow_v9"}, []uint32{1, 7}, []uint32{4294967295, 9}, []uint64{200, 100}, []uint64{40, 10}, []uint64{1, 0}, []uint64{2, 0}, true),
+			[]string{"ipfix", "netflow_v9"}, []uint32{1, 7}, []uint32{4294967295, 9}, []uint64{200, 100}, []uint64{40, 10}, []uint64{1, 0}, []uint64{2, 0}, []uint16{4739, 0}, true),
 		fmt.Sprint("2001:db8::9", []string{}, 0, now.Unix(), 1, 0, 0, []string{}, []uint64{}, 0, 0, 0,
-			[]string{}, []uint32{}, []uint32{}, []uint64{}, []uint64{}, []uint64{}, []uint64{}, true),
+			[]string{}, []uint32{}, []uint32{}, []uint64{}, []uint64{}, []uint64{}, []uint64{}, []uint16{}, true),
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("exporters_latest:\n got %q\nwant %q", got, want)

@@ -35,6 +35,7 @@ func exporterValues(at time.Time, stats []flow.ExporterStats) []any {
 		stLost     = make([][]uint64, n)
 		stResets   = make([][]uint64, n)
 		stRestarts = make([][]uint64, n)
+		stPort     = make([][]uint16, n)
 		updated    = make([]int64, n)
 	)
 	for i, e := range stats {
@@ -57,14 +58,16 @@ func exporterValues(at time.Time, stats []flow.ExporterStats) []any {
 		m := len(e.Streams)
 		stProto[i], stDomain[i], stLastSeq[i] = make([]string, m), make([]uint32, m), make([]uint32, m)
 		stExpected[i], stLost[i], stResets[i], stRestarts[i] = make([]uint64, m), make([]uint64, m), make([]uint64, m), make([]uint64, m)
+		stPort[i] = make([]uint16, m)
 		for j, st := range e.Streams {
 			stProto[i][j], stDomain[i][j], stLastSeq[i][j] = st.Protocol, st.ObservationDomain, st.LastSequence
 			stExpected[i][j], stLost[i][j], stResets[i][j], stRestarts[i][j] = st.Expected, st.Lost, st.Resets, st.Restarts
+			stPort[i][j] = st.SourcePort
 		}
 		updated[i] = at.Unix()
 	}
 	return []any{addrs, protocols, firstSeen, lastSeen, datagrams, flows, bytes, reasons, counts, templates,
-		seqExp, seqLost, stProto, stDomain, stLastSeq, stExpected, stLost, stResets, stRestarts, updated}
+		seqExp, seqLost, stProto, stDomain, stLastSeq, stExpected, stLost, stResets, stRestarts, stPort, updated}
 }
 
 func nonNil(s []string) []string {
@@ -100,6 +103,8 @@ func exporterInput(values []any) proto.Input {
 			col = arrayOf(new(proto.ColUInt32), v)
 		case [][]uint64:
 			col = arrayOf(new(proto.ColUInt64), v)
+		case [][]uint16:
+			col = arrayOf(new(proto.ColUInt16), v)
 		default:
 			panic(fmt.Sprintf("exporterInput: column %s: no ch-go column for %T", exporterColumns[i], v))
 		}

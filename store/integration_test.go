@@ -208,7 +208,7 @@ func TestExporterStatsRoundTrip(t *testing.T) {
 		Drops: map[string]uint64{"template_not_found": 3, "short_datagram": 1}, Templates: 4,
 		SequenceExpected: 300, SequenceLost: 50,
 		Streams: []flow.StreamStats{
-			{Protocol: "ipfix", ObservationDomain: 1, LastSequence: 4294967295, Expected: 200, Lost: 40, Resets: 1, Restarts: 2},
+			{Protocol: "ipfix", ObservationDomain: 1, LastSequence: 4294967295, Expected: 200, Lost: 40, Resets: 1, Restarts: 2, SourcePort: 4739},
 			{Protocol: "netflow_v9", ObservationDomain: 7, LastSequence: 9, Expected: 100, Lost: 10},
 		},
 	}
@@ -226,7 +226,7 @@ func TestExporterStatsRoundTrip(t *testing.T) {
 
 	rows, err := db.Query(ctx, `SELECT IPv6NumToString(exporter_address), protocols, if(toUInt32(first_seen) = 0, '', toString(first_seen)), toString(last_seen),
 		datagrams, flows, bytes, drop_reasons, drop_counts, templates, sequence_expected, sequence_lost,
-		streams.protocol, streams.observation_domain, streams.last_sequence, streams.expected, streams.lost, streams.resets, streams.restarts,
+		streams.protocol, streams.observation_domain, streams.last_sequence, streams.expected, streams.lost, streams.resets, streams.restarts, streams.source_port,
 		toString(updated_at)
 		FROM exporters_latest ORDER BY exporter_address`)
 	if err != nil {
@@ -241,15 +241,16 @@ func TestExporterStatsRoundTrip(t *testing.T) {
 			datagrams, flows, bytes, exp, lost    uint64
 			counts, stExp, stLost, stResets       []uint64
 			stRestarts                            []uint64
+			stPort                                []uint16
 			templates                             uint32
 			stDomain, stLastSeq                   []uint32
 		)
 		if err := rows.Scan(&address, &protocols, &firstSeen, &lastSeen, &datagrams, &flows, &bytes, &reasons, &counts,
-			&templates, &exp, &lost, &stProto, &stDomain, &stLastSeq, &stExp, &stLost, &stResets, &stRestarts, &updated); err != nil {
+			&templates, &exp, &lost, &stProto, &stDomain, &stLastSeq, &stExp, &stLost, &stResets, &stRestarts, &stPort, &updated); err != nil {
 			t.Fatal(err)
 		}
 		got = append(got, fmt.Sprint(address, protocols, firstSeen, lastSeen, datagrams, flows, bytes, reasons, counts,
-			templates, exp, lost, stProto, stDomain, stLastSeq, stExp, stLost, stResets, stRestarts, updated))
+			templates, exp, lost, stProto, stDomain, stLastSeq, stExp, stLost, stResets, stRestarts, stPort, updated))
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
@@ -258,10 +259,10 @@ func TestExporterStatsRoundTrip(t *testing.T) {
 		fmt.Sprint("::ffff:192.0.2.1", []string{"ipfix", "netflow_v9"}, "2023-11-14 22:00:00", "2023-11-14 22:20:00",
 			20, 250, 30000, []string{"short_datagram", "template_not_found"}, []uint64{1, 3}, 4, 300, 50,
 			[]string{"ipfix", "netflow_v9"}, []uint32{1, 7}, []uint32{4294967295, 9}, []uint64{200, 100}, []uint64{40, 10},
-			[]uint64{1, 0}, []uint64{2, 0}, "2023-11-14 22:20:00"),
+			[]uint64{1, 0}, []uint64{2, 0}, []uint16{4739, 0}, "2023-11-14 22:20:00"),
 		fmt.Sprint("2001:db8::9", []string{}, "", "2023-11-14 22:20:00",
 			1, 0, 0, []string{}, []uint64{}, 0, 0, 0,
-			[]string{}, []uint32{}, []uint32{}, []uint64{}, []uint64{}, []uint64{}, []uint64{}, "2023-11-14 22:20:00"),
+			[]string{}, []uint32{}, []uint32{}, []uint64{}, []uint64{}, []uint64{}, []uint64{}, []uint16{}, "2023-11-14 22:20:00"),
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("exporters_latest:\n got %q\nwant %q", got, want)
