@@ -92,6 +92,8 @@ func New(cfg Config, deps Deps) (*Collector, error) {
 		MaxTemplatesPerExporter: cfg.MaxTemplatesPerExporter,
 		MaxExporters:            cfg.MaxExporters,
 		Sampling:                cfg.Sampling,
+		TotalsIdleTimeout:       cfg.TotalsIdleTimeout,
+		MaxTotalsPerExporter:    cfg.MaxTotalsPerExporter,
 	}
 	for i := 0; i < cfg.Workers; i++ {
 		c.workers = append(c.workers, &worker{

@@ -115,11 +115,13 @@ func TestConfigValidationNamesKeys(t *testing.T) {
 	cfg.Workers = 0
 	cfg.Listeners = []string{"nonsense"}
 	cfg.Sampling = []SamplingRule{{Prefix: "10.0.0.0/33", Rate: 0}}
+	cfg.TotalsIdleTimeout = time.Millisecond
+	cfg.MaxTotalsPerExporter = 0
 	err := cfg.Validate()
 	if err == nil {
 		t.Fatal("invalid config accepted")
 	}
-	for _, key := range []string{"workers:", "listeners[0]:", "sampling[0].prefix:", "sampling[0].rate:"} {
+	for _, key := range []string{"workers:", "listeners[0]:", "sampling[0].prefix:", "sampling[0].rate:", "totals_idle_timeout:", "max_totals_flows_per_exporter:"} {
 		if !strings.Contains(err.Error(), key) {
 			t.Errorf("error %q does not name %s", err, key)
 		}

@@ -38,6 +38,15 @@ type Config struct {
 	MaxTemplatesPerExporter int `mapstructure:"max_templates_per_exporter" yaml:"max_templates_per_exporter"`
 	// MaxExporters bounds the exporters tracked; datagrams from more are dropped.
 	MaxExporters int `mapstructure:"max_exporters" yaml:"max_exporters"`
+	// TotalsIdleTimeout forgets a flow whose records carry only total
+	// counters after this long without a report. It must outlast the
+	// exporters' active timeout (Cisco's default is 30 min), or a long
+	// flow's next report would count its whole total again.
+	TotalsIdleTimeout time.Duration `mapstructure:"totals_idle_timeout" yaml:"totals_idle_timeout"`
+	// MaxTotalsPerExporter bounds the flows of totals-only records
+	// remembered per exporter (about 200 bytes each); beyond it the least
+	// recently reported of a few are forgotten.
+	MaxTotalsPerExporter int `mapstructure:"max_totals_flows_per_exporter" yaml:"max_totals_flows_per_exporter"`
 	// Sampling overrides or defaults the sampling rate per exporter prefix.
 	Sampling []SamplingRule `mapstructure:"sampling" yaml:"sampling"`
 	// StateFile keeps templates, options templates, sampling rates and
@@ -70,6 +79,8 @@ func DefaultConfig() Config {
 		MaxTemplatesPerExporter: 1024,
 		MaxExporters:            10000,
 		StateFile:               "./var/state/collector.state",
+		TotalsIdleTimeout:       time.Hour,
+		MaxTotalsPerExporter:    16384,
 	}
 }
 
@@ -105,6 +116,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxTemplatesPerExporter < 1 {
 		errs = append(errs, fmt.Errorf("max_templates_per_exporter: %d must be at least 1", c.MaxTemplatesPerExporter))
+	}
+	if c.TotalsIdleTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("totals_idle_timeout: %s is shorter than 1s", c.TotalsIdleTimeout))
+	}
+	if c.MaxTotalsPerExporter < 1 {
+		errs = append(errs, fmt.Errorf("max_totals_flows_per_exporter: %d must be at least 1", c.MaxTotalsPerExporter))
 	}
 	if c.MaxExporters < 1 {
 		errs = append(errs, fmt.Errorf("max_exporters: %d must be at least 1", c.MaxExporters))

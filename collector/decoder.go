@@ -16,6 +16,11 @@ type DecoderConfig struct {
 	MaxTemplatesPerExporter int
 	MaxExporters            int
 	Sampling                []SamplingRule
+	// TotalsIdleTimeout forgets a flow of totals-only records not
+	// reported for this long; MaxTotalsPerExporter bounds how many such
+	// flows are remembered per exporter (totals.go).
+	TotalsIdleTimeout    time.Duration
+	MaxTotalsPerExporter int
 }
 
 // Decoder turns datagrams into flows. It keeps per-exporter state
@@ -48,6 +53,12 @@ func NewDecoder(cfg DecoderConfig, m *metrics) *Decoder {
 	}
 	if cfg.MaxExporters <= 0 {
 		cfg.MaxExporters = 100_000
+	}
+	if cfg.TotalsIdleTimeout <= 0 {
+		cfg.TotalsIdleTimeout = DefaultConfig().TotalsIdleTimeout
+	}
+	if cfg.MaxTotalsPerExporter <= 0 {
+		cfg.MaxTotalsPerExporter = DefaultConfig().MaxTotalsPerExporter
 	}
 	return &Decoder{
 		cfg:       cfg,

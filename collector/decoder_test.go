@@ -420,52 +420,104 @@ func TestInitiatorResponderCountersAndObservationTime(t *testing.T) {
 }
 
 // RFC 7012: a delta counter is the traffic of the report, a total is
-// cumulative since the flow began. A record with both is its deltas,
-// in either order of the template and in either direction of a biflow;
-// a record with totals only is its totals.
+// cumulative since the flow began. A record with both is its deltas, in
+// either order of the template and in either direction of a biflow. A
+// record with totals only is the traffic since the flow's previous
+// report: a flow reported several times is counted once.
 func TestDeltaCountersOverTotals(t *testing.T) {
 	key := []tf{{8, 4, 0}, {12, 4, 0}, {7, 2, 0}, {11, 2, 0}, {4, 1, 0}}
 	keyRec := rec(ip4a, ip4b, uint16(40000), uint16(443), uint8(6))
+	type counts struct{ bytes, packets, revBytes, revPackets uint64 }
+	u := func(v ...uint64) []any {
+		out := make([]any, len(v))
+		for i, x := range v {
+			out[i] = x
+		}
+		return out
+	}
+	const R = penReverse
 	tests := []struct {
-		name                 string
-		fields               []tf
-		values               []any
-		bytes, packets       uint64
-		revBytes, revPackets uint64 // 0: no reverse flow
+		name    string
+		fields  []tf
+		reports [][]any  // one record per report, in order
+		want    []counts // the flows stored for each report (rev 0: no reverse flow)
 	}{
 		{"deltas then totals", []tf{{1, 8, 0}, {2, 8, 0}, {85, 8, 0}, {86, 8, 0}},
-			[]any{uint64(1500), uint64(3), uint64(675000), uint64(1350)}, 1500, 3, 0, 0},
+			[][]any{u(1500, 3, 675000, 1350)}, []counts{{1500, 3, 0, 0}}},
 		{"totals then deltas", []tf{{85, 8, 0}, {86, 8, 0}, {1, 8, 0}, {2, 8, 0}},
-			[]any{uint64(675000), uint64(1350), uint64(1500), uint64(3)}, 1500, 3, 0, 0},
-		{"totals only", []tf{{85, 8, 0}, {86, 8, 0}},
-			[]any{uint64(675000), uint64(1350)}, 675000, 1350, 0, 0},
+			[][]any{u(675000, 1350, 1500, 3)}, []counts{{1500, 3, 0, 0}}},
+		{"deltas and totals, reported again: the deltas each time", []tf{{1, 8, 0}, {2, 8, 0}, {85, 8, 0}, {86, 8, 0}},
+			[][]any{u(1500, 3, 1500, 3), u(600, 2, 2100, 5)}, []counts{{1500, 3, 0, 0}, {600, 2, 0, 0}}},
+		{"totals only, first report: its total", []tf{{85, 8, 0}, {86, 8, 0}},
+			[][]any{u(675000, 1350)}, []counts{{675000, 1350, 0, 0}}},
+		{"totals only, reported 4 times: each report's part of 1000 packets", []tf{{85, 8, 0}, {86, 8, 0}},
+			[][]any{u(40000, 100), u(120000, 300), u(240000, 600), u(400000, 1000)},
+			[]counts{{40000, 100, 0, 0}, {80000, 200, 0, 0}, {120000, 300, 0, 0}, {160000, 400, 0, 0}}},
+		{"totals only, no traffic since the last report", []tf{{85, 8, 0}, {86, 8, 0}},
+			[][]any{u(9000, 9), u(9000, 9)}, []counts{{9000, 9, 0, 0}, {0, 0, 0, 0}}},
+		{"totals going back: a new flow with the same key", []tf{{85, 8, 0}, {86, 8, 0}},
+			[][]any{u(3000, 30), u(5000, 50), u(800, 8), u(1000, 10)},
+			[]counts{{3000, 30, 0, 0}, {2000, 20, 0, 0}, {800, 8, 0, 0}, {200, 2, 0, 0}}},
+		{"only packets going back is a new flow too", []tf{{85, 8, 0}, {86, 8, 0}},
+			[][]any{u(3000, 30), u(3100, 2)}, []counts{{3000, 30, 0, 0}, {3100, 2, 0, 0}}},
 		{"post-NAT deltas over totals", []tf{{85, 8, 0}, {86, 8, 0}, {23, 8, 0}, {24, 8, 0}},
-			[]any{uint64(675000), uint64(1350), uint64(1400), uint64(2)}, 1400, 2, 0, 0},
-		{"reverse: totals then deltas", []tf{{1, 8, 0}, {2, 8, 0}, {85, 8, penReverse}, {86, 8, penReverse}, {1, 8, penReverse}, {2, 8, penReverse}},
-			[]any{uint64(1500), uint64(3), uint64(99000), uint64(990), uint64(900), uint64(9)}, 1500, 3, 900, 9},
-		{"reverse: deltas then totals", []tf{{1, 8, 0}, {2, 8, 0}, {1, 8, penReverse}, {2, 8, penReverse}, {85, 8, penReverse}, {86, 8, penReverse}},
-			[]any{uint64(1500), uint64(3), uint64(900), uint64(9), uint64(99000), uint64(990)}, 1500, 3, 900, 9},
-		{"reverse: totals only", []tf{{1, 8, 0}, {2, 8, 0}, {85, 8, penReverse}, {86, 8, penReverse}},
-			[]any{uint64(1500), uint64(3), uint64(99000), uint64(990)}, 1500, 3, 99000, 990},
+			[][]any{u(675000, 1350, 1400, 2)}, []counts{{1400, 2, 0, 0}}},
+		{"deltas over post-NAT deltas", []tf{{23, 8, 0}, {24, 8, 0}, {1, 8, 0}, {2, 8, 0}},
+			[][]any{u(1400, 2, 1500, 3)}, []counts{{1500, 3, 0, 0}}},
+		{"post-NAT deltas of 0 (not counted): totals, turned into deltas", []tf{{23, 8, 0}, {24, 8, 0}, {85, 8, 0}, {86, 8, 0}},
+			[][]any{u(0, 0, 5000, 5), u(0, 0, 7000, 7)}, []counts{{5000, 5, 0, 0}, {2000, 2, 0, 0}}},
+		{"post-NAT totals only", []tf{{171, 8, 0}, {172, 8, 0}},
+			[][]any{u(5000, 5), u(7500, 8)}, []counts{{5000, 5, 0, 0}, {2500, 3, 0, 0}}},
+		{"totals over post-NAT totals", []tf{{171, 8, 0}, {172, 8, 0}, {85, 8, 0}, {86, 8, 0}},
+			[][]any{u(4900, 5, 5000, 5), u(7400, 8, 7500, 8)}, []counts{{5000, 5, 0, 0}, {2500, 3, 0, 0}}},
+		{"delta packets, total bytes: only the bytes are turned", []tf{{2, 8, 0}, {85, 8, 0}},
+			[][]any{u(3, 3000), u(2, 5000)}, []counts{{3000, 3, 0, 0}, {2000, 2, 0, 0}}},
+		{"initiator/responder over totals", []tf{{85, 8, 0}, {86, 8, 0}, {231, 8, 0}, {232, 8, 0}, {298, 4, 0}, {299, 4, 0}},
+			[][]any{append(u(99000, 990, 1200, 48000), uint32(10), uint32(40))}, []counts{{1200, 10, 48000, 40}}},
+		{"reverse: totals then deltas", []tf{{1, 8, 0}, {2, 8, 0}, {85, 8, R}, {86, 8, R}, {1, 8, R}, {2, 8, R}},
+			[][]any{u(1500, 3, 99000, 990, 900, 9)}, []counts{{1500, 3, 900, 9}}},
+		{"reverse: deltas then totals", []tf{{1, 8, 0}, {2, 8, 0}, {1, 8, R}, {2, 8, R}, {85, 8, R}, {86, 8, R}},
+			[][]any{u(1500, 3, 900, 9, 99000, 990)}, []counts{{1500, 3, 900, 9}}},
+		{"reverse: post-NAT deltas over totals", []tf{{1, 8, 0}, {2, 8, 0}, {85, 8, R}, {86, 8, R}, {23, 8, R}, {24, 8, R}},
+			[][]any{u(1500, 3, 99000, 990, 800, 8)}, []counts{{1500, 3, 800, 8}}},
+		{"reverse: totals only, reported 3 times", []tf{{1, 8, 0}, {2, 8, 0}, {85, 8, R}, {86, 8, R}},
+			[][]any{u(1500, 3, 99000, 990), u(500, 1, 150000, 1500), u(0, 0, 160000, 1600)},
+			[]counts{{1500, 3, 99000, 990}, {500, 1, 51000, 510}, {0, 0, 10000, 100}}},
+		{"reverse: post-NAT totals only", []tf{{1, 8, 0}, {2, 8, 0}, {171, 8, R}, {172, 8, R}},
+			[][]any{u(1500, 3, 8000, 8), u(1500, 3, 9000, 9)}, []counts{{1500, 3, 8000, 8}, {1500, 3, 1000, 1}}},
+		{"biflow of totals only, both sides turned", []tf{{85, 8, 0}, {86, 8, 0}, {85, 8, R}, {86, 8, R}},
+			[][]any{u(1000, 10, 4000, 20), u(1600, 16, 9000, 45), u(1600, 16, 9500, 47)},
+			[]counts{{1000, 10, 4000, 20}, {600, 6, 5000, 25}, {0, 0, 500, 2}}},
+		{"biflow of totals, reverse going back alone: a new flow", []tf{{85, 8, 0}, {86, 8, 0}, {85, 8, R}, {86, 8, R}},
+			[][]any{u(1000, 10, 4000, 20), u(1200, 12, 300, 3)},
+			[]counts{{1000, 10, 4000, 20}, {1200, 12, 300, 3}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			d := newTestDecoder()
-			m := newIPFIX(0, 0, 1).template(256, append(append([]tf{}, key...), tc.fields...)...).
-				data(256, append(append([]byte{}, keyRec...), rec(tc.values...)...))
-			f := d.Decode(t0, exporterA, m.bytes(), nil)
-			want := 1
-			if tc.revBytes != 0 {
-				want = 2
-			}
-			if len(f) != want {
-				t.Fatalf("%d flows, want %d", len(f), want)
-			}
-			if f[0].Bytes != tc.bytes || f[0].Packets != tc.packets {
-				t.Errorf("forward %d bytes %d packets, want %d %d", f[0].Bytes, f[0].Packets, tc.bytes, tc.packets)
-			}
-			if want == 2 && (f[1].Bytes != tc.revBytes || f[1].Packets != tc.revPackets) {
-				t.Errorf("reverse %d bytes %d packets, want %d %d", f[1].Bytes, f[1].Packets, tc.revBytes, tc.revPackets)
+			tmpl := append(append([]tf{}, key...), tc.fields...)
+			for i, values := range tc.reports {
+				at := t0.Add(time.Duration(i) * time.Minute)
+				m := newIPFIX(uint32(at.Unix()), 0, 1).template(256, tmpl...).
+					data(256, append(append([]byte{}, keyRec...), rec(values...)...))
+				f := d.Decode(at, exporterA, m.bytes(), nil)
+				w := tc.want[i]
+				// The forward side is the flow from ip4a; a report with
+				// traffic in reverse only is one flow, the reverse one.
+				var got counts
+				for _, fl := range f {
+					if fl.SrcAddr == flow.AddrFromSlice(ip4a) {
+						got.bytes, got.packets = fl.Bytes, fl.Packets
+					} else {
+						got.revBytes, got.revPackets = fl.Bytes, fl.Packets
+					}
+				}
+				if len(f) == 0 || len(f) > 2 {
+					t.Fatalf("report %d: %d flows", i+1, len(f))
+				}
+				if got != w {
+					t.Errorf("report %d: got %+v, want %+v", i+1, got, w)
+				}
 			}
 		})
 	}

@@ -24,6 +24,9 @@ type exporter struct {
 	templates *templateStore
 	sampling  *samplingTable
 	streams   map[streamKey]*sequenceStream
+	// totals remembers the flows of totals-only records (totals.go); nil
+	// until the exporter sends one.
+	totals *totalsTable
 	// counterRecords counts the sFlow interface counter records decoded.
 	counterRecords uint64
 

@@ -16,6 +16,7 @@ type metrics struct {
 	drops        *prometheus.CounterVec
 	sequenceLost *prometheus.CounterVec
 	restarts     *prometheus.CounterVec
+	totalsForgot *prometheus.CounterVec
 	queueDrops   prometheus.Counter
 	queueDepth   *prometheus.GaugeVec
 	rcvbuf       *prometheus.GaugeVec
@@ -39,6 +40,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowhouse_collector_exporter_restarts_total", Help: "Exporter restarts seen in a sequence stream (its accounting starts again), by exporter, protocol and what showed it.",
 		}, []string{"exporter", "protocol", "reason"}),
+		totalsForgot: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowhouse_collector_totals_forgotten_total",
+			Help: "Flows of totals-only records forgotten by the collector, by exporter and reason: capacity (the exporter's table was full) or idle (not reported for totals_idle_timeout). A forgotten flow's next report counts as its first.",
+		}, []string{"exporter", "reason"}),
 		queueDrops: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flowhouse_collector_queue_drops_total", Help: "Datagrams dropped because their decode worker's queue was full.",
 		}),
@@ -53,7 +58,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"listener"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.datagrams, m.flows, m.drops, m.sequenceLost, m.restarts, m.queueDrops, m.queueDepth, m.rcvbuf, m.kernelDrops)
+		reg.MustRegister(m.datagrams, m.flows, m.drops, m.sequenceLost, m.restarts, m.totalsForgot, m.queueDrops, m.queueDepth, m.rcvbuf, m.kernelDrops)
 	}
 	return m
 }
@@ -151,6 +156,23 @@ func (em *exporterMetrics) restart(p flow.Protocol, reason restartReason) {
 		em.restarts[k] = c
 	}
 	c.Inc()
+}
+
+// Reasons a totals-only flow is forgotten (label of
+// flowhouse_collector_totals_forgotten_total).
+const (
+	totalsForgottenCapacity = "capacity"
+	totalsForgottenIdle     = "idle"
+)
+
+// totalsForgotten counts n flows of totals-only records forgotten; series
+// are made on first use, as only exporters sending totals-only records
+// have any.
+func (em *exporterMetrics) totalsForgotten(reason string, n int) {
+	if em == nil || n == 0 {
+		return
+	}
+	em.m.totalsForgot.WithLabelValues(em.addr, reason).Add(float64(n))
 }
 
 func (m *metrics) dropNoExporter(reason string) {

@@ -54,6 +54,8 @@ const (
 	ieOctetTotalCount             = 85
 	iePacketTotalCount            = 86
 	ieICMPTypeCodeIPv6            = 139
+	iePostOctetTotalCount         = 171
+	iePostPacketTotalCount        = 172
 	ieFlowStartSeconds            = 150
 	ieFlowEndSeconds              = 151
 	ieFlowStartMilliseconds       = 152
@@ -162,14 +164,68 @@ func ntpToUnixMs(v uint64) int64 {
 	return sec*1000 + frac
 }
 
+// counter collects the ways a record can count one quantity (bytes or
+// packets of one direction), for pick to choose from.
+type counter struct {
+	delta, post, init, total, postTotal uint64
+	has                                 uint8 // counterHas* bits
+}
+
+const (
+	counterHasDelta = 1 << iota
+	counterHasTotal
+	counterHasPostTotal
+)
+
+// pick is RFC 7012's rule: a delta counter is the traffic of the report,
+// a total (cumulative since the flow began) only stands in when the record
+// has no delta of any kind; exporters that send both had totals stored.
+// Without delta counters come post-NAT deltas, then initiator (responder
+// for the reverse side) counters (RFC 5102 IE 231/298, Cisco NSEL); those
+// three are taken only when not 0, as exporters fill the ones they do not
+// count with 0. fromTotal says the value is a total, which the caller turns
+// into the traffic since the flow's previous report (totals.go).
+func (c *counter) pick() (v uint64, fromTotal bool) {
+	switch {
+	case c.has&counterHasDelta != 0:
+		return c.delta, false
+	case c.post != 0:
+		return c.post, false
+	case c.init != 0:
+		return c.init, false
+	case c.has&counterHasTotal != 0:
+		return c.total, true
+	case c.has&counterHasPostTotal != 0:
+		return c.postTotal, true
+	}
+	return 0, false
+}
+
+// set records the counter field kind (an IE of bytes or packets).
+func (c *counter) set(kind uint16, v uint64) {
+	switch kind {
+	case ieOctetDeltaCount, iePacketDeltaCount:
+		c.delta = v
+		c.has |= counterHasDelta
+	case iePostOctetDeltaCount, iePostPacketDeltaCount:
+		c.post = v
+	case ieInitiatorOctets, ieInitiatorPackets, ieResponderOctets, ieResponderPackets:
+		c.init = v
+	case ieOctetTotalCount, iePacketTotalCount:
+		c.total = v
+		c.has |= counterHasTotal
+	case iePostOctetTotalCount, iePostPacketTotalCount:
+		c.postTotal = v
+		c.has |= counterHasPostTotal
+	}
+}
+
 // reverseFields are the RFC 5103 reverse-direction values of a biflow record.
 type reverseFields struct {
-	bytes, packets uint64
+	bytes, packets counter
 	tcpFlags       uint8
 	times          timeFields
 	present        bool
-	// A delta, once seen, is not replaced by a total (see decodeFlowRecord).
-	hasDeltaBytes, hasDeltaPackets bool
 }
 
 // decodeFlowRecord decodes one data record into one flow (two for a biflow
@@ -179,23 +235,16 @@ func (e *exporter) decodeFlowRecord(d *decodeContext, h *messageHeader, t *templ
 	f.Protocol = h.proto
 	f.ObservationDomain = h.domain
 	var (
-		tf                     timeFields
-		rev                    reverseFields
-		inRecordRate           uint32
-		pktInterval, pktSpace  uint64
-		hasDSCP, hasToS        bool
-		dscp                   uint8
-		postBytes, postPackets uint64
-		initBytes, initPackets uint64
-		hasBytes, hasPackets   bool
-		// Totals (RFC 7012: cumulative since the flow began) are the
-		// traffic only when the record has no delta (RFC 7012's traffic of
-		// the report): exporters that send both had totals stored.
-		totalBytes, totalPackets       uint64
-		hasTotalBytes, hasTotalPackets bool
-		bgpNextHop                     flow.Addr
-		icmpTC                         uint16
-		hasICMPTC, hasICMPParts        bool
+		tf                      timeFields
+		rev                     reverseFields
+		inRecordRate            uint32
+		pktInterval, pktSpace   uint64
+		hasDSCP, hasToS         bool
+		dscp                    uint8
+		bytes, packets          counter
+		bgpNextHop              flow.Addr
+		icmpTC                  uint16
+		hasICMPTC, hasICMPParts bool
 	)
 	off := 0
 	for i := range t.fields {
@@ -213,26 +262,16 @@ func (e *exporter) decodeFlowRecord(d *decodeContext, h *messageHeader, t *templ
 			continue
 		}
 		switch fd.ie {
-		case ieOctetDeltaCount:
-			f.Bytes, hasBytes = beUint(v), true
-		case iePacketDeltaCount:
-			f.Packets, hasPackets = beUint(v), true
-		case ieOctetTotalCount:
-			totalBytes, hasTotalBytes = beUint(v), true
-		case iePacketTotalCount:
-			totalPackets, hasTotalPackets = beUint(v), true
-		case iePostOctetDeltaCount:
-			postBytes = beUint(v)
-		case ieInitiatorOctets:
-			initBytes = beUint(v)
-		case ieInitiatorPackets:
-			initPackets = beUint(v)
+		case ieOctetDeltaCount, iePostOctetDeltaCount, ieInitiatorOctets, ieOctetTotalCount, iePostOctetTotalCount:
+			bytes.set(fd.ie, beUint(v))
+		case iePacketDeltaCount, iePostPacketDeltaCount, ieInitiatorPackets, iePacketTotalCount, iePostPacketTotalCount:
+			packets.set(fd.ie, beUint(v))
 		case ieResponderOctets:
-			rev.bytes, rev.present = beUint(v), true
+			rev.bytes.set(fd.ie, beUint(v))
+			rev.present = true
 		case ieResponderPackets:
-			rev.packets, rev.present = beUint(v), true
-		case iePostPacketDeltaCount:
-			postPackets = beUint(v)
+			rev.packets.set(fd.ie, beUint(v))
+			rev.present = true
 		case ieProtocolIdentifier:
 			f.IPProto = uint8(beUint(v))
 		case ieIPClassOfService:
@@ -321,27 +360,15 @@ func (e *exporter) decodeFlowRecord(d *decodeContext, h *messageHeader, t *templ
 			decodeTime(fd.ie, v, &tf)
 		}
 	}
-	// Without delta counters, fall back to post-NAT deltas, then to
-	// initiator counters (RFC 5102 IE 231/298, Cisco NSEL), whose
-	// responder side becomes the reverse flow like a biflow's; totals
-	// only when the record has no delta of any kind.
-	switch {
-	case hasBytes:
-	case postBytes != 0:
-		f.Bytes = postBytes
-	case initBytes != 0 || !hasTotalBytes:
-		f.Bytes = initBytes
-	default:
-		f.Bytes = totalBytes
-	}
-	switch {
-	case hasPackets:
-	case postPackets != 0:
-		f.Packets = postPackets
-	case initPackets != 0 || !hasTotalPackets:
-		f.Packets = initPackets
-	default:
-		f.Packets = totalPackets
+	// Initiator counters' responder side becomes the reverse flow, like
+	// a biflow's.
+	var fromTotal [totCounters]bool
+	f.Bytes, fromTotal[totBytes] = bytes.pick()
+	f.Packets, fromTotal[totPackets] = packets.pick()
+	revBytes, revPackets := uint64(0), uint64(0)
+	if rev.present {
+		revBytes, fromTotal[totRevBytes] = rev.bytes.pick()
+		revPackets, fromTotal[totRevPackets] = rev.packets.pick()
 	}
 	if f.NextHop.IsZero() {
 		f.NextHop = bgpNextHop
@@ -366,8 +393,19 @@ func (e *exporter) decodeFlowRecord(d *decodeContext, h *messageHeader, t *templ
 	}
 	f.SamplingRate = e.sampling.rate(h.domain, f.SamplerID, inRecordRate)
 	f.TimeStartMs, f.TimeEndMs = tf.resolve(h, e.systemInitMs[h.domain], d.nowMs)
+	if fromTotal != [totCounters]bool{} {
+		var tot totalsReport
+		tot.counters = [totCounters]uint64{f.Bytes, f.Packets, revBytes, revPackets}
+		for i, t := range fromTotal {
+			if t {
+				tot.mask |= 1 << i
+			}
+		}
+		e.totalsToDeltas(d, h, f, &tf, &tot)
+		f.Bytes, f.Packets, revBytes, revPackets = tot.counters[0], tot.counters[1], tot.counters[2], tot.counters[3]
+	}
 
-	if rev.present && (rev.bytes > 0 || rev.packets > 0) {
+	if rev.present && (revBytes > 0 || revPackets > 0) {
 		fwd := *f
 		r := d.next()
 		*r = fwd
@@ -378,7 +416,7 @@ func (e *exporter) decodeFlowRecord(d *decodeContext, h *messageHeader, t *templ
 		r.SrcAS, r.DstAS = fwd.DstAS, fwd.SrcAS
 		r.InIf, r.OutIf = fwd.OutIf, fwd.InIf
 		r.InVRF, r.OutVRF = fwd.OutVRF, fwd.InVRF
-		r.Bytes, r.Packets, r.TCPFlags = rev.bytes, rev.packets, rev.tcpFlags
+		r.Bytes, r.Packets, r.TCPFlags = revBytes, revPackets, rev.tcpFlags
 		if rev.times != (timeFields{}) {
 			r.TimeStartMs, r.TimeEndMs = rev.times.resolve(h, e.systemInitMs[h.domain], d.nowMs)
 		}
@@ -432,18 +470,12 @@ func decodeTime(ie uint16, v []byte, tf *timeFields) {
 
 func decodeReverse(ie uint16, v []byte, r *reverseFields) {
 	switch ie {
-	case ieOctetDeltaCount:
-		r.bytes, r.present, r.hasDeltaBytes = beUint(v), true, true
-	case iePacketDeltaCount:
-		r.packets, r.present, r.hasDeltaPackets = beUint(v), true, true
-	case ieOctetTotalCount:
-		if !r.hasDeltaBytes {
-			r.bytes, r.present = beUint(v), true
-		}
-	case iePacketTotalCount:
-		if !r.hasDeltaPackets {
-			r.packets, r.present = beUint(v), true
-		}
+	case ieOctetDeltaCount, iePostOctetDeltaCount, ieOctetTotalCount, iePostOctetTotalCount:
+		r.bytes.set(ie, beUint(v))
+		r.present = true
+	case iePacketDeltaCount, iePostPacketDeltaCount, iePacketTotalCount, iePostPacketTotalCount:
+		r.packets.set(ie, beUint(v))
+		r.present = true
 	case ieTCPControlBits:
 		r.tcpFlags = uint8(beUint(v))
 	default:
