@@ -7,7 +7,7 @@
 # which is printed only if something fails.
 #
 # While installing, a temporary /usr/sbin/policy-rc.d that exits 101 keeps
-# the packages' services (clickhouse-server, snmpd, pmacct,
+# the packages' services (clickhouse-server, snmpd, pmacct, openvswitch-switch,
 # prometheus-alertmanager, fastnetmon) from starting;
 # it is removed afterwards only if this script created it.
 #
@@ -21,6 +21,7 @@ PACKAGES=(
 	clickhouse-client
 	softflowd
 	pmacct
+	openvswitch-switch
 	tshark
 	tcpdump
 	socat

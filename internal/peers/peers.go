@@ -1,8 +1,9 @@
 // Package peers runs real flow exporters for flowhouse's end-to-end tests:
 // softflowd (NetFlow v1/v5/v9, IPFIX) and pmacct's pmacctd with the sfprobe
-// plugin (sFlow v5). Each replays a capture file (testdata/traffic.pcap) and
-// sends what it exports to a UDP port on the loopback, where the test's
-// collector listens.
+// plugin (sFlow v5), which replay a capture file (testdata/traffic.pcap),
+// and Open vSwitch's IPFIX exporter (StartOVS), into which a test injects
+// packets. Each sends what it exports to a UDP port on the loopback, where
+// the test's collector listens.
 //
 // The exporters are Debian packages that scripts/deps.sh installs. When one
 // is missing, the Run functions return an error wrapping ErrNotInstalled

@@ -284,3 +284,39 @@ func noLeftovers(t *testing.T) {
 		t.Errorf("processes left running in %s: pids %v", root, left)
 	}
 }
+
+// StartOVS brings up a bridge whose IPFIX reaches the target once packets
+// are injected, and its daemons are gone once it is stopped.
+func TestOVS(t *testing.T) {
+	s := newSink(t, "udp4", "127.0.0.1:0")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	o, err := StartOVS(ctx, t, OVSConfig{Target: s.target(), ActiveTimeout: 1, ObservationDomain: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const pkt = "eth(src=00:00:5e:00:53:01,dst=00:00:5e:00:53:02),eth_type(0x0800),ipv4(src=192.0.2.1,dst=198.51.100.1,proto=17,tos=0,ttl=64,frag=no),udp(src=1,dst=2)"
+	if err := o.Receive(ctx, pkt, 64); err != nil {
+		t.Fatal(err)
+	}
+	// The data record arrives after the templates, a second after the packet.
+	var data bool
+	if !testkit.Within(20*time.Second, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, d := range s.got {
+			// An IPFIX message of domain 3 with a data set (ID >= 256) first.
+			if len(d) >= 20 && binary.BigEndian.Uint16(d) == 10 && binary.BigEndian.Uint32(d[12:]) == 3 && binary.BigEndian.Uint16(d[16:]) >= 256 {
+				data = true
+			}
+		}
+		return data
+	}) {
+		t.Fatal("no IPFIX data set from OVS")
+	}
+	o.stop()
+	noLeftovers(t)
+	if err := o.Receive(ctx, pkt, 64); err == nil {
+		t.Error("Receive worked after stop")
+	}
+}
