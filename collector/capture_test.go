@@ -84,7 +84,7 @@ func decodeCapture(t *testing.T, name string) ([]flow.Flow, *Decoder) {
 }
 
 func TestCapturesMatchTshark(t *testing.T) {
-	for _, name := range []string{"netflow5", "netflow9", "ipfix", "ipfix_biflow", "pmacct_netflow9", "pmacct_ipfix", "nfdump_netflow5"} {
+	for _, name := range []string{"netflow5", "netflow9", "ipfix", "ipfix_biflow", "pmacct_netflow9", "pmacct_ipfix", "nfdump_netflow5", "ovs_ipfix"} {
 		t.Run(name, func(t *testing.T) {
 			exp := loadExpected(t, name)
 			flows, d := decodeCapture(t, name)

@@ -17,8 +17,8 @@
 #
 # Usage: testdata/gen/capture.sh [--host] [--expected-only] [NAME...]
 #   NAME: netflow5 netflow9 ipfix ipfix_biflow ipfix_ether sflow5
-#         pmacct_netflow9 pmacct_ipfix nfdump_netflow5 (default: all)
-# Needs: softflowd pmacct nfdump tcpdump tshark socat iproute2 (scripts/deps.sh).
+#         pmacct_netflow9 pmacct_ipfix nfdump_netflow5 ovs_ipfix (default: all)
+# Needs: softflowd pmacct nfdump openvswitch-switch tcpdump tshark socat iproute2 (scripts/deps.sh).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -34,7 +34,9 @@ GEN=$ROOT/testdata/gen
 # the exporter restarts between files, and a flow that spans a file boundary
 # is two records). nfreplay's v9 is not used: its data records do not
 # follow its own templates (tshark reads the protocol, 17, as ENGINE_TYPE,
-# and every port as 0), so a decoder can only agree on garbage.
+# and every port as 0), so a decoder can only agree on garbage. Or ovs
+# (Open vSwitch's IPFIX exporter, fed by injected packets, see run_ovs,
+# rather than by traffic.pcap).
 declare -A SPEC=(
 	[netflow5]="20555 cflow -v 5"
 	[netflow9]="20559 cflow -v 9 -6"
@@ -45,8 +47,9 @@ declare -A SPEC=(
 	[pmacct_netflow9]="20560 nfprobe 9"
 	[pmacct_ipfix]="24742 nfprobe 10"
 	[nfdump_netflow5]="20561 nfreplay 5"
+	[ovs_ipfix]="24750 ovs"
 )
-ORDER=(netflow5 netflow9 ipfix ipfix_biflow ipfix_ether sflow5 pmacct_netflow9 pmacct_ipfix nfdump_netflow5)
+ORDER=(netflow5 netflow9 ipfix ipfix_biflow ipfix_ether sflow5 pmacct_netflow9 pmacct_ipfix nfdump_netflow5 ovs_ipfix)
 
 use_netns=1
 expected_only=0
@@ -71,7 +74,7 @@ done
 [[ ${#names[@]} -gt 0 ]] || names=("${ORDER[@]}")
 [[ $(id -u) -eq 0 ]] || use_netns=0
 
-for bin in softflowd pmacctd nfpcapd nfreplay tcpdump tshark socat ip; do
+for bin in softflowd pmacctd nfpcapd nfreplay ovs-vswitchd ovsdb-server tcpdump tshark socat ip; do
 	command -v "$bin" >/dev/null 2>&1 || {
 		echo "capture.sh: $bin not found: run scripts/deps.sh (nfpcapd and nfreplay: apt-get install nfdump, which only this script uses)" >&2
 		exit 1
@@ -143,7 +146,9 @@ capture_one() {
 	}
 
 	local rc=0
-	if [[ $kind == nfreplay ]]; then
+	if [[ $kind == ovs ]]; then
+		run_ovs "$dir" "$port" >"$dir/exporter.log" 2>&1 || rc=$?
+	elif [[ $kind == nfreplay ]]; then
 		mkdir -p "$dir/nfcapd"
 		"${NSX[@]}" timeout 60 nfpcapd -r "$INPUT" -w "$dir/nfcapd" >"$dir/exporter.log" 2>&1 || rc=$?
 		local f
@@ -208,6 +213,16 @@ capture_one() {
 		echo "capture.sh: $name: nothing captured" >&2
 		return 1
 	}
+	if [[ $kind == ovs ]]; then
+		# The bridge's IPFIX statistics count the datagrams sent.
+		local sent
+		sent=$(sed -n 's/.*tx pkts=\([0-9]*\).*/\1/p' "$dir/ipfix-stats.txt" | head -1)
+		if [[ "$sent" != "$n" ]]; then
+			cat "$dir/ipfix-stats.txt" >&2
+			echo "capture.sh: $name: ovs-vswitchd sent ${sent:-?} datagrams, tcpdump captured $n" >&2
+			return 1
+		fi
+	fi
 	if [[ $kind == cflow ]]; then
 		# softflowd reports "Flows exported: F (R records) in N packets".
 		local sent
@@ -241,15 +256,23 @@ if seqs != list(range(1, len(seqs) + 1)):
 expected() {
 	local name=$1 dir=$2 port kind args
 	read -r port kind args <<<"${SPEC[$name]}"
-	local dissector=cflow
+	local dissector=cflow truth=(--truth "$TRUTH")
 	[[ $kind == sflow ]] && dissector=sflow
+	if [[ $kind == ovs ]]; then
+		# What was injected is the truth; kept beside the capture so that
+		# --expected-only can use it again.
+		[[ -f "$dir/injected.json" ]] && cp "$dir/injected.json" "$OUT/$name.injected.json"
+		truth=(--injected "$OUT/$name.injected.json")
+	fi
 	/usr/bin/python3 "$GEN/tshark_expected.py" --name "$name" --port "$port" --proto "$dissector" \
-		--exporter "$(exporter_desc "$kind" "$args")" --truth "$TRUTH" \
+		--exporter "$(exporter_desc "$kind" "$args")" "${truth[@]}" \
 		"$OUT/$name.pcap" >"$dir/$name.expected.json"
 }
 
 exporter_desc() {
-	if [[ $1 == cflow ]]; then
+	if [[ $1 == ovs ]]; then
+		echo "$(ovs-vswitchd --version | head -1 | sed 's/ (Open vSwitch)//'), bridge IPFIX, datapath dummy, sampling 1, cache_active_timeout $OVS_ACTIVE_TIMEOUT s, obs_domain_id $OVS_DOMAIN"
+	elif [[ $1 == cflow ]]; then
 		echo "softflowd $(softflowd -h 2>&1 | sed -n 's/.*softflowd version \([0-9.]*[0-9]\).*/\1/p') -d -a -r traffic.pcap $2"
 	elif [[ $1 == nfreplay ]]; then
 		echo "nfdump $(nfdump -V 2>&1 | sed -n 's/.*Version: *\([^ ]*\).*/\1/p' | head -1): nfpcapd -r traffic.pcap, then nfreplay -v $2 per file"
@@ -258,6 +281,96 @@ exporter_desc() {
 	else
 		echo "pmacctd $(pmacctd -V 2>&1 | sed -n '1s/.*pmacctd \([^ ]*\).*/\1/p') nfprobe version $2"
 	fi
+}
+
+# ---------------------------------------------------------------- Open vSwitch
+#
+# ovs-vswitchd runs without the kernel module, as OVS's own test suite runs
+# it: a database of its own (ovsdb-tool create from vswitch.ovsschema), a
+# bridge on the dummy datapath with two dummy ports, p1 -> p2, and packets
+# injected into p1 with `ovs-appctl netdev-dummy/receive`. Every file is in
+# the capture's work directory (OVS_RUNDIR/DBDIR/LOGDIR), nothing touches
+# the system's /var/run/openvswitch; both daemons run in the foreground
+# under timeout and are stopped by PID.
+#
+# The bridge's IPFIX exporter samples every packet (sampling=1) at input
+# and at output, so each flow is two records (flowDirection ingress, at p1,
+# and egress, at p2). Three rounds of packets, each round waited out past
+# the cache's active timeout, make each flow reported up to three times
+# with growing totals: OVS sends delta counters (IE 1/2) and totals
+# (IE 85/86) in the same record, and its totals are the exporter's, summed
+# over all flows and both directions, not the flow's.
+OVS_ACTIVE_TIMEOUT=2
+OVS_DOMAIN=42
+
+# One injected flow per line: name, odp flow (no in_port), frame length,
+# packets in rounds 1 2 3. OVS counts octets as the frame less its 14-byte
+# Ethernet header.
+OVS_FLOWS=$(
+	cat <<-'EOF'
+		tcp4 eth(src=00:00:5e:00:53:01,dst=00:00:5e:00:53:02),eth_type(0x0800),ipv4(src=192.0.2.10,dst=198.51.100.20,proto=6,tos=0,ttl=64,frag=no),tcp(src=40001,dst=443) 200 5 3 4
+		udp4 eth(src=00:00:5e:00:53:01,dst=00:00:5e:00:53:02),eth_type(0x0800),ipv4(src=192.0.2.11,dst=198.51.100.21,proto=17,tos=0,ttl=64,frag=no),udp(src=5353,dst=53) 100 2 0 6
+		icmp4 eth(src=00:00:5e:00:53:01,dst=00:00:5e:00:53:02),eth_type(0x0800),ipv4(src=192.0.2.12,dst=198.51.100.22,proto=1,tos=0,ttl=64,frag=no),icmp(type=8,code=0) 98 1 1 1
+		udp4_ef eth(src=00:00:5e:00:53:01,dst=00:00:5e:00:53:02),eth_type(0x0800),ipv4(src=192.0.2.13,dst=198.51.100.23,proto=17,tos=0xb8,ttl=64,frag=no),udp(src=16384,dst=16386) 1014 3 3 3
+		tcp6 eth(src=00:00:5e:00:53:01,dst=00:00:5e:00:53:02),eth_type(0x86dd),ipv6(src=2001:db8::10,dst=2001:db8::20,label=0,proto=6,tclass=0,hlimit=64,frag=no),tcp(src=40002,dst=80) 300 4 4 0
+	EOF
+)
+
+run_ovs() {
+	local dir=$1 port=$2 d
+	d=$dir/ovs
+	mkdir -p "$d"
+	export OVS_RUNDIR=$d OVS_DBDIR=$d OVS_LOGDIR=$d OVS_SYSCONFDIR=$d OVS_PKGDATADIR=/usr/share/openvswitch
+	ovsdb-tool create "$d/conf.db" /usr/share/openvswitch/vswitch.ovsschema
+	"${NSX[@]}" timeout 120 ovsdb-server --no-chdir --log-file="$d/ovsdb-server.log" --remote="punix:$d/db.sock" \
+		--unixctl="$d/ovsdb-server.ctl" "$d/conf.db" &
+	PIDS+=($!)
+	local vsctl=(ovs-vsctl --db="unix:$d/db.sock" --timeout=30)
+	local i
+	for i in $(seq 1 100); do
+		[[ -S "$d/db.sock" ]] && break
+		sleep 0.1
+	done
+	"${vsctl[@]}" --no-wait init
+	"${NSX[@]}" timeout 120 ovs-vswitchd --enable-dummy=override --disable-system --disable-system-route --no-chdir \
+		--log-file="$d/ovs-vswitchd.log" --unixctl="$d/ovs-vswitchd.ctl" "unix:$d/db.sock" &
+	PIDS+=($!)
+	# Without --no-wait, ovs-vsctl returns once ovs-vswitchd applied it.
+	"${vsctl[@]}" add-br br0 -- set bridge br0 datapath_type=dummy fail-mode=secure \
+		-- add-port br0 p1 -- set Interface p1 type=dummy ofport_request=1 \
+		-- add-port br0 p2 -- set Interface p2 type=dummy ofport_request=2
+	ovs-ofctl add-flow "unix:$d/br0.mgmt" "in_port=1,actions=output:2"
+	"${vsctl[@]}" -- set Bridge br0 ipfix=@i -- --id=@i create IPFIX "targets=\"127.0.0.1:$port\"" \
+		sampling=1 obs_domain_id=$OVS_DOMAIN cache_active_timeout=$OVS_ACTIVE_TIMEOUT cache_max_flows=1024
+	local appctl=(ovs-appctl -t "$d/ovs-vswitchd.ctl")
+	local round name odp len c1 c2 c3 n count
+	for round in 1 2 3; do
+		while read -r name odp len c1 c2 c3; do
+			count=c$round
+			n=${!count}
+			for ((i = 0; i < n; i++)); do
+				"${appctl[@]}" netdev-dummy/receive p1 "in_port(1),$odp" --len "$len"
+			done
+		done <<<"$OVS_FLOWS"
+		# Every flow's cache entry is exported once its active timeout is over.
+		sleep $((OVS_ACTIVE_TIMEOUT * 2))
+	done
+	ovs-ofctl dump-ipfix-bridge "unix:$d/br0.mgmt" >"$dir/ipfix-stats.txt"
+	/usr/bin/python3 - "$dir/injected.json" <<-PYEOF
+		import json, re, sys
+		flows = []
+		for line in """$OVS_FLOWS""".strip().splitlines():
+		    name, odp, length, *rounds = line.split()
+		    rounds = [int(r) for r in rounds]
+		    key = dict(re.findall(r"\b(src|dst|proto)=([^,]+)", re.search(r"ipv[46]\(([^)]*)\)", odp)[1]))
+		    ports = re.search(r"(?:tcp|udp)\(src=(\d+),dst=(\d+)\)", odp)
+		    flows.append({"name": name, "flow": odp, "src": key["src"], "dst": key["dst"], "proto": int(key["proto"]),
+		                  "sport": int(ports[1]) if ports else 0, "dport": int(ports[2]) if ports else 0,
+		                  "frame_length": int(length), "rounds": rounds,
+		                  "packets": sum(rounds), "octets": sum(rounds) * (int(length) - 14)})
+		json.dump({"note": "packets injected into p1 per round; each is counted once at input (p1) and once at output (p2); octets = frame length - 14",
+		           "flows": flows}, open(sys.argv[1], "w"), indent=1)
+	PYEOF
 }
 
 mkdir -p "$OUT"

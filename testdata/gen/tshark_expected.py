@@ -6,7 +6,8 @@ tshark is the independent decoder: this script only reshapes what tshark says
 document per capture, for flowhouse's decoder tests to compare against.
 
 usage: tshark_expected.py --name NAME --port PORT --proto cflow|sflow
-                          [--exporter TEXT] [--truth traffic.truth.json] CAPTURE
+                          [--exporter TEXT] [--truth traffic.truth.json]
+                          [--injected NAME.injected.json] CAPTURE
 
 Runs `tshark -r CAPTURE -d udp.port==PORT,PROTO -T json -J PROTO` and prints JSON:
   capture, udp_port, protocol, exporter, decoder, notes[],
@@ -14,7 +15,8 @@ Runs `tshark -r CAPTURE -d udp.port==PORT,PROTO -T json -J PROTO` and prints JSO
   records[]     NetFlow/IPFIX: one object per flow data record
   samples[]     sFlow: one object per flow sample (decoded sampled header)
   totals        record/sample counts, packets and bytes per IP family
-  truth         comparison with traffic.truth.json (when --truth is given)
+  truth         comparison with traffic.truth.json (when --truth is given), or
+                with the packets injected (--injected, the Open vSwitch capture)
 
 tshark quirks handled here (details in testdata/gen/README.md):
   * JSON objects from tshark may repeat a key. RFC 5103 reverse fields
@@ -128,11 +130,14 @@ def frame_layers(frame):
 FWD_REV = {  # output name -> tshark field; the 2nd occurrence in a record is the reverse value
     "bytes": ("cflow.octets", "cflow.octets64"),
     "packets": ("cflow.packets", "cflow.packets64"),
+    # octetTotalCount / packetTotalCount (IE 85/86), cumulative counters
+    "total_bytes": ("cflow.permanent_octets", "cflow.permanent_octets64"),
+    "total_packets": ("cflow.permanent_packets", "cflow.permanent_packets64"),
     "tos": ("cflow.tos",),
     "tcp_flags": ("cflow.tcpflags",),
     "icmp_type_code": ("cflow.icmp_type_code_ipv4",),
-    "icmp_type": ("cflow.icmp_ipv6_type", "cflow.icmp_type"),
-    "icmp_code": ("cflow.icmp_ipv6_code", "cflow.icmp_code"),
+    "icmp_type": ("cflow.icmp_ipv6_type", "cflow.icmp_type", "cflow.icmp_ipv4_type"),
+    "icmp_code": ("cflow.icmp_ipv6_code", "cflow.icmp_code", "cflow.icmp_ipv4_code"),
 }
 SINGLE = {
     "sport": "cflow.srcport",
@@ -535,6 +540,27 @@ def compare_truth(truth, totals, records, kind, v4only, biflow):
     return out
 
 
+def compare_injected(injected, records):
+    """Per injected flow and flowDirection: the delta counters summed over its records."""
+    got = collections.defaultdict(lambda: [0, 0, 0])
+    for r in records:
+        k = (r.get("src"), r.get("dst"), r.get("proto"), r.get("sport", 0), r.get("dport", 0), r.get("direction"))
+        g = got[k]
+        g[0] += r.get("packets", 0)
+        g[1] += r.get("bytes", 0)
+        g[2] += 1
+    flows, matched = [], 0
+    for f in injected["flows"]:
+        for direction in (0, 1):
+            g = got.get((f["src"], f["dst"], f["proto"], f["sport"], f["dport"], direction), [0, 0, 0])
+            ok = g[0] == f["packets"] and g[1] == f["octets"]
+            matched += ok
+            flows.append({"flow": f["name"], "direction": direction, "records": g[2], "packets": g[0],
+                          "bytes": g[1], "injected_packets": f["packets"], "injected_octets": f["octets"],
+                          "match": ok})
+    return {"flows_matched": matched, "flows_differing": len(flows) - matched, "flows": flows}
+
+
 # ------------------------------------------------------------------------- main
 
 def main():
@@ -545,6 +571,7 @@ def main():
     ap.add_argument("--proto", choices=["cflow", "sflow"], required=True)
     ap.add_argument("--exporter", default="")
     ap.add_argument("--truth")
+    ap.add_argument("--injected")
     args = ap.parse_args()
 
     frames, cmd = load_tshark(args)
@@ -584,6 +611,10 @@ def main():
             doc["truth"] = compare_truth(truth, totals, records, "cflow", v4only, biflow)
             if v4only:
                 doc["truth"]["note"] = "NetFlow v5 carries IPv4 only; IPv6 flows of the truth are not exported"
+        if args.injected:
+            injected = json.load(open(args.injected))
+            doc["injected"] = injected
+            doc["truth"] = compare_injected(injected, records)
         doc["datagrams"] = datagrams
         doc["records"] = records
     else:
