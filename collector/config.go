@@ -44,7 +44,7 @@ type Config struct {
 	// flow's next report would count its whole total again.
 	TotalsIdleTimeout time.Duration `mapstructure:"totals_idle_timeout" yaml:"totals_idle_timeout"`
 	// MaxTotalsPerExporter bounds the flows of totals-only records
-	// remembered per exporter (about 200 bytes each); beyond it the least
+	// remembered per exporter (about 300 bytes each, measured); beyond it the least
 	// recently reported of a few are forgotten.
 	MaxTotalsPerExporter int `mapstructure:"max_totals_flows_per_exporter" yaml:"max_totals_flows_per_exporter"`
 	// Sampling overrides or defaults the sampling rate per exporter prefix.
