@@ -12,8 +12,8 @@ import (
 // into the traffic since its flow's previous report, remembered per flow
 // key. Records with delta counters never come here.
 
-// The counters a record may carry as totals, as bits of totalsMask and
-// indexes of totalsEntry.last.
+// The counters a record may carry as totals, as bits of totalsReport.mask
+// and indexes of totalsEntry.last.
 const (
 	totBytes = iota
 	totPackets
@@ -26,6 +26,11 @@ const (
 // may carry, and where the record carries a start that stays the same from
 // one report to the next (an absolute time, or sysUpTime), the start, so
 // that a flow reusing a 5-tuple is another flow. Absent fields are zero.
+// It is rather too fine than too coarse: a field that changes within one
+// of the exporter's flows (the output interface after a route change,
+// where the exporter does not key on it) counts that flow's total once
+// more, while two of its flows sharing our key (multicast copies differing
+// only in output interface) would mix their totals at every report.
 type totalsKey struct {
 	src, dst           flow.Addr
 	srcMAC, dstMAC     flow.MAC
