@@ -213,25 +213,21 @@ capture_one() {
 		echo "capture.sh: $name: nothing captured" >&2
 		return 1
 	}
-	if [[ $kind == ovs ]]; then
-		# The bridge's IPFIX statistics count the datagrams sent.
-		local sent
-		sent=$(sed -n 's/.*tx pkts=\([0-9]*\).*/\1/p' "$dir/ipfix-stats.txt" | head -1)
-		if [[ "$sent" != "$n" ]]; then
-			cat "$dir/ipfix-stats.txt" >&2
-			echo "capture.sh: $name: ovs-vswitchd sent ${sent:-?} datagrams, tcpdump captured $n" >&2
-			return 1
-		fi
-	fi
+	# The exporter's own count of datagrams sent must be what was captured:
+	# softflowd reports "Flows exported: F (R records) in N packets", the
+	# OVS bridge's IPFIX statistics "tx pkts=N".
+	local sent="" from=""
 	if [[ $kind == cflow ]]; then
-		# softflowd reports "Flows exported: F (R records) in N packets".
-		local sent
-		sent=$(sed -n 's/.* in \([0-9]*\) packets.*/\1/p' "$dir/exporter.log" | tail -1)
-		if [[ "$sent" != "$n" ]]; then
-			cat "$dir/exporter.log" >&2
-			echo "capture.sh: $name: softflowd sent ${sent:-?} datagrams, tcpdump captured $n" >&2
-			return 1
-		fi
+		from=$dir/exporter.log
+		sent=$(sed -n 's/.* in \([0-9]*\) packets.*/\1/p' "$from" | tail -1)
+	elif [[ $kind == ovs ]]; then
+		from=$dir/ipfix-stats.txt
+		sent=$(sed -n 's/.*tx pkts=\([0-9]*\).*/\1/p' "$from" | head -1)
+	fi
+	if [[ -n "$from" && "$sent" != "$n" ]]; then
+		cat "$from" >&2
+		echo "capture.sh: $name: the exporter sent ${sent:-?} datagrams, tcpdump captured $n" >&2
+		return 1
 	fi
 	cp "$cap" "$OUT/$name.pcap"
 	expected "$name" "$dir"
