@@ -78,6 +78,8 @@ const (
 	ieEgressVRFID                 = 235
 	ieInitiatorPackets            = 298
 	ieResponderPackets            = 299
+	ieLayer2OctetDeltaCount       = 352
+	ieLayer2OctetTotalCount       = 353
 	ieObservationTimeSeconds      = 322
 	ieObservationTimeMilliseconds = 323
 	ieObservationTimeMicroseconds = 324
@@ -168,13 +170,16 @@ func ntpToUnixMs(v uint64) int64 {
 // packets of one direction), for pick to choose from.
 type counter struct {
 	delta, post, init, total, postTotal uint64
-	has                                 uint8 // counterHas* bits
+	l2, l2Total                         uint64 // layer 2 octets (bytes only)
+	has                                 uint8  // counterHas* bits
 }
 
 const (
 	counterHasDelta = 1 << iota
 	counterHasTotal
 	counterHasPostTotal
+	counterHasL2
+	counterHasL2Total
 )
 
 // pick is RFC 7012's rule: a delta counter is the traffic of the report,
@@ -185,6 +190,14 @@ const (
 // three are taken only when not 0, as exporters fill the ones they do not
 // count with 0. fromTotal says the value is a total, which the caller turns
 // into the traffic since the flow's previous report (totals.go).
+//
+// Bytes are layer 3 octets (IP header and payload: IE 1 and its kin), as
+// every protocol counts them, so that volumes compare across exporters.
+// A record with no layer 3 octet counter at all, which is what exporters
+// send for non-IP traffic (Open vSwitch, layer 2 NetFlow: only
+// layer2OctetDeltaCount, IE 352, or its total, 353), gets its layer 2
+// octets, the frame without FCS: the same rule as sFlow's non-IP samples.
+// Without that, non-IP records were stored with 0 bytes.
 func (c *counter) pick() (v uint64, fromTotal bool) {
 	switch {
 	case c.has&counterHasDelta != 0:
@@ -197,6 +210,10 @@ func (c *counter) pick() (v uint64, fromTotal bool) {
 		return c.total, true
 	case c.has&counterHasPostTotal != 0:
 		return c.postTotal, true
+	case c.has&counterHasL2 != 0:
+		return c.l2, false
+	case c.has&counterHasL2Total != 0:
+		return c.l2Total, true
 	}
 	return 0, false
 }
@@ -217,6 +234,12 @@ func (c *counter) set(kind uint16, v uint64) {
 	case iePostOctetTotalCount, iePostPacketTotalCount:
 		c.postTotal = v
 		c.has |= counterHasPostTotal
+	case ieLayer2OctetDeltaCount:
+		c.l2 = v
+		c.has |= counterHasL2
+	case ieLayer2OctetTotalCount:
+		c.l2Total = v
+		c.has |= counterHasL2Total
 	}
 }
 
@@ -262,7 +285,8 @@ func (e *exporter) decodeFlowRecord(d *decodeContext, h *messageHeader, t *templ
 			continue
 		}
 		switch fd.ie {
-		case ieOctetDeltaCount, iePostOctetDeltaCount, ieInitiatorOctets, ieOctetTotalCount, iePostOctetTotalCount:
+		case ieOctetDeltaCount, iePostOctetDeltaCount, ieInitiatorOctets, ieOctetTotalCount, iePostOctetTotalCount,
+			ieLayer2OctetDeltaCount, ieLayer2OctetTotalCount:
 			bytes.set(fd.ie, beUint(v))
 		case iePacketDeltaCount, iePostPacketDeltaCount, ieInitiatorPackets, iePacketTotalCount, iePostPacketTotalCount:
 			packets.set(fd.ie, beUint(v))
@@ -470,7 +494,8 @@ func decodeTime(ie uint16, v []byte, tf *timeFields) {
 
 func decodeReverse(ie uint16, v []byte, r *reverseFields) {
 	switch ie {
-	case ieOctetDeltaCount, iePostOctetDeltaCount, ieOctetTotalCount, iePostOctetTotalCount:
+	case ieOctetDeltaCount, iePostOctetDeltaCount, ieOctetTotalCount, iePostOctetTotalCount,
+		ieLayer2OctetDeltaCount, ieLayer2OctetTotalCount:
 		r.bytes.set(ie, beUint(v))
 		r.present = true
 	case iePacketDeltaCount, iePostPacketDeltaCount, iePacketTotalCount, iePostPacketTotalCount:

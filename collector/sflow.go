@@ -24,6 +24,9 @@ const (
 	// sFlow's compact interface format reserves this value for "internal"
 	// (the agent itself) or unknown interfaces.
 	sflowIfInternal = 0x3fffffff
+	// sflowFCSLen is the Ethernet frame check sequence, which
+	// sampled_ethernet's length includes.
+	sflowFCSLen = 4
 )
 
 // decodeSFlow decodes an sFlow v5 datagram. We walk the datagram and its
@@ -139,6 +142,13 @@ func (e *exporter) decodeSFlowFlowSample(d *decodeContext, subAgent uint32, expa
 			d.unwind(1)
 			return false
 		}
+		if hdr.DataFormat == sflow.FLOW_TYPE_ETH {
+			if !sampledEthernet(body, f, &frameBytes) {
+				d.unwind(1)
+				return false
+			}
+			continue
+		}
 		rec, err := sflow.DecodeFlowRecord(&hdr, bytes.NewBuffer(body))
 		if err != nil {
 			d.unwind(1)
@@ -169,10 +179,6 @@ func (e *exporter) decodeSFlowFlowSample(d *decodeContext, subAgent uint32, expa
 				fillSampledIP(f, &v.SampledIPBase, 6)
 				f.ToS = uint8(v.Priority)
 			}
-		case sflow.SampledEthernet:
-			if f.SrcMAC == 0 && f.DstMAC == 0 {
-				f.SrcMAC, f.DstMAC = flow.MACFromSlice(v.SrcMac), flow.MACFromSlice(v.DstMac)
-			}
 		case sflow.ExtendedSwitch:
 			sw, hasSwitch = v, true
 		case sflow.ExtendedRouter:
@@ -197,9 +203,33 @@ func (e *exporter) decodeSFlowFlowSample(d *decodeContext, subAgent uint32, expa
 	}
 	// Bytes are the IP total length, as NetFlow and IPFIX count octets, so
 	// that one query gives comparable volumes across protocols; without an
-	// IP header, the frame length stands in.
+	// IP header, the frame without FCS stands in, as layer 2 octets do for
+	// NetFlow and IPFIX records of non-IP traffic (counter.pick).
 	if f.Bytes == 0 {
 		f.Bytes = frameBytes
+	}
+	return true
+}
+
+// sampledEthernet reads an Ethernet frame data record (sFlow v5 flow
+// format 2: length, src_mac, dst_mac, type). Its MACs are XDR opaque[6],
+// each padded to 8 bytes (hsflowd's SFLSampled_ethernet: src_mac[8]);
+// goflow2 v2.2.6 reads them as 6 bytes each, which put two bytes of
+// padding into the destination MAC.
+func sampledEthernet(b []byte, f *flow.Flow, frameBytes *uint64) bool {
+	const macLen, macXDRLen = 6, 8
+	if len(b) < 4+2*macXDRLen+4 {
+		return false
+	}
+	length := binary.BigEndian.Uint32(b)
+	if f.SrcMAC == 0 && f.DstMAC == 0 {
+		f.SrcMAC = flow.MACFromSlice(b[4 : 4+macLen])
+		f.DstMAC = flow.MACFromSlice(b[4+macXDRLen : 4+macXDRLen+macLen])
+	}
+	if *frameBytes == 0 && length >= sflowFCSLen {
+		// The MAC packet's length includes the FCS; the frame without it,
+		// as a sampled header's frame_length less stripped gives.
+		*frameBytes = uint64(length - sflowFCSLen)
 	}
 	return true
 }
