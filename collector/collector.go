@@ -26,7 +26,10 @@ import (
 
 // Deps are what the collector needs from the rest of flowhouse.
 type Deps struct {
-	Sink       flow.Sink
+	Sink flow.Sink
+	// Counters receives sFlow counter samples (enrichment, which keeps
+	// them); nil: they are decoded and counted only.
+	Counters   flow.CounterSink
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -288,6 +291,9 @@ func (c *Collector) runWorker(w *worker) {
 		putBuffer(p.buf)
 		if len(flows) > 0 {
 			c.deps.Sink.Write(flows)
+		}
+		if cs := w.dec.Counters(); len(cs) > 0 && c.deps.Counters != nil {
+			c.deps.Counters.WriteCounters(cs)
 		}
 	}
 }

@@ -77,6 +77,19 @@ type decodeContext struct {
 	// fields is scratch for the template record being parsed, kept so
 	// template sets cost no allocation beyond the templates they define.
 	fields []field
+	// counters are the sFlow counter samples of the datagram, for the
+	// collector's CounterSink (the slice is reused, as flows is).
+	counters []flow.CounterSample
+}
+
+// nextCounter appends a counter sample with the datagram's exporter and
+// receive time set and returns it.
+func (d *decodeContext) nextCounter() *flow.CounterSample {
+	d.counters = append(d.counters, flow.CounterSample{
+		ExporterAddr:   flow.AddrFromNetip(d.src.Addr()),
+		TimeReceivedMs: d.nowMs,
+	})
+	return &d.counters[len(d.counters)-1]
 }
 
 // next appends a zeroed flow with the common fields set and returns it.
@@ -117,6 +130,7 @@ func (dec *Decoder) Decode(now time.Time, src netip.AddrPort, payload []byte, ou
 func (dec *Decoder) decodeFrom(e *exporter, now time.Time, src netip.AddrPort, payload []byte, out []flow.Flow) []flow.Flow {
 	d := &dec.ctx
 	d.flows = out[:0]
+	d.counters = d.counters[:0]
 	d.nowMs = now.UnixMilli()
 	d.src = src
 
@@ -152,6 +166,10 @@ func (dec *Decoder) decodeFrom(e *exporter, now time.Time, src netip.AddrPort, p
 	e.observe(proto, len(d.flows))
 	return d.flows
 }
+
+// Counters returns the sFlow counter samples of the datagram last decoded;
+// they are valid until the next Decode.
+func (dec *Decoder) Counters() []flow.CounterSample { return dec.ctx.counters }
 
 // exporterFor returns addr's exporter, made on first sight, or nil beyond
 // MaxExporters. Its lookup takes no lock: it is for Decode, whose caller

@@ -2,6 +2,7 @@ package collector
 
 import (
 	"net/netip"
+	"strconv"
 	"sync/atomic"
 
 	"github.com/flowhouse/flowhouse/flow"
@@ -21,6 +22,10 @@ type metrics struct {
 	queueDepth   *prometheus.GaugeVec
 	rcvbuf       *prometheus.GaugeVec
 	kernelDrops  *prometheus.GaugeVec
+	// counterRecords has one series per known format and outcome,
+	// made up front so the hot path does no label lookups.
+	counterRecords *prometheus.CounterVec
+	counterSeries  map[uint32]*[numOutcomes]prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -57,10 +62,71 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "flowhouse_collector_socket_kernel_drops", Help: "Datagrams the kernel dropped on the listener's sockets (receive buffer full), from SO_RXQ_OVFL.",
 		}, []string{"listener"}),
 	}
+	m.counterRecords = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowhouse_collector_sflow_counter_records_total",
+		Help: "sFlow counter records, by format (enterprise:format, \"other\" beyond the known ones) and outcome (kept, counted, skipped, malformed).",
+	}, []string{"format", "outcome"})
+	m.counterSeries = make(map[uint32]*[numOutcomes]prometheus.Counter, len(knownCounterFormats)+1)
+	for _, f := range append(knownCounterFormats, counterFormatOther) {
+		var s [numOutcomes]prometheus.Counter
+		for o := range s {
+			s[o] = m.counterRecords.WithLabelValues(counterFormatLabel(f), outcomeNames[o])
+		}
+		m.counterSeries[f] = &s
+	}
 	if reg != nil {
-		reg.MustRegister(m.datagrams, m.flows, m.drops, m.sequenceLost, m.restarts, m.totalsForgot, m.queueDrops, m.queueDepth, m.rcvbuf, m.kernelDrops)
+		reg.MustRegister(m.datagrams, m.flows, m.drops, m.sequenceLost, m.restarts, m.totalsForgot, m.queueDrops, m.queueDepth, m.rcvbuf, m.kernelDrops, m.counterRecords)
 	}
 	return m
+}
+
+// Outcomes of an sFlow counter record, the "outcome" label.
+const (
+	outcomeKept      = iota // generic interface counters, handed to the counter sink
+	outcomeCounted          // decoded and checked, not kept (Ethernet counters)
+	outcomeSkipped          // a format not decoded
+	outcomeMalformed        // shorter than its format's structure
+	numOutcomes
+)
+
+var outcomeNames = [numOutcomes]string{"kept", "counted", "skipped", "malformed"}
+
+// knownCounterFormats are the enterprise-0 counter formats of sFlow.org's
+// structure registry that get their own label; any other format (and
+// every other enterprise's) is "other", which bounds the series however
+// hostile the traffic: 1-7 interface counters (generic, Ethernet, Token
+// Ring, 100BaseVG, VLAN, 802.11, LAG), 1001-1005 processor, radio,
+// OpenFlow port and port name, 2000-2010 host, 2100-2106 virtual hosts.
+var knownCounterFormats = func() []uint32 {
+	var fs []uint32
+	for _, r := range [][2]uint32{{1, 7}, {1001, 1005}, {2000, 2010}, {2100, 2106}} {
+		for f := r[0]; f <= r[1]; f++ {
+			fs = append(fs, f)
+		}
+	}
+	return fs
+}()
+
+// counterFormatOther stands for every format not known: no real format
+// has it (enterprise 0xfffff, format 0xfff).
+const counterFormatOther = 0xffffffff
+
+func counterFormatLabel(f uint32) string {
+	if f == counterFormatOther {
+		return "other"
+	}
+	return strconv.FormatUint(uint64(f>>12), 10) + ":" + strconv.FormatUint(uint64(f&0xfff), 10)
+}
+
+func (em *exporterMetrics) counterRecord(format uint32, outcome int) {
+	if em == nil {
+		return
+	}
+	s := em.m.counterSeries[format]
+	if s == nil {
+		s = em.m.counterSeries[counterFormatOther]
+	}
+	s[outcome].Inc()
 }
 
 // exporterMetrics caches an exporter's series so the hot path does no

@@ -27,6 +27,13 @@ const (
 	// sflowFCSLen is the Ethernet frame check sequence, which
 	// sampled_ethernet's length includes.
 	sflowFCSLen = 4
+
+	// Counter record formats (enterprise 0) and the length of their
+	// structures, sflow_version_5.txt: if_counters and ethernet_counters.
+	sflowCountersGeneric     = 1
+	sflowCountersEthernet    = 2
+	sflowIfCountersLen       = 88
+	sflowEthernetCountersLen = 52
 )
 
 // decodeSFlow decodes an sFlow v5 datagram. We walk the datagram and its
@@ -51,7 +58,9 @@ func (e *exporter) decodeSFlow(d *decodeContext, b []byte) {
 	r.skip(agentLen)
 	subAgent := r.u32()
 	seq := r.u32()
-	uptime := r.u32() // flow times come from the receive time; this tells restarts
+	// Flow times come from the receive time; the uptime tells restarts
+	// (sequence.go) and is counter samples' interval (enrich).
+	uptime := r.u32()
 	nSamples := r.u32()
 	if r.bad {
 		e.drop(ReasonTruncated)
@@ -78,7 +87,7 @@ func (e *exporter) decodeSFlow(d *decodeContext, b []byte) {
 				e.drop(ReasonMalformedSample)
 			}
 		case sflow.SAMPLE_FORMAT_COUNTER, sflow.SAMPLE_FORMAT_EXPANDED_COUNTER:
-			if !e.decodeSFlowCounterSample(format == sflow.SAMPLE_FORMAT_EXPANDED_COUNTER, body) {
+			if !e.decodeSFlowCounterSample(d, subAgent, uptime, format == sflow.SAMPLE_FORMAT_EXPANDED_COUNTER, body) {
 				e.drop(ReasonMalformedSample)
 			}
 		default:
@@ -243,10 +252,14 @@ func fillSampledIP(f *flow.Flow, v *sflow.SampledIPBase, version uint8) {
 	f.Bytes = uint64(v.Length)
 }
 
-func (e *exporter) decodeSFlowCounterSample(expanded bool, b []byte) bool {
+// decodeSFlowCounterSample decodes the records of a counters_sample (or
+// its expanded form). A record the sample's framing holds but that is too
+// short for its format is counted malformed and the next record read; a
+// sample whose framing is broken is malformed as a whole (false).
+func (e *exporter) decodeSFlowCounterSample(d *decodeContext, subAgent, uptime uint32, expanded bool, b []byte) bool {
 	r := reader{b: b}
-	r.u32() // sequence
-	r.u32() // source ID (type and index)
+	seq := r.u32()
+	r.u32() // source ID (type and index); the records name their interface
 	if expanded {
 		r.u32()
 	}
@@ -255,28 +268,55 @@ func (e *exporter) decodeSFlowCounterSample(expanded bool, b []byte) bool {
 		return false
 	}
 	for i := uint32(0); i < n; i++ {
-		hdr := sflow.RecordHeader{DataFormat: r.u32(), Length: r.u32()}
-		body := r.bytes(int(hdr.Length))
+		format := r.u32()
+		body := r.bytes(int(r.u32()))
 		if r.bad {
 			return false
 		}
-		if hdr.DataFormat != sflow.COUNTER_TYPE_IF {
-			continue
-		}
-		rec, err := sflow.DecodeCounterRecord(&hdr, bytes.NewBuffer(body))
-		if err != nil {
-			return false
-		}
-		// The generic interface counters (sflow.IfCounters: octets,
-		// packets, errors, discards, speed, status per ifIndex) are decoded,
-		// which checks the record, and counted, but not kept: a later
-		// issue stores them, where they can stand in for SNMP polling of
-		// interface counters.
-		if _, ok := rec.Data.(sflow.IfCounters); ok {
+		switch format {
+		case sflowCountersGeneric:
+			if len(body) < sflowIfCountersLen {
+				e.counterRecord(format, outcomeMalformed)
+				continue
+			}
+			c := d.nextCounter()
+			decodeIfCounters(body, c)
+			c.ObservationDomain, c.Sequence, c.AgentUptimeMs = subAgent, seq, uptime
 			e.counterRecords++
+			e.counterRecord(format, outcomeKept)
+		case sflowCountersEthernet:
+			// dot3Stats error counters: checked and counted, not kept
+			// (interface_counters is about volume; see README).
+			if len(body) < sflowEthernetCountersLen {
+				e.counterRecord(format, outcomeMalformed)
+				continue
+			}
+			e.counterRecord(format, outcomeCounted)
+		default:
+			e.counterRecord(format, outcomeSkipped)
 		}
 	}
 	return true
+}
+
+// counterRecord counts a counter record by format and outcome; a
+// malformed record is also a malformed_sample drop of the exporter.
+func (e *exporter) counterRecord(format uint32, outcome int) {
+	if outcome == outcomeMalformed {
+		e.drop(ReasonMalformedSample)
+	}
+	e.m.counterRecord(format, outcome)
+}
+
+// decodeIfCounters reads an if_counters structure (88 bytes, checked by
+// the caller): ifIndex 0, ifType 4, ifSpeed 8 (hyper), ifDirection 16,
+// ifStatus 20, ifInOctets 24 (hyper), six in counters 32-55,
+// ifOutOctets 56 (hyper), five out counters and ifPromiscuousMode 64-87.
+func decodeIfCounters(b []byte, c *flow.CounterSample) {
+	c.IfIndex = binary.BigEndian.Uint32(b[0:])
+	c.SpeedBps = binary.BigEndian.Uint64(b[8:])
+	c.InOctets = binary.BigEndian.Uint64(b[24:])
+	c.OutOctets = binary.BigEndian.Uint64(b[56:])
 }
 
 // reader reads XDR (sFlow) fields; a read past the end sets bad and

@@ -21,8 +21,9 @@ type ExporterStats struct {
 	SequenceLost     uint64
 	// Streams has one entry per sequence stream (observation domain, agent).
 	Streams []StreamStats
-	// CounterRecords counts the sFlow interface counter records decoded;
-	// the counters themselves are not kept yet.
+	// CounterRecords counts the sFlow generic interface counter records
+	// decoded and handed to the counter sink, which keeps them in
+	// interface_counters (source 'sflow').
 	CounterRecords uint64
 }
 

@@ -1,0 +1,32 @@
+package flow
+
+// CounterSample is one interface's counters as an sFlow agent reported
+// them in a generic interface counters record (sflow_version_5.txt,
+// if_counters, format 0:1). The collector decodes them; enrichment turns
+// successive samples into rates and keeps them (interface_counters).
+type CounterSample struct {
+	// ExporterAddr is the datagram's source address, as Flow.ExporterAddr:
+	// the key enrichment finds the exporter's tenant by.
+	ExporterAddr Addr
+	// TimeReceivedMs: counter samples carry no time of their own.
+	TimeReceivedMs int64
+	// AgentUptimeMs is the datagram header's sysUptime (ms since the agent
+	// booted); 0 when the agent sends none.
+	AgentUptimeMs uint32
+	// ObservationDomain is the datagram's sub-agent ID.
+	ObservationDomain uint32
+	// Sequence is the counter sample's sequence number, which the agent
+	// keeps per counter source (data source).
+	Sequence uint32
+	IfIndex  uint32
+	// SpeedBps is ifSpeed in bit/s; 0 when the agent does not know it.
+	SpeedBps            uint64
+	InOctets, OutOctets uint64
+}
+
+// CounterSink receives the counter samples decoded from one datagram, as
+// Sink does flows: from the worker that owns the exporter, in order. The
+// slice is reused once WriteCounters returns.
+type CounterSink interface {
+	WriteCounters(samples []CounterSample)
+}
