@@ -33,6 +33,8 @@ type Config struct {
 	Networks []NetworkConfig `mapstructure:"networks" yaml:"networks"`
 	// Polling intervals, jitter and bounds.
 	Polling PollingConfig `mapstructure:"polling" yaml:"polling"`
+	// SFlowCounters bounds the keeping of sFlow counter samples.
+	SFlowCounters SFlowCountersConfig `mapstructure:"sflow_counters" yaml:"sflow_counters"`
 	// OUIDir holds the IEEE registry CSVs oui.csv (MA-L), mam.csv (MA-M)
 	// and oui36.csv (MA-S); Debian's ieee-data package. Empty: no vendors.
 	OUIDir string `mapstructure:"oui_dir" yaml:"oui_dir"`
@@ -106,6 +108,25 @@ type PollingConfig struct {
 	MaxIPHistory int `mapstructure:"max_ip_history" yaml:"max_ip_history"`
 }
 
+// SFlowCountersConfig bounds what the sFlow counter samples cost: the
+// previous sample of each interface, and the rows waiting for their
+// batch insert into interface_counters.
+type SFlowCountersConfig struct {
+	// MaxInterfaces bounds the interfaces (of all exporters) whose
+	// previous sample is kept; a sample of a new interface beyond it is
+	// dropped unless an interface is idle.
+	MaxInterfaces int `mapstructure:"max_interfaces" yaml:"max_interfaces"`
+	// IdleTimeout: an interface without a sample for this long is
+	// forgotten (its next sample has no rate).
+	IdleTimeout time.Duration `mapstructure:"idle_timeout" yaml:"idle_timeout"`
+	// FlushInterval: queued rows are inserted at least this often, and
+	// as soon as 500 wait.
+	FlushInterval time.Duration `mapstructure:"flush_interval" yaml:"flush_interval"`
+	// MaxPendingRows bounds the rows waiting for the database; beyond it
+	// samples are dropped (counted) while it is slow or away.
+	MaxPendingRows int `mapstructure:"max_pending_rows" yaml:"max_pending_rows"`
+}
+
 // DefaultConfig polls nothing (no exporter is configured) and reads the
 // OUI registry from Debian's ieee-data package.
 func DefaultConfig() Config {
@@ -124,6 +145,12 @@ func DefaultConfig() Config {
 			ObservationRefresh: time.Hour,
 			WriteTimeout:       10 * time.Second,
 			MaxIPHistory:       32,
+		},
+		SFlowCounters: SFlowCountersConfig{
+			MaxInterfaces:  100_000,
+			IdleTimeout:    time.Hour,
+			FlushInterval:  5 * time.Second,
+			MaxPendingRows: 100_000,
 		},
 		OUIDir:  "/usr/share/ieee-data",
 		Secrets: secret.DefaultConfig(),
@@ -176,6 +203,8 @@ func (c Config) Validate() error {
 		{"polling.breaker_max_cooldown", p.BreakerMaxCooldown, p.BreakerCooldown},
 		{"polling.observation_refresh", p.ObservationRefresh, time.Second},
 		{"polling.write_timeout", p.WriteTimeout, time.Millisecond},
+		{"sflow_counters.idle_timeout", c.SFlowCounters.IdleTimeout, time.Minute},
+		{"sflow_counters.flush_interval", c.SFlowCounters.FlushInterval, 10 * time.Millisecond},
 	} {
 		if d.v < d.min {
 			errs = append(errs, fmt.Errorf("%s: %s is shorter than %s", d.key, d.v, d.min))
@@ -192,6 +221,12 @@ func (c Config) Validate() error {
 	}
 	if p.MaxIPHistory < 1 {
 		errs = append(errs, fmt.Errorf("polling.max_ip_history: %d must be at least 1", p.MaxIPHistory))
+	}
+	if n := c.SFlowCounters.MaxInterfaces; n < 1 {
+		errs = append(errs, fmt.Errorf("sflow_counters.max_interfaces: %d must be at least 1", n))
+	}
+	if n := c.SFlowCounters.MaxPendingRows; n < batchRows {
+		errs = append(errs, fmt.Errorf("sflow_counters.max_pending_rows: %d must be at least %d (one batch)", n, batchRows))
 	}
 	if err := c.Secrets.Validate(); err != nil {
 		errs = append(errs, prefixErr("secrets.", err))

@@ -1,5 +1,7 @@
 package enrich
 
+import "github.com/flowhouse/flowhouse/flow"
+
 // counterSample is an interface's octet counters at one time.
 type counterSample struct {
 	at      int64 // unix ms
@@ -15,7 +17,17 @@ type counterRate struct {
 	inUtil, outUtl float32 // percent of the speed; 0 when the speed is unknown
 }
 
+// Sources of interface_counters rows, the source column.
+const (
+	sourceSNMP  = "snmp"
+	sourceSFlow = "sflow"
+)
+
+// counterRow is one row of interface_counters; cur.at is its time.
 type counterRow struct {
+	tenant    string
+	exporter  flow.Addr
+	source    string
 	ifIndex   uint32
 	cur       counterSample
 	speedMbps uint64

@@ -4,7 +4,9 @@
 // the exporters' ARP tables, MAC vendors (IEEE OUI registry) and network
 // attributes (configured CIDR prefixes).
 //
-// The Enricher is a flow.Sink in front of the store's batcher. Its
+// The Enricher is a flow.Sink in front of the store's batcher, and the
+// collector's flow.CounterSink: sFlow counter samples become rows of
+// interface_counters (source 'sflow') beside the SNMP polls' ('snmp'). Its
 // Write path reads immutable caches only: it never waits for SNMP or the
 // database, and what it cannot answer is counted as a cache miss. SNMP
 // pollers run on their own goroutines, swap the caches whole, and keep
@@ -73,6 +75,7 @@ type Enricher struct {
 	discovered chan *exporter
 	sem        chan struct{}
 	inv        *inventory
+	sflow      *sflowCounters
 	tenantMu   sync.Mutex // rebuilding tenant ARP caches
 
 	cancel  context.CancelFunc
@@ -115,6 +118,7 @@ func New(cfg Config, deps Deps) (*Enricher, error) {
 		discovered:  make(chan *exporter, 256),
 		sem:         make(chan struct{}, cfg.Polling.MaxConcurrent),
 		inv:         newInventory(cfg.Polling.MaxIPHistory),
+		sflow:       newSFlowCounters(cfg.SFlowCounters),
 		dbErrLog:    rate.Sometimes{Interval: 10 * time.Second},
 	}
 	for i := range e.cfg.Exporters {
@@ -160,6 +164,10 @@ func (e *Enricher) Start(ctx context.Context) error {
 	e.started.Store(true)
 	e.wg.Add(1)
 	go e.manage(pctx)
+	if e.w != nil {
+		e.wg.Add(1)
+		go e.flushSFlow(pctx)
+	}
 	return nil
 }
 

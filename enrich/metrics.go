@@ -31,6 +31,8 @@ type metrics struct {
 	pollDuration *prometheus.HistogramVec
 	exporters    *prometheus.GaugeVec
 	dbErrors     *prometheus.CounterVec
+	sflowVec     *prometheus.CounterVec
+	sflowSamples map[string]prometheus.Counter // by outcome, made up front
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -61,6 +63,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "flowhouse_enrich_db_errors_total", Help: "Failed writes of poll results, by table.",
 		}, []string{"table"}),
 	}
+	m.sflowVec = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowhouse_enrich_sflow_counter_samples_total",
+		Help: "sFlow counter samples (generic interface counters) received, by outcome (queued, duplicate, interface_limit, backlog, no_database).",
+	}, []string{"outcome"})
+	m.sflowSamples = map[string]prometheus.Counter{}
+	for _, o := range sampleOutcomes {
+		m.sflowSamples[o] = m.sflowVec.WithLabelValues(o)
+	}
 	m.missIf = m.misses.WithLabelValues(missInterface)
 	m.missMAC = m.misses.WithLabelValues(missMAC)
 	m.missVendor = m.misses.WithLabelValues(missVendor)
@@ -72,7 +82,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}
 	}
 	if reg != nil {
-		reg.MustRegister(m.flows, m.misses, m.pollSuccess, m.pollFailures, m.pollSkipped, m.pollDuration, m.exporters, m.dbErrors)
+		reg.MustRegister(m.flows, m.misses, m.pollSuccess, m.pollFailures, m.pollSkipped, m.pollDuration, m.exporters, m.dbErrors, m.sflowVec)
 	}
 	return m
 }

@@ -188,18 +188,24 @@ func (w *writer) devices(ctx context.Context, ds []Device, now time.Time) error 
 	}, 50)
 }
 
-func (w *writer) counters(ctx context.Context, x *exporter, rows []counterRow, now time.Time) error {
+// counters writes rows of any exporters and sources: the SNMP poll of
+// one exporter, or a batch of sFlow counter samples.
+func (w *writer) counters(ctx context.Context, rows []counterRow) error {
 	n := len(rows)
 	var (
-		idx             = make([]uint32, n)
-		in, out         = make([]uint64, n), make([]uint64, n)
-		secs            = make([]float64, n)
-		inBps, outBps   = make([]uint64, n), make([]uint64, n)
-		inUtil, outUtil = make([]float64, n), make([]float64, n)
-		speed           = make([]uint64, n)
-		valid, reset    = make([]uint16, n), make([]uint16, n)
+		at, atMs         = make([]uint32, n), make([]uint64, n)
+		tenant, exp, src = make([]string, n), make([]string, n), make([]string, n)
+		idx              = make([]uint32, n)
+		in, out          = make([]uint64, n), make([]uint64, n)
+		secs             = make([]float64, n)
+		inBps, outBps    = make([]uint64, n), make([]uint64, n)
+		inUtil, outUtil  = make([]float64, n), make([]float64, n)
+		speed            = make([]uint64, n)
+		valid, reset     = make([]uint16, n), make([]uint16, n)
 	)
 	for i, r := range rows {
+		at[i], atMs[i] = uint32(r.cur.at/1000), uint64(r.cur.at)
+		tenant[i], exp[i], src[i] = r.tenant, addrString(r.exporter), r.source
 		idx[i], in[i], out[i], speed[i] = r.ifIndex, r.cur.in, r.cur.out, r.speedMbps
 		secs[i], inBps[i], outBps[i] = r.rate.seconds, r.rate.inBps, r.rate.outBps
 		inUtil[i], outUtil[i] = float64(r.rate.inUtil), float64(r.rate.outUtl)
@@ -211,9 +217,9 @@ func (w *writer) counters(ctx context.Context, x *exporter, rows []counterRow, n
 		}
 	}
 	return w.insert(ctx, "interface_counters", []icol{
-		{"time", cTime, fill(n, uint32(now.Unix()))}, {"time_ms", cPlain, fill(n, uint64(now.UnixMilli()))},
-		{"tenant", cPlain, fill(n, x.tenant)},
-		{"exporter_address", cIP, fill(n, addrString(x.addr))}, {"if_index", cPlain, idx},
+		{"time", cTime, at}, {"time_ms", cPlain, atMs},
+		{"tenant", cPlain, tenant},
+		{"exporter_address", cIP, exp}, {"if_index", cPlain, idx}, {"source", cPlain, src},
 		{"in_octets", cPlain, in}, {"out_octets", cPlain, out}, {"interval_seconds", cPlain, secs},
 		{"in_bps", cPlain, inBps}, {"out_bps", cPlain, outBps},
 		{"in_utilisation", cPlain, inUtil}, {"out_utilisation", cPlain, outUtil},
@@ -370,26 +376,38 @@ func (e *Enricher) reloadARP(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// reloadCounters keeps the last sample of each interface, so that the
-// next poll has a delta.
+// reloadCounters keeps the last sample of each interface and source, so
+// that the next poll or counter sample has a delta within its own series.
 func (e *Enricher) reloadCounters(ctx context.Context) (int, error) {
 	n := 0
-	err := dbapi.Each(ctx, e.deps.DB, `SELECT tenant, IPv6NumToString(exporter_address), if_index,
+	err := dbapi.Each(ctx, e.deps.DB, `SELECT tenant, IPv6NumToString(exporter_address), if_index, source,
 		argMax(in_octets, time_ms), argMax(out_octets, time_ms), max(time_ms)
-		FROM interface_counters WHERE time >= now() - 86400 GROUP BY tenant, exporter_address, if_index`, nil, func(rows dbapi.Rows) error {
-		var tenant, addr string
+		FROM interface_counters WHERE time >= now() - 86400 GROUP BY tenant, exporter_address, if_index, source`, nil, func(rows dbapi.Rows) error {
+		var tenant, addr, source string
 		var idx uint32
 		var in, out, at uint64
-		if err := rows.Scan(&tenant, &addr, &idx, &in, &out, &at); err != nil {
+		if err := rows.Scan(&tenant, &addr, &idx, &source, &in, &out, &at); err != nil {
 			return err
 		}
-		if x := e.knownExporter(tenant, addr); x != nil {
+		x := e.knownExporter(tenant, addr)
+		if x == nil {
+			return nil
+		}
+		s := counterSample{at: int64(at), in: in, out: out}
+		switch source {
+		case sourceSNMP:
 			if x.prevCounter == nil {
 				x.prevCounter = map[uint32]counterSample{}
 			}
-			x.prevCounter[idx] = counterSample{at: int64(at), in: in, out: out}
-			n++
+			x.prevCounter[idx] = s
+		case sourceSFlow:
+			if !e.sflow.reload(x.addr, idx, s) {
+				return nil
+			}
+		default:
+			return nil
 		}
+		n++
 		return nil
 	})
 	return n, err

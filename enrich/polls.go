@@ -188,7 +188,7 @@ func (e *Enricher) pollCounters(ctx context.Context, x *exporter, c *snmp.Client
 		if it := ifaces[r.IfIndex]; it != nil {
 			speed = it.SpeedMbps
 		}
-		row := counterRow{ifIndex: r.IfIndex, cur: cur, speedMbps: speed}
+		row := counterRow{tenant: x.tenant, exporter: x.addr, source: sourceSNMP, ifIndex: r.IfIndex, cur: cur, speedMbps: speed}
 		if prev, ok := x.prevCounter[r.IfIndex]; ok && !restarted {
 			row.rate = rateOf(prev, cur, speed)
 		} else if restarted {
@@ -201,7 +201,7 @@ func (e *Enricher) pollCounters(ctx context.Context, x *exporter, c *snmp.Client
 	if e.w != nil && len(samples) > 0 {
 		wctx, cancel := context.WithTimeout(ctx, e.cfg.Polling.WriteTimeout)
 		defer cancel()
-		if err := e.w.counters(wctx, x, samples, now); err != nil {
+		if err := e.w.counters(wctx, samples); err != nil {
 			e.dbError("interface_counters", err)
 		}
 	}

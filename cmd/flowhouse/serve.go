@@ -219,7 +219,7 @@ func newParts(ctx context.Context, cfg *config.Config, db store.DB, log *slog.Lo
 	if p.enricher, err = enrich.New(cfg.Enrich, enrich.Deps{Next: p.batcher, DB: db, Tenants: p.tenants, Logger: log, Registerer: reg}); err != nil {
 		return nil, err
 	}
-	if p.coll, err = collector.New(cfg.Collector, collector.Deps{Sink: p.enricher, Logger: log, Registerer: reg}); err != nil {
+	if p.coll, err = collector.New(cfg.Collector, collector.Deps{Sink: p.enricher, Counters: p.enricher, Logger: log, Registerer: reg}); err != nil {
 		return nil, err
 	}
 	p.stats = &statsWriter{db: db, coll: p.coll, log: log}
