@@ -191,8 +191,12 @@ func (w *world) fillRows(t *testing.T, ctx context.Context) {
 			SELECT 'b', %s, %s, toDateTime(0), '', '', '', 0, 0, toDateTime(0), %s, %d`, ip(caps, edgeA), at(0), at(0), w.now.UnixMilli()),
 		// Later than any real poll: a's rate is this one, and b's, later
 		// still, is for the same address in another tenant.
-		counters("a", ip(caps, edgeA), 1, 8000, 4000, 0.8, at(time.Minute), w.now.Add(time.Minute).UnixMilli()),
-		counters("b", ip(caps, edgeA), 1, 99, 99, 99, at(2*time.Minute), w.now.Add(2*time.Minute).UnixMilli()),
+		counters("a", ip(caps, edgeA), 1, "snmp", 8000, 4000, 0.8, at(time.Minute), w.now.Add(time.Minute).UnixMilli()),
+		counters("b", ip(caps, edgeA), 1, "snmp", 99, 99, 99, at(2*time.Minute), w.now.Add(2*time.Minute).UnixMilli()),
+		// sFlow counter samples of the same interface, before and after
+		// that poll: the later is the latest rate, of either source.
+		counters("a", ip(caps, edgeA), 1, "sflow", 7, 7, 7, at(30*time.Second), w.now.Add(30*time.Second).UnixMilli()),
+		counters("a", ip(caps, edgeA), 1, "sflow", 16000, 2000, 1.6, at(90*time.Second), w.now.Add(90*time.Second).UnixMilli()),
 		// Alerts: a has one firing (after a pending row) and one resolved,
 		// b one pending.
 		alert("a", "a1", "pending", 1), alert("a", "a1", "firing", 2),
@@ -201,10 +205,10 @@ func (w *world) fillRows(t *testing.T, ctx context.Context) {
 	)
 }
 
-func counters(tn, exp string, ifIndex int, inBps, outBps int, util float64, at string, ms int64) string {
-	return fmt.Sprintf(`INSERT INTO interface_counters (time, time_ms, tenant, exporter_address, if_index, in_octets, out_octets,
+func counters(tn, exp string, ifIndex int, source string, inBps, outBps int, util float64, at string, ms int64) string {
+	return fmt.Sprintf(`INSERT INTO interface_counters (time, time_ms, tenant, exporter_address, if_index, source, in_octets, out_octets,
 		interval_seconds, in_bps, out_bps, in_utilisation, out_utilisation, speed_mbps, valid, reset)
-		SELECT %s, %d, '%s', %s, %d, 1, 1, 60, %d, %d, %g, %g, 1000, 1, 0`, at, ms, tn, exp, ifIndex, inBps, outBps, util, util/2)
+		SELECT %s, %d, '%s', %s, %d, '%s', 1, 1, 60, %d, %d, %g, %g, 1000, 1, 0`, at, ms, tn, exp, ifIndex, source, inBps, outBps, util, util/2)
 }
 
 func alert(tn, id, status string, version int) string {

@@ -28,11 +28,14 @@ type Interface struct {
 
 // Utilisation is the latest rate of an interface's counters.
 type Utilisation struct {
-	Time       time.Time `json:"time"`
-	InBps      uint64    `json:"in_bps"`
-	OutBps     uint64    `json:"out_bps"`
-	InPercent  float64   `json:"in_percent"`
-	OutPercent float64   `json:"out_percent"`
+	Time time.Time `json:"time"`
+	// Source is the row's: "snmp" (a counter poll) or "sflow" (an sFlow
+	// counter sample).
+	Source     string  `json:"source"`
+	InBps      uint64  `json:"in_bps"`
+	OutBps     uint64  `json:"out_bps"`
+	InPercent  float64 `json:"in_percent"`
+	OutPercent float64 `json:"out_percent"`
 }
 
 // InterfaceList is the answer of GET /exporters/{addr}/interfaces.
@@ -90,17 +93,22 @@ func (h *Handlers) exporterInterfaces(c *gin.Context) {
 }
 
 // readUtilisation adds the latest valid rate of each interface from
-// interface_counters.
+// interface_counters, of either source (SNMP polls, sFlow counter
+// samples). Every value comes from that one row: the key orders the rows
+// by time, then sFlow before SNMP, so that two rows of one millisecond
+// do not give a mix.
 func (h *Handlers) readUtilisation(ctx context.Context, k exporterKey, its []Interface, byIndex map[uint32]int) error {
-	q := `SELECT if_index, toUInt32(max(time)), argMax(in_bps, time_ms), argMax(out_bps, time_ms),
-		argMax(in_utilisation, time_ms), argMax(out_utilisation, time_ms)
-		FROM interface_counters WHERE tenant = ? AND ` + keyOf("exporter_address") + ` = ? AND valid = 1 AND time >= toDateTime(?)
+	q := `SELECT if_index, toUInt32(argMax(time, key)), argMax(source, key), argMax(in_bps, key), argMax(out_bps, key),
+		argMax(in_utilisation, key), argMax(out_utilisation, key)
+		FROM (SELECT if_index, time, source, in_bps, out_bps, in_utilisation, out_utilisation,
+			time_ms * 2 + (source = 'sflow') AS key FROM interface_counters
+			WHERE tenant = ? AND ` + keyOf("exporter_address") + ` = ? AND valid = 1 AND time >= toDateTime(?))
 		GROUP BY if_index`
 	since := uint32(h.now().Add(-utilisationWindow).Unix())
 	return dbapi.Each(ctx, h.deps.DB, q, []any{k.tenant, k.key, since}, func(r dbapi.Rows) error {
 		var idx, at uint32
 		var u Utilisation
-		if err := r.Scan(&idx, &at, &u.InBps, &u.OutBps, &u.InPercent, &u.OutPercent); err != nil {
+		if err := r.Scan(&idx, &at, &u.Source, &u.InBps, &u.OutBps, &u.InPercent, &u.OutPercent); err != nil {
 			return err
 		}
 		if i, ok := byIndex[idx]; ok {

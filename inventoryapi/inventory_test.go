@@ -196,8 +196,9 @@ func (w *world) testInterfaces(t *testing.T) {
 	if lo.IfIndex != 1 || lo.Name != "lo" || lo.OperStatus != "up" || lo.UpdatedAt == nil {
 		t.Errorf("interface 1: %+v", lo)
 	}
-	// a's latest rate, not b's (later) one for the same address.
-	if u := lo.Utilisation; u == nil || u.InBps != 8000 || u.OutBps != 4000 || u.InPercent != 0.8 || !u.Time.Equal(w.now.Add(60e9)) {
+	// a's latest rate, not b's (later) one for the same address: the
+	// sFlow counter sample after a's SNMP poll, every value from it.
+	if u := lo.Utilisation; u == nil || u.Source != "sflow" || u.InBps != 16000 || u.OutBps != 2000 || u.InPercent != 1.6 || u.OutPercent != 0.8 || !u.Time.Equal(w.now.Add(90e9)) {
 		t.Errorf("interface 1 utilisation: %+v", lo.Utilisation)
 	}
 	for i := 1; i < len(list.Interfaces); i++ {

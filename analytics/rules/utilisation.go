@@ -40,11 +40,11 @@ func (p UtilisationParams) Validate() error {
 }
 
 // InterfaceUtilisation finds interfaces running near their speed, from the
-// SNMP counters.
+// interface counters (SNMP polls or sFlow counter samples).
 var InterfaceUtilisation = Kind[UtilisationParams]{
 	Name: "interface_utilisation",
-	Description: "Interface utilisation from SNMP counters (ifHCInOctets/ifHCOutOctets): every valid poll of the last " +
-		"duration at or above threshold of the interface's speed, in either direction, with at least min_polls polls.",
+	Description: "Interface utilisation from SNMP counters (ifHCInOctets/ifHCOutOctets) or sFlow counter samples, one source per interface: " +
+		"every valid poll of the last duration at or above threshold of the interface's speed, in either direction, with at least min_polls polls.",
 	Defaults: func() Builtin[UtilisationParams] {
 		return Builtin[UtilisationParams]{
 			Enabled: true, Interval: time.Minute, Timeout: 30 * time.Second, Severity: notify.SeverityWarning,
@@ -70,19 +70,19 @@ func (utilisation) Evaluate(ctx context.Context, env *Env[UtilisationParams]) ([
 	defer rows.Close()
 	var findings []Finding
 	for rows.Next() {
-		var tenant, exporter, ifName, ifAlias string
+		var tenant, exporter, source, ifName, ifAlias string
 		var ifIndex uint32
 		var d uint8
 		var polls, speed uint64
 		var low, mean float64
-		if err := rows.Scan(&tenant, &exporter, &ifIndex, &d, &polls, &low, &mean, &speed, &ifName, &ifAlias); err != nil {
+		if err := rows.Scan(&tenant, &exporter, &ifIndex, &d, &source, &polls, &low, &mean, &speed, &ifName, &ifAlias); err != nil {
 			return nil, fmt.Errorf("interface utilisation: %w", err)
 		}
 		p := env.Params(tenant)
 		if low/100 < p.Threshold || polls < uint64(p.MinPolls) {
 			continue
 		}
-		findings = append(findings, utilisationFinding(tenant, ParseAddr(exporter), ifIndex, ifName, ifAlias, d == 1, polls, low/100, mean/100, speed, p))
+		findings = append(findings, utilisationFinding(tenant, ParseAddr(exporter), ifIndex, ifName, ifAlias, source, d == 1, polls, low/100, mean/100, speed, p))
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("interface utilisation: %w", err)
@@ -95,6 +95,15 @@ func (utilisation) Evaluate(ctx context.Context, env *Env[UtilisationParams]) ([
 // run's tenants (the tenant's own is applied in Go, on the lowest poll),
 // with their names from the interfaces table. interface_counters keeps
 // utilisation in percent.
+//
+// An interface may have rows of two sources, SNMP polls and sFlow
+// counter samples: one source decides, never a mix (the two series
+// interleave, and "every poll" of a mix would count each period twice
+// with different counters). It is the source with more valid samples in
+// the window, sFlow on a tie: that is sFlow where the agent sends counter
+// samples (every 20-30 s, finer than the minute's poll, and so a
+// stronger "every sample"), and SNMP where sFlow has just started or
+// stopped.
 func utilisationQuery(env *Env[UtilisationParams]) string {
 	minThreshold, minPolls := math.Inf(1), math.MaxInt
 	for _, t := range env.Tenants {
@@ -104,14 +113,20 @@ func utilisationQuery(env *Env[UtilisationParams]) string {
 	}
 	to := env.Now.Unix()
 	tenants := TenantIn("tenant", env.Tenants)
-	return fmt.Sprintf(`SELECT tenant, %s AS exporter, if_index, d, polls, low, mean, speed, if_name, if_alias
+	return fmt.Sprintf(`SELECT tenant, %s AS exporter, if_index, d, src, polls, low, mean, speed, if_name, if_alias
 FROM (
-    SELECT tenant, exporter_address, if_index, d, count() AS polls, min(u) AS low, avg(u) AS mean, max(speed_mbps) AS speed
+    SELECT tenant, exporter_address, if_index, d, argMax(source, rank) AS src, argMax(n, rank) AS polls,
+        argMax(lo, rank) AS low, argMax(av, rank) AS mean, argMax(sp, rank) AS speed
     FROM (
-        SELECT tenant, exporter_address, if_index, speed_mbps, arrayJoin([1, 2]) AS d,
-            if(d = 1, in_utilisation, out_utilisation) AS u
-        FROM interface_counters
-        WHERE %s AND valid = 1 AND time >= %s AND time < toDateTime(%d, 'UTC')
+        SELECT tenant, exporter_address, if_index, d, source, count() AS n, min(u) AS lo, avg(u) AS av,
+            max(speed_mbps) AS sp, n * 2 + (source = 'sflow') AS rank
+        FROM (
+            SELECT tenant, exporter_address, if_index, source, speed_mbps, arrayJoin([1, 2]) AS d,
+                if(d = 1, in_utilisation, out_utilisation) AS u
+            FROM interface_counters
+            WHERE %s AND valid = 1 AND time >= %s AND time < toDateTime(%d, 'UTC')
+        )
+        GROUP BY tenant, exporter_address, if_index, d, source
     )
     GROUP BY tenant, exporter_address, if_index, d
     HAVING low >= %s AND polls >= %d
@@ -145,7 +160,7 @@ func perTenantFrom(env *Env[UtilisationParams]) string {
 	return "multiIf(" + strings.Join(cases, ", ") + ", " + from(base) + ")"
 }
 
-func utilisationFinding(tenant, exporter string, ifIndex uint32, ifName, ifAlias string, in bool, polls uint64, low, mean float64, speed uint64, p UtilisationParams) Finding {
+func utilisationFinding(tenant, exporter string, ifIndex uint32, ifName, ifAlias, source string, in bool, polls uint64, low, mean float64, speed uint64, p UtilisationParams) Finding {
 	dir := "out"
 	if in {
 		dir = "in"
@@ -154,8 +169,13 @@ func utilisationFinding(tenant, exporter string, ifIndex uint32, ifName, ifAlias
 	name := interfaceName(exporter, "", idx, ifName, ifAlias)
 	summary := fmt.Sprintf("%s %s at %.0f%% of %s for %s (%d polls, lowest %.0f%%)",
 		name, dir, mean*100, HumanBits(float64(speed)*1e6), p.Duration, polls, low*100)
+	dirName := map[bool]string{true: "In", false: "Out"}[in]
 	desc := fmt.Sprintf("Every valid SNMP poll of the last %s (ifHC%sOctets) is at or above %.0f%% of the interface's speed.",
-		p.Duration, map[bool]string{true: "In", false: "Out"}[in], p.Threshold*100)
+		p.Duration, dirName, p.Threshold*100)
+	if source == "sflow" {
+		desc = fmt.Sprintf("Every valid sFlow counter sample of the last %s (if%sOctets) is at or above %.0f%% of the interface's speed.",
+			p.Duration, dirName, p.Threshold*100)
+	}
 	return Finding{Tenant: tenant, Instance: alerts.Instance{
 		Labels: map[string]string{"exporter_address": exporter, "if_index": idx, "direction": dir},
 		Value:  mean,
@@ -168,6 +188,7 @@ func utilisationFinding(tenant, exporter string, ifIndex uint32, ifName, ifAlias
 			"speed_mbps":      strconv.FormatUint(speed, 10),
 			"if_name":         ifName,
 			"if_alias":        ifAlias,
+			"source":          source,
 		},
 	}}
 }

@@ -19,6 +19,7 @@ type poll struct {
 	at               time.Time
 	in, out          float64 // percent, as the poller stores it
 	valid            bool
+	source           string // "": the column's default
 }
 
 func insertPolls(t *testing.T, e engine, polls []poll) {
@@ -27,17 +28,28 @@ func insertPolls(t *testing.T, e engine, polls []poll) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sel []string
+	// Rows without a source are inserted without the column, as rows
+	// written before it existed.
+	bySource := map[bool][]string{}
 	for _, p := range polls {
 		valid := 0
 		if p.valid {
 			valid = 1
 		}
-		sel = append(sel, fmt.Sprintf("SELECT toDateTime(%d, 'UTC'), %d, '%s', %s, %d, %g, %g, 10000, %d",
-			p.at.Unix(), p.at.UnixMilli(), p.tenant, ipLiteral(caps, p.exporter), p.ifIndex, p.in, p.out, valid))
+		row := fmt.Sprintf("SELECT toDateTime(%d, 'UTC'), %d, '%s', %s, %d, %g, %g, 10000, %d",
+			p.at.Unix(), p.at.UnixMilli(), p.tenant, ipLiteral(caps, p.exporter), p.ifIndex, p.in, p.out, valid)
+		if p.source != "" {
+			row += ", '" + p.source + "'"
+		}
+		bySource[p.source != ""] = append(bySource[p.source != ""], row)
 	}
-	e.Exec(t, "INSERT INTO interface_counters (time, time_ms, tenant, exporter_address, if_index, in_utilisation, out_utilisation, speed_mbps, valid) "+
-		strings.Join(sel, " UNION ALL "))
+	cols := "time, time_ms, tenant, exporter_address, if_index, in_utilisation, out_utilisation, speed_mbps, valid"
+	if sel := bySource[false]; len(sel) > 0 {
+		e.Exec(t, "INSERT INTO interface_counters ("+cols+") "+strings.Join(sel, " UNION ALL "))
+	}
+	if sel := bySource[true]; len(sel) > 0 {
+		e.Exec(t, "INSERT INTO interface_counters ("+cols+", source) "+strings.Join(sel, " UNION ALL "))
+	}
 }
 
 func ipLiteral(caps dbapi.Capabilities, a string) string {
@@ -135,6 +147,52 @@ func TestInterfaceUtilisationPerTenantDuration(t *testing.T) {
 		}
 		if s, want := subjects(got), []string{"a:192.0.2.1/7/in"}; !slices.Equal(s, want) {
 			t.Fatalf("found %v, want %v", s, want)
+		}
+	})
+}
+
+// An interface with SNMP polls and sFlow counter samples is judged on one
+// source, never a mix: the one with more valid samples in the window,
+// sFlow on a tie.
+func TestInterfaceUtilisationOneSourcePerInterface(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		now := time.Now().UTC().Truncate(time.Minute).Add(-time.Hour)
+		var polls []poll
+		// series adds samples step apart, ending step before now.
+		series := func(source string, ifIndex uint32, step time.Duration, in []float64) {
+			for i := range in {
+				polls = append(polls, poll{tenant: "a", exporter: "192.0.2.1", ifIndex: ifIndex, source: source,
+					at: now.Add(time.Duration(i-len(in)) * step), in: in[i], out: 1, valid: true})
+			}
+		}
+		high5, high10 := slices.Repeat([]float64{95}, 5), slices.Repeat([]float64{95}, 10)
+		series("snmp", 1, time.Minute, high5) // sFlow has more samples, one below: quiet
+		series("sflow", 1, 30*time.Second, []float64{95, 95, 95, 95, 60, 95, 95, 95, 95, 95})
+		series("snmp", 2, time.Minute, []float64{95, 95, 80, 95, 95}) // sFlow decides, all above: fires
+		series("sflow", 2, 30*time.Second, high10)
+		series("snmp", 3, time.Minute, high5) // sFlow has only started (2 samples, low): SNMP fires
+		series("sflow", 3, 30*time.Second, []float64{20, 20})
+		series("snmp", 4, time.Minute, []float64{95, 95, 95}) // a tie goes to sFlow, which has one below: quiet
+		series("sflow", 4, time.Minute, []float64{95, 50, 95})
+		series("", 5, time.Minute, high5) // rows from before the source column read as snmp
+		insertPolls(t, e, polls)
+		ev, _ := InterfaceUtilisation.New(Deps{})
+		got, err := ev.Evaluate(context.Background(), testEnv(t, e, "interface_utilisation", now, InterfaceUtilisation.Defaults().Params, nil, "a"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s, want := subjects(got), []string{"a:192.0.2.1/2/in", "a:192.0.2.1/3/in", "a:192.0.2.1/5/in"}; !slices.Equal(s, want) {
+			t.Fatalf("found %v, want %v", s, want)
+		}
+		for i, want := range []struct{ source, polls, desc string }{
+			{"sflow", "10", "Every valid sFlow counter sample"},
+			{"snmp", "5", "Every valid SNMP poll"},
+			{"snmp", "5", "Every valid SNMP poll"},
+		} {
+			a := got[i].Annotations
+			if a["source"] != want.source || a["polls"] != want.polls || !strings.HasPrefix(a["description"], want.desc) {
+				t.Errorf("%s: source %q, polls %q, description %q; want %s, %s, %q...", subjects(got)[i], a["source"], a["polls"], a["description"], want.source, want.polls, want.desc)
+			}
 		}
 	})
 }
