@@ -171,3 +171,35 @@ func BenchmarkDecodeCostPerByte(b *testing.B) {
 		b.Run("hostile/"+c.name, func(b *testing.B) { run(b, c.prep, [][]byte{c.b}) })
 	}
 }
+
+// BenchmarkDecodeMapped decodes IPFIX records of the 5-tuple and the NAT
+// quad, 20 to a datagram, with the NAT fields mapped (extra_fields) and
+// not (skipped): what a mapped field costs over one that is skipped.
+func BenchmarkDecodeMapped(b *testing.B) {
+	src := netip.MustParseAddrPort("127.0.0.1:9999")
+	fields := append(append([]tf{}, basicV4...), tf{225, 4, 0}, tf{226, 4, 0}, tf{227, 2, 0}, tf{228, 2, 0})
+	record := append(basicV4Record(40000, 443, 1500, 3), rec([]byte{203, 0, 113, 5}, []byte{198, 51, 100, 80}, uint16(61000), uint16(8443))...)
+	records := make([][]byte, 20)
+	for i := range records {
+		records[i] = record
+	}
+	dg := newIPFIX(uint32(time.Now().Unix()), 0, 1).template(256, fields...).data(256, records...).bytes()
+	for _, c := range []struct {
+		name   string
+		fields []ExtraField
+	}{{"skipped", nil}, {"mapped", natMPLSFields[:4]}} {
+		b.Run(c.name, func(b *testing.B) {
+			d := NewDecoder(DecoderConfig{ExtraFields: c.fields}, nil)
+			now := time.Now()
+			out := d.Decode(now, src, dg, make([]flow.Flow, 0, 64))
+			b.ReportAllocs()
+			b.ResetTimer()
+			flows := 0
+			for i := 0; i < b.N; i++ {
+				out = d.Decode(now, src, dg, out)
+				flows += len(out)
+			}
+			reportPerFlow(b, flows)
+		})
+	}
+}

@@ -97,6 +97,7 @@ func New(cfg Config, deps Deps) (*Collector, error) {
 		Sampling:                cfg.Sampling,
 		TotalsIdleTimeout:       cfg.TotalsIdleTimeout,
 		MaxTotalsPerExporter:    cfg.MaxTotalsPerExporter,
+		ExtraFields:             cfg.ExtraFields,
 	}
 	for i := 0; i < cfg.Workers; i++ {
 		c.workers = append(c.workers, &worker{

@@ -55,6 +55,9 @@ type Config struct {
 	// until each exporter sends its templates again (30 minutes, by
 	// default, on Cisco devices). Empty: nothing is kept.
 	StateFile string `mapstructure:"state_file" yaml:"state_file"`
+	// ExtraFields map information elements the fixed set does not decode
+	// to flows columns of their own (see ExtraField).
+	ExtraFields []ExtraField `mapstructure:"extra_fields" yaml:"extra_fields"`
 }
 
 // SamplingRule sets the sampling rate of exporters in Prefix.
@@ -137,6 +140,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("sampling[%d].rate: must be at least 1", i))
 		}
 	}
+	errs = append(errs, validateExtraFields(c.ExtraFields)...)
 	return errors.Join(errs...)
 }
 

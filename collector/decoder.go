@@ -21,6 +21,8 @@ type DecoderConfig struct {
 	// flows are remembered per exporter (totals.go).
 	TotalsIdleTimeout    time.Duration
 	MaxTotalsPerExporter int
+	// ExtraFields are the validated mappings of Config.ExtraFields.
+	ExtraFields []ExtraField
 }
 
 // Decoder turns datagrams into flows. It keeps per-exporter state
@@ -33,6 +35,7 @@ type Decoder struct {
 	cfg     DecoderConfig
 	rules   []samplingRule
 	metrics *metrics
+	extra   map[penIE]extraSlot // from cfg.ExtraFields; read-only
 
 	mu        sync.Mutex // guards exporters for Stats; the decoding goroutine is its only writer
 	exporters map[netip.Addr]*exporter
@@ -64,6 +67,7 @@ func NewDecoder(cfg DecoderConfig, m *metrics) *Decoder {
 		cfg:       cfg,
 		rules:     compileSamplingRules(cfg.Sampling),
 		metrics:   m,
+		extra:     compileExtra(cfg.ExtraFields),
 		exporters: make(map[netip.Addr]*exporter),
 	}
 }

@@ -3,6 +3,7 @@ package collector
 import (
 	"net/netip"
 	"strconv"
+	"sync"
 	"sync/atomic"
 
 	"github.com/flowhouse/flowhouse/flow"
@@ -26,7 +27,23 @@ type metrics struct {
 	// made up front so the hot path does no label lookups.
 	counterRecords *prometheus.CounterVec
 	counterSeries  map[uint32]*[numOutcomes]prometheus.Counter
+	unknown        unknownFields
 }
+
+// unknownFields counts, per (PEN, IE), the fields of data templates that
+// neither the fixed set nor a mapping decodes: what to map next. They are
+// counted when a template is defined (a refresh as it was is no new
+// definition), never per record. The series are bounded, so that a flood
+// of templates of made-up fields cannot grow /metrics without end: past
+// maxUnknownSeries pairs, the rest share the pen="other", ie="other" series.
+type unknownFields struct {
+	vec   *prometheus.CounterVec
+	mu    sync.Mutex
+	byKey map[penIE]prometheus.Counter
+	other prometheus.Counter
+}
+
+const maxUnknownSeries = 256
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
@@ -74,8 +91,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}
 		m.counterSeries[f] = &s
 	}
+	m.unknown.vec = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowhouse_collector_unknown_fields_total",
+		Help: "Fields of NetFlow v9/IPFIX data templates that nothing decodes, by enterprise number and information element, once per template definition; past 256 pairs, pen and ie are \"other\".",
+	}, []string{"pen", "ie"})
+	m.unknown.byKey = make(map[penIE]prometheus.Counter)
 	if reg != nil {
-		reg.MustRegister(m.datagrams, m.flows, m.drops, m.sequenceLost, m.restarts, m.totalsForgot, m.queueDrops, m.queueDepth, m.rcvbuf, m.kernelDrops, m.counterRecords)
+		reg.MustRegister(m.datagrams, m.flows, m.drops, m.sequenceLost, m.restarts, m.totalsForgot, m.queueDrops, m.queueDepth, m.rcvbuf, m.kernelDrops, m.counterRecords, m.unknown.vec)
 	}
 	return m
 }
@@ -127,6 +149,39 @@ func (em *exporterMetrics) counterRecord(format uint32, outcome int) {
 		s = em.m.counterSeries[counterFormatOther]
 	}
 	s[outcome].Inc()
+}
+
+// unknownFields counts the fields of a compiled data template that are
+// decoded neither by the fixed set nor by a mapping.
+func (m *metrics) unknownFields(fields []field) {
+	if m == nil {
+		return
+	}
+	u := &m.unknown
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for i := range fields {
+		f := &fields[i]
+		// Padding carries nothing to map.
+		padding := f.pen == 0 && f.ie == iePaddingOctets
+		if _, fixed := fixedColumn(f.pen, f.ie); fixed || padding || f.xkind != flow.ExtraNone {
+			continue
+		}
+		k := penIE{pen: f.pen, ie: f.ie}
+		c := u.byKey[k]
+		switch {
+		case c != nil:
+		case len(u.byKey) < maxUnknownSeries:
+			c = u.vec.WithLabelValues(strconv.FormatUint(uint64(k.pen), 10), strconv.FormatUint(uint64(k.ie), 10))
+			u.byKey[k] = c
+		default:
+			if u.other == nil {
+				u.other = u.vec.WithLabelValues("other", "other")
+			}
+			c = u.other
+		}
+		c.Inc()
+	}
 }
 
 // exporterMetrics caches an exporter's series so the hot path does no

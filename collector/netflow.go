@@ -143,8 +143,10 @@ func (e *exporter) storeTemplate(d *decodeContext, h *messageHeader, id uint16, 
 		e.drop(ReasonTemplateLimit)
 		return
 	}
-	t, _ := compileTemplate(fields, scopes, options, d.nowMs)
-	e.templates.add(k, t, d.nowMs)
+	t, _ := compileTemplate(fields, scopes, options, d.nowMs, e.dec.extra)
+	if e.templates.add(k, t, d.nowMs) && !options {
+		e.dec.metrics.unknownFields(t.fields)
+	}
 }
 
 // storeOptionsTemplate stores an options template: its scope fields first,

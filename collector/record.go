@@ -72,6 +72,7 @@ const (
 	ieICMPTypeIPv6                = 178
 	ieICMPCodeIPv6                = 179
 	ieIPDiffServCodePoint         = 195
+	iePaddingOctets               = 210
 	ieInitiatorOctets             = 231
 	ieResponderOctets             = 232
 	ieIngressVRFID                = 234
@@ -278,6 +279,10 @@ func (e *exporter) decodeFlowRecord(d *decodeContext, h *messageHeader, t *templ
 			return 0, false
 		}
 		off += used
+		if fd.xkind != flow.ExtraNone {
+			storeExtra(f, fd, v)
+			continue
+		}
 		if fd.pen != 0 {
 			if fd.pen == penReverse {
 				decodeReverse(fd.ie, v, &rev)

@@ -95,8 +95,13 @@ func (e *exporter) restore(st *exporterState, nowMs int64) {
 		if nowMs-s.updatedMs > e.templates.timeoutMs || !e.templates.room(s.key, nowMs) {
 			continue
 		}
-		if t, ok := compileTemplate(s.fields, s.scopeLen, s.options, s.updatedMs); ok {
-			e.templates.add(s.key, t, nowMs)
+		// Compiled with the mappings of this start, which may differ from
+		// those the template was first compiled with; and, as a definition
+		// of this process, counted for its unknown fields.
+		if t, ok := compileTemplate(s.fields, s.scopeLen, s.options, s.updatedMs, e.dec.extra); ok {
+			if e.templates.add(s.key, t, nowMs) && !s.options {
+				e.dec.metrics.unknownFields(t.fields)
+			}
 		}
 	}
 	for _, r := range st.rates {

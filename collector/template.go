@@ -3,6 +3,8 @@ package collector
 import (
 	"math"
 	"slices"
+
+	"github.com/flowhouse/flowhouse/flow"
 )
 
 // templateKey scopes a template: RFC 7011 section 8 makes template IDs
@@ -36,21 +38,37 @@ type field struct {
 	pen    uint32 // enterprise number; 0 for IANA elements
 	ie     uint16 // information element ID, enterprise bit cleared
 	length uint16 // 0xffff: variable length (IPFIX)
+	// xkind and xslot are where a field mapped by extra_fields goes, set
+	// by compileTemplate, so that decoding it is one test more per field
+	// than decoding a fixed one; ExtraNone for the others.
+	xkind flow.ExtraKind
+	xslot uint8
 }
+
+// sameSpec compares what a template record says of a field.
+func sameSpec(a, b field) bool { return a.pen == b.pen && a.ie == b.ie && a.length == b.length }
 
 const variableLength = 0xffff
 
 // compileTemplate turns a parsed template into one that decodes; fields
-// is copied. A template whose records would occupy zero bytes is refused:
-// decoding a data set against it would never advance (goflow2 v2.2.6 loops
-// forever on it).
-func compileTemplate(fields []field, scopes int, options bool, nowMs int64) (*template, bool) {
+// is copied, and the fields of a data template that extra maps are marked
+// with their slots (options records never become flows). A template whose
+// records would occupy zero bytes is refused: decoding a data set against
+// it would never advance (goflow2 v2.2.6 loops forever on it).
+func compileTemplate(fields []field, scopes int, options bool, nowMs int64, extra map[penIE]extraSlot) (*template, bool) {
 	minLen, variable := recordLength(fields)
 	if len(fields) == 0 || minLen == 0 {
 		return nil, false
 	}
+	fields = append([]field(nil), fields...)
+	for i := range fields {
+		fields[i].xkind = flow.ExtraNone
+		if x, ok := extra[penIE{pen: fields[i].pen, ie: fields[i].ie}]; ok && !options {
+			fields[i].xkind, fields[i].xslot = x.kind, x.slot
+		}
+	}
 	return &template{
-		fields:    append([]field(nil), fields...),
+		fields:    fields,
 		scopeLen:  scopes,
 		minLen:    minLen,
 		variable:  variable,
@@ -136,7 +154,7 @@ func (s *templateStore) room(k templateKey, nowMs int64) bool {
 // is what exporters do every few seconds, without compiling it again.
 func (s *templateStore) refresh(k templateKey, fields []field, scopes int, options bool, nowMs int64) bool {
 	t := s.m[k]
-	if t == nil || t.scopeLen != scopes || t.options != options || !slices.Equal(t.fields, fields) {
+	if t == nil || t.scopeLen != scopes || t.options != options || !slices.EqualFunc(t.fields, fields, sameSpec) {
 		return false
 	}
 	t.updatedMs = nowMs

@@ -56,7 +56,7 @@ func TestTemplateStoreWithdrawalsAndExpiry(t *testing.T) {
 		return templateKey{version: 10, port: 1, domain: domain, id: id}
 	}
 	tmpl := func(options bool, atMs int64) *template {
-		tp, _ := compileTemplate([]field{{ie: 8, length: 4}}, 0, options, atMs)
+		tp, _ := compileTemplate([]field{{ie: 8, length: 4}}, 0, options, atMs, nil)
 		return tp
 	}
 	type op func(s *templateStore)

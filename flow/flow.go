@@ -152,6 +152,11 @@ type Flow struct {
 	Packets   uint64
 	FlowLabel uint32 // IPv6 flow label where known
 
+	// Information elements mapped to columns by configuration (see
+	// ExtraColumn); zero when the record had none.
+	Extra     [ExtraSlots]uint64
+	ExtraAddr [ExtraAddrSlots]Addr
+
 	// Enrichment fields: empty until the enrich stage fills them.
 	Tenant           string
 	ExporterName     string

@@ -36,6 +36,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 
+	"github.com/flowhouse/flowhouse/flow"
 	"github.com/flowhouse/flowhouse/store"
 )
 
@@ -105,6 +106,9 @@ type Options struct {
 	// Retention goes into the tables' TTL on servers that have TTL.
 	Retention store.RetentionConfig
 	Logger    *slog.Logger
+	// Extra are the mapped columns (collector.Config.ExtraColumns) that
+	// Apply adds to flows after the versioned migrations.
+	Extra []flow.ExtraColumn
 }
 
 // Params is what templates see.
@@ -323,7 +327,7 @@ func Apply(ctx context.Context, db store.DB, opts Options) ([]Migration, error) 
 		logger.Info("applied migration", "migration", s.File(), "server_version", caps.Version)
 		done = append(done, s.Migration)
 	}
-	return done, nil
+	return done, applyExtra(ctx, db, caps, opts.Extra, logger)
 }
 
 // columnAdded tells the error of an ADD COLUMN rerun on a server without

@@ -24,6 +24,9 @@ type Batch struct {
 	cols []kept
 }
 
+// Table is the table the batch is of.
+func (b *Batch) Table() *Table { return b.t }
+
 // Len is the number of flows in the batch.
 func (b *Batch) Len() int { return b.n }
 

@@ -248,3 +248,27 @@ func (c *dict) DecodeColumn(r *proto.Reader, rows int) error {
 	}
 	return nil
 }
+
+// narrow keeps a uint64 field (a mapped number, flow.Flow.Extra) in a
+// narrower column: the decoder stored only what the column's width holds.
+type narrow[E uint8 | uint16 | uint32] struct{ *fixed[E] }
+
+func (c narrow[E]) appendFlows(fs []flow.Flow) {
+	dst := extend(c.data, len(fs))
+	fs = fs[:len(dst)]
+	for i := range dst {
+		dst[i] = E(*(*uint64)(at(&fs[i], c.off)))
+	}
+}
+
+func (c narrow[E]) setRow(i int, f *flow.Flow) { *(*uint64)(at(f, c.off)) = uint64((*c.data)[i]) }
+
+func narrowKeeper[E uint8 | uint16 | uint32, C ~[]E, P interface {
+	*C
+	proto.Column
+}](off uintptr) func() kept {
+	return func() kept {
+		col := new(C)
+		return narrow[E]{&fixed[E]{Column: P(col), data: (*[]E)(unsafe.Pointer(col)), off: off}}
+	}
+}

@@ -14,7 +14,17 @@
 // engines); then its line in the schema reference (README.md's
 // "Schema"). Spool segments need nothing: they name their
 // columns. Migration 0005 (in_vrf_id, out_vrf_id) is one.
+//
+// Columns mapped by configuration (collector.extra_fields) come after
+// the fixed ones, in configuration order: FlowsWith builds that table,
+// and migrations.Apply adds them to the database.
 package schema
+
+import (
+	"fmt"
+
+	"github.com/flowhouse/flowhouse/flow"
+)
 
 // The enums of the flows table, numbered as the flow package numbers
 // flow.Protocol and flow.Direction (the batch sends the numbers).
@@ -26,7 +36,33 @@ var (
 // Flows is the flows table's columns that inserts fill, in insert order
 // (which is the table's order: the migrations add columns where they
 // stand here). Columns computed by the database (ALIAS) are not here.
-var Flows = NewTable("flows",
+var Flows = NewTable("flows", fixedFlows...)
+
+// FlowsWith is the flows table with the mapped columns after the fixed
+// ones. The error names a column that clashes with another.
+func FlowsWith(extra []flow.ExtraColumn) (t *Table, err error) {
+	if len(extra) == 0 {
+		return Flows, nil
+	}
+	cols := append([]Column(nil), fixedFlows...)
+	for _, x := range extra {
+		c, err := Extra(x)
+		if err != nil {
+			return nil, err
+		}
+		cols = append(cols, c)
+	}
+	defer func() {
+		// NewTable panics on a programming error of the fixed table; with
+		// configured columns the same checks are the user's errors.
+		if r := recover(); r != nil {
+			t, err = nil, fmt.Errorf("%v", r)
+		}
+	}()
+	return NewTable("flows", cols...), nil
+}
+
+var fixedFlows = []Column{
 	Millis("time_received", "TimeReceivedMs"),
 	Millis("flow_start", "TimeStartMs"),
 	Millis("flow_end", "TimeEndMs"),
@@ -82,4 +118,4 @@ var Flows = NewTable("flows",
 	Field("bytes", UInt64, "Bytes"),
 	Field("packets", UInt64, "Packets"),
 	Field("flow_label", UInt32, "FlowLabel"),
-)
+}

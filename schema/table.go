@@ -46,6 +46,56 @@ func Clamped(name, field string) Column {
 	return Column{Name: name, Type: UInt32, kept: name, keep: func() kept { return clamped{keep().(*fixed[uint32])} }}
 }
 
+// ExtraType is the column type of a mapped element of kind k: addresses
+// as the fixed address columns, MACs as src_mac, MPLS labels (20 bits) as
+// UInt32, numbers at their width.
+func ExtraType(k flow.ExtraKind) (Type, bool) {
+	switch k {
+	case flow.ExtraIP:
+		return IP, true
+	case flow.ExtraUint8:
+		return UInt8, true
+	case flow.ExtraUint16:
+		return UInt16, true
+	case flow.ExtraUint32, flow.ExtraMPLSLabel:
+		return UInt32, true
+	case flow.ExtraUint64, flow.ExtraMAC:
+		return UInt64, true
+	}
+	return Type{}, false
+}
+
+// Extra is the column of a mapped element, kept from its slot of
+// flow.Flow (ExtraAddr for addresses, Extra for the rest).
+func Extra(x flow.ExtraColumn) (Column, error) {
+	t, ok := ExtraType(x.Kind)
+	if !ok {
+		return Column{}, fmt.Errorf("column %s: no column type for kind %s", x.Name, x.Kind)
+	}
+	addrs, nums := flowField(x.Name, "ExtraAddr"), flowField(x.Name, "Extra")
+	if x.Slot < 0 || x.Kind.IsAddr() && x.Slot >= addrs.Type.Len() || !x.Kind.IsAddr() && x.Slot >= nums.Type.Len() {
+		return Column{}, fmt.Errorf("column %s: slot %d of %s is outside flow.Flow", x.Name, x.Slot, x.Kind)
+	}
+	c := Column{Name: x.Name, Type: t, kept: x.Name}
+	switch off := nums.Offset + uintptr(x.Slot)*8; t {
+	case IP:
+		sf := addrs
+		sf.Type, sf.Offset = addrs.Type.Elem(), addrs.Offset+uintptr(x.Slot)*addrs.Type.Elem().Size()
+		c.keep = keeper(x.Name, t.native, sf)
+	case UInt8:
+		c.keep = narrowKeeper[uint8, proto.ColUInt8](off)
+	case UInt16:
+		c.keep = narrowKeeper[uint16, proto.ColUInt16](off)
+	case UInt32:
+		c.keep = narrowKeeper[uint32, proto.ColUInt32](off)
+	default:
+		sf := nums
+		sf.Type, sf.Offset = nums.Type.Elem(), off
+		c.keep = keeper(x.Name, t.native, sf)
+	}
+	return c, nil
+}
+
 // Span is a UInt32 column computed at insert: the milliseconds from the
 // Millis column from to the Millis column to, 0 when either is unknown or
 // they are out of order.

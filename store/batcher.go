@@ -12,6 +12,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/flowhouse/flowhouse/flow"
+	"github.com/flowhouse/flowhouse/schema"
 )
 
 // Deps of the Batcher.
@@ -21,6 +22,9 @@ type Deps struct {
 	Logger *slog.Logger
 	// Registerer gets the flowhouse_store_* metrics; nil registers nothing.
 	Registerer prometheus.Registerer
+	// Flows is the flows table the batches are of (schema.FlowsWith the
+	// mapped columns); nil is schema.Flows.
+	Flows *schema.Table
 }
 
 // Batcher collects flows from the collector's workers into columnar
@@ -32,10 +36,11 @@ type Deps struct {
 // reading its sockets and loses datagrams anyway, without counting them
 // per reason.
 type Batcher struct {
-	cfg Config
-	w   Writer
-	log *slog.Logger
-	m   *metrics
+	cfg   Config
+	flows *schema.Table
+	w     Writer
+	log   *slog.Logger
+	m     *metrics
 
 	mu      sync.Mutex
 	cur     *FlowBatch
@@ -75,8 +80,12 @@ func New(cfg Config, deps Deps) (*Batcher, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	if deps.Flows == nil {
+		deps.Flows = schema.Flows
+	}
 	b := &Batcher{
 		cfg:   cfg,
+		flows: deps.Flows,
 		w:     deps.Writer,
 		log:   logger,
 		queue: make(chan *FlowBatch, cfg.MaxQueueBatches),
@@ -101,7 +110,7 @@ func (b *Batcher) newBatch() *FlowBatch {
 	default:
 		// Batches grow to their working size; starting small keeps a
 		// rarely used batcher (or a huge batch_rows) from reserving memory.
-		return NewFlowBatch(min(b.cfg.BatchRows, 4096))
+		return b.flows.NewBatch(min(b.cfg.BatchRows, 4096))
 	}
 }
 
@@ -207,7 +216,7 @@ func (b *Batcher) Stop() error {
 	b.timer.Stop()
 	started := b.started
 	last := b.cur
-	b.cur = NewFlowBatch(0)
+	b.cur = b.flows.NewBatch(0)
 	// From here nothing else sends to the queue: every sender checks
 	// stopped under the lock.
 	b.mu.Unlock()

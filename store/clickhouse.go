@@ -129,11 +129,16 @@ func (s *Server) Ping(ctx context.Context) error { return s.conn.Ping(ctx) }
 
 func (s *Server) Close() error { return s.conn.Close() }
 
-// FlowColumns lists the flows table's columns that inserts fill, in order.
+// FlowColumns lists the fixed columns of the flows table that inserts
+// fill, in order (a batch's table adds the mapped ones).
 func FlowColumns() []string { return schema.Flows.Names() }
 
-// insertFlowsQuery names the columns: servers as old as 18.16 require it.
-var insertFlowsQuery = "INSERT INTO flows (" + strings.Join(FlowColumns(), ", ") + ")"
+// insertFlowsQuery names the columns of the batch's table: servers as old
+// as 18.16 require it, and a column no longer mapped, which stays in the
+// database, gets its default.
+func insertFlowsQuery(b *FlowBatch) string {
+	return "INSERT INTO flows (" + strings.Join(b.Table().Names(), ", ") + ")"
+}
 
 // insertScratch is what an insert computes from a batch, reused across
 // inserts.
@@ -170,12 +175,12 @@ func (s *Server) InsertFlows(ctx context.Context, b *FlowBatch) error {
 	if b.Len() == 0 {
 		return nil
 	}
-	batch, err := s.conn.PrepareBatch(ctx, insertFlowsQuery)
+	batch, err := s.conn.PrepareBatch(ctx, insertFlowsQuery(b))
 	if err != nil {
 		return fmt.Errorf("prepare insert into flows: %w", err)
 	}
 	defer batch.Close()
-	cols, names := batch.Columns(), FlowColumns()
+	cols, names := batch.Columns(), b.Table().Names()
 	if len(cols) != len(names) {
 		return fmt.Errorf("insert into flows: server expects %d columns, batch has %d", len(cols), len(names))
 	}

@@ -317,14 +317,14 @@ func (e *Embedded) insertNative(ctx context.Context, query string, input proto.I
 }
 
 // InsertFlows inserts the batch as one Native block of the table's
-// columns (schema.Flows).
+// columns (its table: schema.Flows and the mapped columns).
 func (e *Embedded) InsertFlows(ctx context.Context, b *FlowBatch) error {
 	if b.Len() == 0 {
 		return nil
 	}
 	scratch := scratchPool.Get().(*insertScratch)
 	defer scratch.release()
-	if err := e.insertNative(ctx, insertFlowsQuery, b.Insert(&scratch.Scratch), b.Len()); err != nil {
+	if err := e.insertNative(ctx, insertFlowsQuery(b), b.Insert(&scratch.Scratch), b.Len()); err != nil {
 		return fmt.Errorf("insert %d rows into flows: %w", b.Len(), err)
 	}
 	return nil

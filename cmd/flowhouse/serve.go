@@ -24,6 +24,7 @@ import (
 	"github.com/flowhouse/flowhouse/internal/lifecycle"
 	"github.com/flowhouse/flowhouse/migrations"
 	"github.com/flowhouse/flowhouse/notify"
+	"github.com/flowhouse/flowhouse/schema"
 	"github.com/flowhouse/flowhouse/store"
 	"github.com/flowhouse/flowhouse/store/spool"
 	"github.com/flowhouse/flowhouse/tenant"
@@ -64,7 +65,7 @@ func migrate(ctx context.Context, cfg *config.Config, out io.Writer) error {
 		return err
 	}
 	defer db.Close()
-	applied, err := migrations.Apply(ctx, db, migrations.Options{Retention: cfg.ClickHouse.Retention, Logger: log})
+	applied, err := migrations.Apply(ctx, db, migrations.Options{Retention: cfg.ClickHouse.Retention, Logger: log, Extra: cfg.Collector.ExtraColumns()})
 	if err != nil {
 		return err
 	}
@@ -132,7 +133,7 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, h hook
 	}
 	defer db.Close()
 	// Apply logs each migration it applies.
-	if _, err := migrations.Apply(ctx, db, migrations.Options{Retention: cfg.ClickHouse.Retention, Logger: log}); err != nil {
+	if _, err := migrations.Apply(ctx, db, migrations.Options{Retention: cfg.ClickHouse.Retention, Logger: log, Extra: cfg.Collector.ExtraColumns()}); err != nil {
 		return err
 	}
 	p, err := newParts(ctx, cfg, db, log, reg)
@@ -186,6 +187,12 @@ type parts struct {
 
 func newParts(ctx context.Context, cfg *config.Config, db store.DB, log *slog.Logger, reg *prometheus.Registry) (*parts, error) {
 	p := &parts{db: db, queries: &queryEndpointRunner{log: log}}
+	// The flows table with the mapped columns, which the batches and the
+	// spool's replay are of; Apply has added the columns.
+	flows, err := schema.FlowsWith(cfg.Collector.ExtraColumns())
+	if err != nil {
+		return nil, fmt.Errorf("collector.extra_fields: %w", err)
+	}
 	// The spool sits between the batcher and the database: what cannot be
 	// inserted now is kept on disk and replayed when the database is back.
 	var writer store.Writer = db
@@ -195,13 +202,12 @@ func newParts(ctx context.Context, cfg *config.Config, db store.DB, log *slog.Lo
 			return nil, err
 		}
 		if p.spool, err = spool.New(cfg.Spool, spool.Deps{Next: db, Logger: log, Registerer: reg,
-			DedupToken: spool.SupportsDedupToken(caps.Version)}); err != nil {
+			DedupToken: spool.SupportsDedupToken(caps.Version), Flows: flows}); err != nil {
 			return nil, err
 		}
 		writer = p.spool
 	}
-	var err error
-	if p.batcher, err = store.New(cfg.ClickHouse, store.Deps{Writer: writer, Logger: log, Registerer: reg}); err != nil {
+	if p.batcher, err = store.New(cfg.ClickHouse, store.Deps{Writer: writer, Logger: log, Registerer: reg, Flows: flows}); err != nil {
 		return nil, err
 	}
 	if p.retention, err = store.NewRetention(cfg.ClickHouse, store.RetentionDeps{DB: db, Logger: log, Registerer: reg}); err != nil {

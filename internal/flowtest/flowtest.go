@@ -26,13 +26,26 @@ func Random(r *rand.Rand, n int, distinct int) []flow.Flow {
 			case reflect.String:
 				f.SetString(v.Type().Field(j).Name + "-é" + strconv.Itoa(r.IntN(distinct)))
 			case reflect.Array:
-				for k := range f.Len() {
-					f.Index(k).SetUint(uint64(r.IntN(256)))
-				}
+				fillArray(r, f)
 			default:
 				panic("flowtest: field " + v.Type().Field(j).Name + " of kind " + f.Kind().String())
 			}
 		}
 	}
 	return flows
+}
+
+// fillArray fills bytes (addresses) and numbers (the extra slots) of an
+// array, or of an array of arrays.
+func fillArray(r *rand.Rand, a reflect.Value) {
+	for k := range a.Len() {
+		switch e := a.Index(k); e.Kind() {
+		case reflect.Array:
+			fillArray(r, e)
+		case reflect.Uint8:
+			e.SetUint(uint64(r.IntN(256)))
+		default:
+			e.SetUint(r.Uint64())
+		}
+	}
 }

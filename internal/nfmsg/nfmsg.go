@@ -140,3 +140,12 @@ func Record(values ...any) []byte {
 	}
 	return b
 }
+
+// Variable is an IPFIX variable-length value (RFC 7011 section 7): one
+// length byte, or 255 and two, then the value.
+func Variable(v []byte) []byte {
+	if len(v) < 255 {
+		return append([]byte{byte(len(v))}, v...)
+	}
+	return append(binary.BigEndian.AppendUint16([]byte{255}, uint16(len(v))), v...)
+}

@@ -33,6 +33,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
+	"github.com/flowhouse/flowhouse/schema"
 	"github.com/flowhouse/flowhouse/store"
 )
 
@@ -51,6 +52,9 @@ type Deps struct {
 	// then replayed) is stored once. Only for servers that know the
 	// setting (see SupportsDedupToken): older ones reject every insert.
 	DedupToken bool
+	// Flows is the flows table replayed segments are read into, the
+	// batcher's; nil is schema.Flows.
+	Flows *schema.Table
 }
 
 // Spool is a store.Writer that spools to disk what the database cannot
@@ -134,6 +138,9 @@ func New(cfg Config, deps Deps) (*Spool, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	if deps.Flows == nil {
+		deps.Flows = schema.Flows
+	}
 	ping := deps.Ping
 	if ping == nil {
 		if p, ok := deps.Next.(interface{ Ping(context.Context) error }); ok {
@@ -150,7 +157,7 @@ func New(cfg Config, deps Deps) (*Spool, error) {
 		qdir:   filepath.Join(cfg.Dir, "quarantine"),
 		wake:   make(chan struct{}, 1),
 		done:   make(chan struct{}),
-		batch:  store.NewFlowBatch(0),
+		batch:  deps.Flows.NewBatch(0),
 
 		dropLog:       rate.Sometimes{Interval: logInterval},
 		writeLog:      rate.Sometimes{Interval: logInterval},
