@@ -164,6 +164,34 @@ http:
 			wantErrs: []string{`config {file}:5: unknown key "collector.sampling[1].prefx" (did you mean "prefix"?)`, `collector.sampling[1].prefix: ""`},
 		},
 		{
+			name: "extra fields",
+			file: "collector:\n  extra_fields:\n    - {column: post_nat_src_address, ie: 225, type: ip}\n    - {column: vendor_id, ie: 12, pen: 9, type: uint32}\n",
+			want: func(c *Config) {
+				c.Collector.ExtraFields = []collector.ExtraField{
+					{Column: "post_nat_src_address", IE: 225, Type: "ip"},
+					{Column: "vendor_id", IE: 12, PEN: 9, Type: "uint32"},
+				}
+			},
+		},
+		{
+			name: "extra fields: unknown key, IE out of range",
+			file: "collector:\n  extra_fields:\n    - {column: a, ie: 225, type: ip, enterprise: 9}\n    - {column: b, ie: 70000, type: uint8}\n",
+			wantErrs: []string{
+				`config {file}:3: unknown key "collector.extra_fields[0].enterprise"`,
+				`config {file}:4: collector.extra_fields[1].ie: "70000" is out of range (0..65535)`,
+			},
+		},
+		{
+			name: "extra fields: wrong mappings",
+			file: "collector:\n  extra_fields:\n    - {column: a, ie: 40000, type: ip}\n    - {column: Bytes, ie: 61, type: uint128}\n",
+			wantErrs: []string{
+				`collector.extra_fields[0].ie: 40000 is outside 1..32767`,
+				`collector.extra_fields[1].column: "Bytes" is not a column name`,
+				`collector.extra_fields[1].ie: pen 0 ie 61 is decoded already, into column direction`,
+				`collector.extra_fields[1].type: "uint128" is not one of ip, uint8, uint16, uint32, uint64, mac, mpls_label`,
+			},
+		},
+		{
 			name:     "key in the wrong case",
 			file:     "collector:\n  Workers: 2\n",
 			wantErrs: []string{`config {file}:2: unknown key "collector.Workers" (did you mean "workers"?)`},
