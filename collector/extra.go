@@ -98,7 +98,7 @@ type penIE struct {
 }
 
 // extraSlot is where a mapped element goes: its kind and slot, as a
-// compiled template field carries them.
+// compiled template has them for its mapped fields.
 type extraSlot struct {
 	kind flow.ExtraKind
 	slot uint8
@@ -120,27 +120,27 @@ func compileExtra(fs []ExtraField) map[penIE]extraSlot {
 // length for their kind are left out, as the fixed set leaves out an IPv4
 // address that is not 4 bytes; integers keep their low bytes, as the
 // fixed set narrows them.
-func storeExtra(f *flow.Flow, fd *field, v []byte) {
-	switch fd.xkind {
+func storeExtra(f *flow.Flow, x extraSlot, v []byte) {
+	switch x.kind {
 	case flow.ExtraIP:
 		if len(v) == 4 || len(v) == 16 {
-			f.ExtraAddr[fd.xslot] = flow.AddrFromSlice(v)
+			f.ExtraAddr[x.slot] = flow.AddrFromSlice(v)
 		}
 	case flow.ExtraUint8:
-		f.Extra[fd.xslot] = beUint(v) & 0xff
+		f.Extra[x.slot] = beUint(v) & 0xff
 	case flow.ExtraUint16:
-		f.Extra[fd.xslot] = beUint(v) & 0xffff
+		f.Extra[x.slot] = beUint(v) & 0xffff
 	case flow.ExtraUint32:
-		f.Extra[fd.xslot] = beUint(v) & 0xffffffff
+		f.Extra[x.slot] = beUint(v) & 0xffffffff
 	case flow.ExtraUint64:
-		f.Extra[fd.xslot] = beUint(v)
+		f.Extra[x.slot] = beUint(v)
 	case flow.ExtraMAC:
-		f.Extra[fd.xslot] = uint64(flow.MACFromSlice(v))
+		f.Extra[x.slot] = uint64(flow.MACFromSlice(v))
 	case flow.ExtraMPLSLabel:
 		// IE 70-79 are label stack entries, 3 bytes (RFC 7012: the label
 		// and the TC and S bits, without the TTL): the label is the top 20 bits.
 		if len(v) >= 3 {
-			f.Extra[fd.xslot] = uint64(v[0])<<12 | uint64(v[1])<<4 | uint64(v[2])>>4
+			f.Extra[x.slot] = uint64(v[0])<<12 | uint64(v[1])<<4 | uint64(v[2])>>4
 		}
 	}
 }

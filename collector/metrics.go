@@ -153,18 +153,19 @@ func (em *exporterMetrics) counterRecord(format uint32, outcome int) {
 
 // unknownFields counts the fields of a compiled data template that are
 // decoded neither by the fixed set nor by a mapping.
-func (m *metrics) unknownFields(fields []field) {
+func (m *metrics) unknownFields(t *template) {
 	if m == nil {
 		return
 	}
 	u := &m.unknown
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	for i := range fields {
-		f := &fields[i]
+	for i := range t.fields {
+		f := &t.fields[i]
 		// Padding carries nothing to map.
 		padding := f.pen == 0 && f.ie == iePaddingOctets
-		if _, fixed := fixedColumn(f.pen, f.ie); fixed || padding || f.xkind != flow.ExtraNone {
+		mapped := t.extra != nil && t.extra[i].kind != flow.ExtraNone
+		if _, fixed := fixedColumn(f.pen, f.ie); fixed || padding || mapped {
 			continue
 		}
 		k := penIE{pen: f.pen, ie: f.ie}

@@ -145,7 +145,7 @@ func (e *exporter) storeTemplate(d *decodeContext, h *messageHeader, id uint16, 
 	}
 	t, _ := compileTemplate(fields, scopes, options, d.nowMs, e.dec.extra)
 	if e.templates.add(k, t, d.nowMs) && !options {
-		e.dec.metrics.unknownFields(t.fields)
+		e.dec.metrics.unknownFields(t)
 	}
 }
 

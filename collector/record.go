@@ -279,12 +279,14 @@ func (e *exporter) decodeFlowRecord(d *decodeContext, h *messageHeader, t *templ
 			return 0, false
 		}
 		off += used
-		if fd.xkind != flow.ExtraNone {
-			storeExtra(f, fd, v)
-			continue
-		}
+		// A mapped element is none of the fixed set's (Validate refuses
+		// those), so it is looked for only where the fixed set finds
+		// nothing: the fields the fixed set decodes pay nothing for it.
 		if fd.pen != 0 {
-			if fd.pen == penReverse {
+			switch {
+			case t.extra != nil && t.extra[i].kind != flow.ExtraNone:
+				storeExtra(f, t.extra[i], v)
+			case fd.pen == penReverse:
 				decodeReverse(fd.ie, v, &rev)
 			}
 			continue
@@ -386,7 +388,11 @@ func (e *exporter) decodeFlowRecord(d *decodeContext, h *messageHeader, t *templ
 		case ieSamplingPacketSpace:
 			pktSpace = beUint(v)
 		default:
-			decodeTime(fd.ie, v, &tf)
+			if t.extra != nil && t.extra[i].kind != flow.ExtraNone {
+				storeExtra(f, t.extra[i], v)
+			} else {
+				decodeTime(fd.ie, v, &tf)
+			}
 		}
 	}
 	// Initiator counters' responder side becomes the reverse flow, like

@@ -100,7 +100,7 @@ func (e *exporter) restore(st *exporterState, nowMs int64) {
 		// of this process, counted for its unknown fields.
 		if t, ok := compileTemplate(s.fields, s.scopeLen, s.options, s.updatedMs, e.dec.extra); ok {
 			if e.templates.add(s.key, t, nowMs) && !s.options {
-				e.dec.metrics.unknownFields(t.fields)
+				e.dec.metrics.unknownFields(t)
 			}
 		}
 	}

@@ -3,8 +3,6 @@ package collector
 import (
 	"math"
 	"slices"
-
-	"github.com/flowhouse/flowhouse/flow"
 )
 
 // templateKey scopes a template: RFC 7011 section 8 makes template IDs
@@ -21,7 +19,11 @@ type templateKey struct {
 // knows how to store its value, so a data record is decoded by walking the
 // fields once, without allocating.
 type template struct {
-	fields    []field
+	fields []field
+	// extra is where each field mapped by extra_fields goes, by the
+	// field's index; nil when no field of the template is mapped, so that
+	// templates without mapped fields cost what they did.
+	extra     []extraSlot
 	scopeLen  int // number of leading scope fields (options templates)
 	minLen    int // bytes of a record with all variable-length fields empty
 	variable  bool
@@ -38,37 +40,35 @@ type field struct {
 	pen    uint32 // enterprise number; 0 for IANA elements
 	ie     uint16 // information element ID, enterprise bit cleared
 	length uint16 // 0xffff: variable length (IPFIX)
-	// xkind and xslot are where a field mapped by extra_fields goes, set
-	// by compileTemplate, so that decoding it is one test more per field
-	// than decoding a fixed one; ExtraNone for the others.
-	xkind flow.ExtraKind
-	xslot uint8
 }
-
-// sameSpec compares what a template record says of a field.
-func sameSpec(a, b field) bool { return a.pen == b.pen && a.ie == b.ie && a.length == b.length }
 
 const variableLength = 0xffff
 
 // compileTemplate turns a parsed template into one that decodes; fields
-// is copied, and the fields of a data template that extra maps are marked
-// with their slots (options records never become flows). A template whose
-// records would occupy zero bytes is refused: decoding a data set against
-// it would never advance (goflow2 v2.2.6 loops forever on it).
+// is copied, and the fields of a data template that extra maps get their
+// slots (options records never become flows). A template whose records
+// would occupy zero bytes is refused: decoding a data set against it
+// would never advance (goflow2 v2.2.6 loops forever on it).
 func compileTemplate(fields []field, scopes int, options bool, nowMs int64, extra map[penIE]extraSlot) (*template, bool) {
 	minLen, variable := recordLength(fields)
 	if len(fields) == 0 || minLen == 0 {
 		return nil, false
 	}
-	fields = append([]field(nil), fields...)
+	var slots []extraSlot
 	for i := range fields {
-		fields[i].xkind = flow.ExtraNone
-		if x, ok := extra[penIE{pen: fields[i].pen, ie: fields[i].ie}]; ok && !options {
-			fields[i].xkind, fields[i].xslot = x.kind, x.slot
+		if len(extra) == 0 || options {
+			break
+		}
+		if x, ok := extra[penIE{pen: fields[i].pen, ie: fields[i].ie}]; ok {
+			if slots == nil {
+				slots = make([]extraSlot, len(fields))
+			}
+			slots[i] = x
 		}
 	}
 	return &template{
-		fields:    fields,
+		fields:    append([]field(nil), fields...),
+		extra:     slots,
 		scopeLen:  scopes,
 		minLen:    minLen,
 		variable:  variable,
@@ -154,7 +154,7 @@ func (s *templateStore) room(k templateKey, nowMs int64) bool {
 // is what exporters do every few seconds, without compiling it again.
 func (s *templateStore) refresh(k templateKey, fields []field, scopes int, options bool, nowMs int64) bool {
 	t := s.m[k]
-	if t == nil || t.scopeLen != scopes || t.options != options || !slices.EqualFunc(t.fields, fields, sameSpec) {
+	if t == nil || t.scopeLen != scopes || t.options != options || !slices.Equal(t.fields, fields) {
 		return false
 	}
 	t.updatedMs = nowMs
