@@ -16,7 +16,9 @@ type ExtraField struct {
 	// Column is the flows column the mapping creates (and keeps: removing
 	// the mapping never drops it).
 	Column string `mapstructure:"column" yaml:"column"`
-	// IE is the information element ID, without the enterprise bit.
+	// IE is the information element ID, without the enterprise bit; with
+	// PEN 0, 32768 up are NetFlow v9 vendor field types (Cisco ASA's NSEL
+	// 40001, say), which v9 numbers in the same space.
 	IE uint16 `mapstructure:"ie" yaml:"ie"`
 	// PEN is the enterprise number of an enterprise-specific element
 	// (IPFIX only: NetFlow v9 has none); 0 for IANA elements.
@@ -55,8 +57,10 @@ func validateExtraFields(fs []ExtraField) []error {
 		}
 		k := penIE{pen: f.PEN, ie: f.IE}
 		switch col, fixed := fixedColumn(f.PEN, f.IE); {
-		case f.IE == 0 || f.IE > 0x7fff:
-			errs = append(errs, fmt.Errorf("%s.ie: %d is outside 1..32767 (the top bit of a field type is the enterprise bit)", key, f.IE))
+		case f.IE == 0:
+			errs = append(errs, fmt.Errorf("%s.ie: 0 is no element (1..32767, or a NetFlow v9 vendor type 32768..65535 with pen 0)", key))
+		case f.IE > 0x7fff && f.PEN != 0:
+			errs = append(errs, fmt.Errorf("%s.ie: %d is outside 1..32767 for an enterprise element (the top bit of an IPFIX field type is the enterprise bit; 32768 up are NetFlow v9 vendor types, pen 0)", key, f.IE))
 		case fixed:
 			errs = append(errs, fmt.Errorf("%s.ie: pen %d ie %d is decoded already, into column %s", key, f.PEN, f.IE, col))
 		case elements[k] > 0:

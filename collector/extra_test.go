@@ -64,8 +64,8 @@ func TestExtraFieldsValidation(t *testing.T) {
 		{"flowDirection is the direction column", []ExtraField{{Column: "flow_direction", IE: 61, Type: "uint8"}}, `ie 61 is decoded already, into column direction`},
 		{"reverse bytes of RFC 5103", []ExtraField{{Column: "x", IE: 1, PEN: 29305, Type: "uint64"}}, `pen 29305 ie 1 is decoded already, into column bytes (of the reverse flow)`},
 		{"reverse NAT address is not decoded", []ExtraField{{Column: "x", IE: 225, PEN: 29305, Type: "ip"}}, ""},
-		{"IE 0", []ExtraField{{Column: "x", Type: "ip"}}, `extra_fields[0].ie: 0 is outside 1..32767`},
-		{"IE with the enterprise bit", []ExtraField{{Column: "x", IE: 0x8001, Type: "ip"}}, `extra_fields[0].ie: 32769 is outside 1..32767`},
+		{"IE 0", []ExtraField{{Column: "x", Type: "ip"}}, `extra_fields[0].ie: 0 is no element`},
+		{"IE with the enterprise bit and a PEN", []ExtraField{{Column: "x", IE: 0x8001, PEN: 9, Type: "ip"}}, `extra_fields[0].ie: 32769 is outside 1..32767 for an enterprise element`},
 		{"more mappings than slots", tooMany, fmt.Sprintf("extra_fields: %d mappings, at most %d", MaxExtraFields+1, MaxExtraFields)},
 		{"more addresses than slots", addrs, fmt.Sprintf("extra_fields: at most %d are of type ip", flow.ExtraAddrSlots)},
 	} {
@@ -138,6 +138,24 @@ func TestExtraFieldsDecode(t *testing.T) {
 			t.Fatalf("%d flows", len(flows))
 		}
 		checkNAT(t, flows[0])
+	})
+	// NetFlow v9 numbers vendor field types from 32768 up in the same
+	// space (no enterprise numbers): Cisco ASA's NSEL 33000 (an ingress
+	// ACL ID, 12 bytes) is not IE 232 responderOctets, which would make a
+	// reverse flow of it, and 40001 (the translated source address) maps
+	// as ie 40001, pen 0.
+	t.Run("netflow v9 vendor types", func(t *testing.T) {
+		fields := append(append([]tf{}, basicV4...), tf{33000, 12, 0}, tf{40001, 4, 0})
+		record := append(basicV4Record(40000, 443, 1500, 3), rec(uint32(7), uint32(0xffffffff), uint32(9), []byte{203, 0, 113, 9})...)
+		m := newNFv9(1000, uint32(t0.Unix()), 0, 1).template(256, fields...).data(256, record)
+		d := extraDecoder([]ExtraField{{Column: "xlate_src_address", IE: 40001, Type: "ip"}}, nil)
+		flows := d.Decode(t0, exporterA, m.bytes(), nil)
+		if len(flows) != 1 || flows[0].Bytes != 1500 || flows[0].Packets != 3 {
+			t.Fatalf("flows %+v, drops %v", flows, dropsOf(t, d))
+		}
+		if got := flows[0].ExtraAddr[0].String(); got != "203.0.113.9" {
+			t.Errorf("xlate_src_address %s", got)
+		}
 	})
 	// Enterprise fields, some of variable length, between unmapped
 	// variable-length ones: each is read at its offset.

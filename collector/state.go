@@ -284,7 +284,8 @@ func validTemplate(t *savedTemplate) bool {
 		return false
 	}
 	for _, f := range t.fields {
-		if f.ie&0x8000 != 0 || (t.key.version == 9 && f.pen != 0) {
+		// IPFIX keeps the enterprise bit in pen; v9 vendor types keep it.
+		if (t.key.version != 9 && f.ie&0x8000 != 0) || (t.key.version == 9 && f.pen != 0) {
 			return false
 		}
 	}

@@ -31,11 +31,15 @@ func readFields(dst []field, b []byte, n int, ipfix bool) (_ []field, rest []byt
 			return dst, b, false // enterprise numbers used up the bytes
 		}
 		typ := binary.BigEndian.Uint16(b)
-		f := field{ie: typ &^ 0x8000, length: binary.BigEndian.Uint16(b[2:])}
+		f := field{ie: typ, length: binary.BigEndian.Uint16(b[2:])}
 		b = b[fieldSpecLen:]
 		// NetFlow v9 has no enterprise numbers: there the top bit is part
-		// of the field type, which goflow2 also kept and we clear.
+		// of the field type, and types from 32768 up are vendors' own
+		// (Cisco ASA's NSEL: 33000-33002, 40000-40005). They stay as they
+		// are: cleared, NSEL's 33000 (an ACL ID, 12 bytes) read as IE 232,
+		// responderOctets, and made a reverse flow of it.
 		if ipfix && typ&0x8000 != 0 {
+			f.ie = typ &^ 0x8000
 			if len(b) < enterpriseNumberLen {
 				return dst, b, false
 			}
