@@ -42,6 +42,10 @@ type exporter struct {
 
 	// optionsRecords counts the options records of the message being decoded.
 	optionsRecords int
+	// resumed: the state file says an earlier run of flowhouse heard from
+	// this exporter, so what it stored of long flows' totals may overlap
+	// what their next reports say (totals.go).
+	resumed bool
 	// sequenceMessages counts the messages the sequence accounting took,
 	// which orders the streams by their last use.
 	sequenceMessages uint64

@@ -91,6 +91,7 @@ func (e *exporter) snapshot(nowMs int64) *exporterState {
 // the restart. Templates go through the store as live ones do, so a later
 // redefinition, withdrawal or expiry treats them alike.
 func (e *exporter) restore(st *exporterState, nowMs int64) {
+	e.resumed = true
 	for _, s := range st.templates {
 		if nowMs-s.updatedMs > e.templates.timeoutMs || !e.templates.room(s.key, nowMs) {
 			continue

@@ -1,6 +1,8 @@
 package collector
 
 import (
+	"math"
+
 	"github.com/flowhouse/flowhouse/flow"
 )
 
@@ -152,8 +154,9 @@ func (t *totalsTable) wentBack(e *totalsEntry, r *totalsReport) bool {
 
 // firstReport is the first report of a flow this table does not know: its
 // totals are its traffic, the flow having begun while flowhouse listened.
-// A flow that began before the horizon (flowhouse started or restarted
-// while it ran) is counted from the horizon on, assuming an even rate
+// A flow that began before the horizon (flowhouse restarted while it ran;
+// there is a horizon only for exporters the state file says an earlier
+// run heard) is counted from the horizon on, assuming an even rate
 // between its start and end: an earlier run may have stored what it sent
 // before, and counting its total would count its whole past again, hours
 // for a long flow. The price is at most what such a flow sent between its
@@ -259,7 +262,14 @@ func (e *exporter) totalsToDeltas(d *decodeContext, h *messageHeader, f *flow.Fl
 	tot.hasStart = tf.hasStartAbs || tf.hasStartDl || (tf.hasStartUp && canUptime)
 	tot.startMs, tot.endMs = f.TimeStartMs, f.TimeEndMs
 	// The exporter's first datagram, on its clock: the offset between the
-	// clocks is that of this message's export time (whole seconds).
-	tot.horizonMs, tot.nowMs = e.firstSeenMs+h.exportMs-d.nowMs, d.nowMs
+	// clocks is that of this message's export time (whole seconds). Only
+	// an exporter this flowhouse heard before its restart (restored from
+	// the state file) has a past that may be stored already; for one heard
+	// first now, every flow's first report is its total, as an oracle
+	// decoding the same export reads it.
+	tot.horizonMs, tot.nowMs = math.MinInt64, d.nowMs
+	if e.resumed {
+		tot.horizonMs = e.firstSeenMs + h.exportMs - d.nowMs
+	}
 	e.totals.deltas(f, tot)
 }

@@ -73,31 +73,46 @@ func TestTotalsFlowStartTellsFlowsApart(t *testing.T) {
 	}
 }
 
-// A flow that was already running when flowhouse first heard from the
-// exporter (a start, or a restart that lost the table) is counted from
-// then on, at its average rate: an earlier run may have stored its past.
-// A flow that began since is counted whole.
+// A flow that was already running when a restarted flowhouse first heard
+// again from an exporter an earlier run heard (the state file says so) is
+// counted from then on, at its average rate: the earlier run may have
+// stored its past. A flow that began since is counted whole; and so is
+// every flow of an exporter heard for the first time, whose past nobody
+// stored (a first start, a capture replayed).
 func TestTotalsFlowsOlderThanTheCollector(t *testing.T) {
-	d := newTestDecoder()
-	// The exporter's first datagram: a template only.
-	d.Decode(t0, exporterA, newIPFIX(uint32(t0.Unix()), 0, 1).template(256, totalsTemplate...).bytes(), nil)
-	at := t0.Add(30 * time.Second)
-	got := sendTotals(t, d, at, 1,
-		// 90 s old, 30 s of it since the exporter's first datagram.
-		totalsRecord(40000, t0.Add(-60*time.Second), at, 9000, 900),
-		// Begun after it.
-		totalsRecord(40001, t0.Add(10*time.Second), at, 2000, 20),
-		// Ended before it: all of it before.
-		totalsRecord(40002, t0.Add(-20*time.Second), t0.Add(-time.Second), 500, 5))
-	want := [][2]uint64{{3000, 300}, {2000, 20}, {0, 0}}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Errorf("record %d: %v, want %v", i, got[i], want[i])
+	for _, resumed := range []bool{true, false} {
+		d := newTestDecoder()
+		// The exporter's first datagram: a template only.
+		d.Decode(t0, exporterA, newIPFIX(uint32(t0.Unix()), 0, 1).template(256, totalsTemplate...).bytes(), nil)
+		exporterOf(t, d).resumed = resumed
+		at := t0.Add(30 * time.Second)
+		got := sendTotals(t, d, at, 1,
+			// 90 s old, 30 s of it since the exporter's first datagram.
+			totalsRecord(40000, t0.Add(-60*time.Second), at, 9000, 900),
+			// Begun after it.
+			totalsRecord(40001, t0.Add(10*time.Second), at, 2000, 20),
+			// Ended before it: all of it before.
+			totalsRecord(40002, t0.Add(-20*time.Second), t0.Add(-time.Second), 500, 5))
+		want := [][2]uint64{{3000, 300}, {2000, 20}, {0, 0}}
+		if !resumed {
+			want = [][2]uint64{{9000, 900}, {2000, 20}, {500, 5}}
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Errorf("resumed %v, record %d: %v, want %v", resumed, i, got[i], want[i])
+			}
+		}
+		if resumed {
+			checkNextReport(t, d, at)
 		}
 	}
+}
+
+func checkNextReport(t *testing.T, d *Decoder, at time.Time) {
+	t.Helper()
 	// Its next report is the traffic since this one, wherever it began.
 	at = at.Add(time.Minute)
-	got = sendTotals(t, d, at, 1, totalsRecord(40000, t0.Add(-60*time.Second), at, 15000, 1500))
+	got := sendTotals(t, d, at, 1, totalsRecord(40000, t0.Add(-60*time.Second), at, 15000, 1500))
 	if got[0] != [2]uint64{6000, 600} {
 		t.Errorf("next report: %v, want [6000 600]", got[0])
 	}
