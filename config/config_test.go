@@ -183,9 +183,9 @@ http:
 		},
 		{
 			name: "extra fields: wrong mappings",
-			file: "collector:\n  extra_fields:\n    - {column: a, ie: 40000, type: ip}\n    - {column: Bytes, ie: 61, type: uint128}\n",
+			file: "collector:\n  extra_fields:\n    - {column: a, ie: 40000, pen: 9, type: ip}\n    - {column: Bytes, ie: 61, type: uint128}\n",
 			wantErrs: []string{
-				`collector.extra_fields[0].ie: 40000 is outside 1..32767`,
+				`collector.extra_fields[0].ie: 40000 is outside 1..32767 for an enterprise element`,
 				`collector.extra_fields[1].column: "Bytes" is not a column name`,
 				`collector.extra_fields[1].ie: pen 0 ie 61 is decoded already, into column direction`,
 				`collector.extra_fields[1].type: "uint128" is not one of ip, uint8, uint16, uint32, uint64, mac, mpls_label`,
