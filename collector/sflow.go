@@ -267,6 +267,10 @@ func (e *exporter) decodeSFlowCounterSample(d *decodeContext, subAgent, uptime u
 	if r.bad || uint64(n)*8 > uint64(len(r.b)) {
 		return false
 	}
+	// The records of one sample describe one data source (interface), in
+	// any order: its Ethernet counters join its generic ones.
+	generic := -1
+	var eth []byte
 	for i := uint32(0); i < n; i++ {
 		format := r.u32()
 		body := r.bytes(int(r.u32()))
@@ -282,21 +286,42 @@ func (e *exporter) decodeSFlowCounterSample(d *decodeContext, subAgent, uptime u
 			c := d.nextCounter()
 			decodeIfCounters(body, c)
 			c.ObservationDomain, c.Sequence, c.AgentUptimeMs = subAgent, seq, uptime
+			generic = len(d.counters) - 1
 			e.counterRecords++
 			e.counterRecord(format, outcomeKept)
 		case sflowCountersEthernet:
-			// dot3Stats error counters: checked and counted, not kept
-			// (interface_counters is about volume; see README).
 			if len(body) < sflowEthernetCountersLen {
 				e.counterRecord(format, outcomeMalformed)
 				continue
 			}
-			e.counterRecord(format, outcomeCounted)
+			eth = body
 		default:
 			e.counterRecord(format, outcomeSkipped)
 		}
 	}
+	if eth != nil {
+		if generic < 0 {
+			// Without the interface's generic record nothing says which
+			// interface these are (the sample's source ID is its data
+			// source, not always an ifIndex): counted, not kept.
+			e.counterRecord(sflowCountersEthernet, outcomeCounted)
+		} else {
+			decodeEthernetCounters(eth, &d.counters[generic].Ethernet)
+			d.counters[generic].HasEthernet = true
+			e.counterRecord(sflowCountersEthernet, outcomeKept)
+		}
+	}
 	return true
+}
+
+// decodeEthernetCounters reads an ethernet_counters structure (13
+// counters of 4 bytes, checked by the caller).
+func decodeEthernetCounters(b []byte, x *flow.EthernetCounters) {
+	for i, p := range []*uint32{&x.AlignmentErrors, &x.FCSErrors, &x.SingleCollisionFrames, &x.MultipleCollisionFrames,
+		&x.SQETestErrors, &x.DeferredTransmissions, &x.LateCollisions, &x.ExcessiveCollisions,
+		&x.InternalMacTransmitErrors, &x.CarrierSenseErrors, &x.FrameTooLongs, &x.InternalMacReceiveErrors, &x.Symbol} {
+		*p = binary.BigEndian.Uint32(b[4*i:])
+	}
 }
 
 // counterRecord counts a counter record by format and outcome; a
@@ -313,10 +338,15 @@ func (e *exporter) counterRecord(format uint32, outcome int) {
 // ifStatus 20, ifInOctets 24 (hyper), six in counters 32-55,
 // ifOutOctets 56 (hyper), five out counters and ifPromiscuousMode 64-87.
 func decodeIfCounters(b []byte, c *flow.CounterSample) {
-	c.IfIndex = binary.BigEndian.Uint32(b[0:])
+	u32 := func(off int) uint32 { return binary.BigEndian.Uint32(b[off:]) }
+	c.IfIndex = u32(0)
 	c.SpeedBps = binary.BigEndian.Uint64(b[8:])
 	c.InOctets = binary.BigEndian.Uint64(b[24:])
+	c.InPackets = uint64(u32(32)) + uint64(u32(36)) + uint64(u32(40))
+	c.InDiscards, c.InErrors, c.InUnknownProtos = u32(44), u32(48), u32(52)
 	c.OutOctets = binary.BigEndian.Uint64(b[56:])
+	c.OutPackets = uint64(u32(64)) + uint64(u32(68)) + uint64(u32(72))
+	c.OutDiscards, c.OutErrors = u32(76), u32(80)
 }
 
 // reader reads XDR (sFlow) fields; a read past the end sets bad and

@@ -22,8 +22,10 @@ func distinctIfCounters(ifIndex uint32, speed, in, out uint64) flowtest.IfCounte
 	}
 }
 
-// Generic interface counters are handed on, Ethernet counters counted,
-// other formats skipped and counted by format, and a record too short
+// Generic interface counters are handed on with the sample's Ethernet
+// counters joined to them (counted alone when the sample has no generic
+// record to say which interface they are), other formats skipped and
+// counted by format, and a record too short
 // for its format counted malformed while the records and samples after
 // it are still decoded.
 func TestSFlowCounterRecords(t *testing.T) {
@@ -44,13 +46,19 @@ func TestSFlowCounterRecords(t *testing.T) {
 			flowtest.CounterRecord(2, make([]byte, 20)), // ethernet_counters cut short
 			distinctIfCounters(4, 1_000_000_000, 0, 12345).Record(),
 		),
+		flowtest.CounterSample(14, 5, flowtest.EthernetCounters{9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9}.Record()),
 	)
 	if flows := d.Decode(t0, exporterA, dg, nil); len(flows) != 0 {
 		t.Fatalf("%d flows from counter samples", len(flows))
 	}
-	base := flow.CounterSample{ExporterAddr: flow.AddrFromNetip(exporterA.Addr()), TimeReceivedMs: t0.UnixMilli(), AgentUptimeMs: 86_400_000, ObservationDomain: 7}
+	base := flow.CounterSample{ExporterAddr: flow.AddrFromNetip(exporterA.Addr()), TimeReceivedMs: t0.UnixMilli(), AgentUptimeMs: 86_400_000, ObservationDomain: 7,
+		InPackets: 101 + 102 + 103, InDiscards: 104, InErrors: 105, InUnknownProtos: 106,
+		OutPackets: 201 + 202 + 203, OutDiscards: 204, OutErrors: 205}
 	want := []flow.CounterSample{base, base, base}
 	want[0].Sequence, want[0].IfIndex, want[0].SpeedBps, want[0].InOctets, want[0].OutOctets = 10, 3, 10_000_000_000, 1<<40+5, 1<<41+7
+	want[0].Ethernet, want[0].HasEthernet = flow.EthernetCounters{AlignmentErrors: 1, FCSErrors: 2,
+		SingleCollisionFrames: 3, MultipleCollisionFrames: 4, SQETestErrors: 5, DeferredTransmissions: 6, LateCollisions: 7,
+		ExcessiveCollisions: 8, InternalMacTransmitErrors: 9, CarrierSenseErrors: 10, FrameTooLongs: 11, InternalMacReceiveErrors: 12, Symbol: 13}, true
 	want[1].Sequence, want[1].IfIndex, want[1].InOctets = 11, 70_000, 99
 	want[2].Sequence, want[2].IfIndex, want[2].SpeedBps, want[2].OutOctets = 12, 4, 1_000_000_000, 12345
 	got := d.Counters()
@@ -71,7 +79,7 @@ func TestSFlowCounterRecords(t *testing.T) {
 		want            float64
 	}{
 		{"0:1", "kept", 3}, {"0:1", "malformed", 1},
-		{"0:2", "counted", 1}, {"0:2", "malformed", 1},
+		{"0:2", "kept", 1}, {"0:2", "counted", 1}, {"0:2", "malformed", 1},
 		{"0:1001", "skipped", 1}, {"other", "skipped", 1},
 		{"0:5", "skipped", 0},
 	} {

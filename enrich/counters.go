@@ -32,6 +32,9 @@ type counterRow struct {
 	cur       counterSample
 	speedMbps uint64
 	rate      counterRate
+	// sflow is the sample an sFlow row came from, for its other counters
+	// (packets, errors, discards, Ethernet); zero for SNMP rows.
+	sflow flow.CounterSample
 }
 
 // counterDelta is cur - prev for a counter of the given width in bits.

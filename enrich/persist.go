@@ -216,7 +216,7 @@ func (w *writer) counters(ctx context.Context, rows []counterRow) error {
 			reset[i] = 1
 		}
 	}
-	return w.insert(ctx, "interface_counters", []icol{
+	cols := []icol{
 		{"time", cTime, at}, {"time_ms", cPlain, atMs},
 		{"tenant", cPlain, tenant},
 		{"exporter_address", cIP, exp}, {"if_index", cPlain, idx}, {"source", cPlain, src},
@@ -224,7 +224,39 @@ func (w *writer) counters(ctx context.Context, rows []counterRow) error {
 		{"in_bps", cPlain, inBps}, {"out_bps", cPlain, outBps},
 		{"in_utilisation", cPlain, inUtil}, {"out_utilisation", cPlain, outUtil},
 		{"speed_mbps", cPlain, speed}, {"valid", cPlain, valid}, {"reset", cPlain, reset},
-	}, 500)
+	}
+	return w.insert(ctx, "interface_counters", append(cols, counterDetailColumns(rows)...), 500)
+}
+
+// counterDetailColumns are the other counters of sFlow rows (0 for SNMP
+// rows), one column per counter, in the order of the table.
+func counterDetailColumns(rows []counterRow) []icol {
+	n := len(rows)
+	inPkts, outPkts := make([]uint64, n), make([]uint64, n)
+	names := []string{"in_discards", "out_discards", "in_errors", "out_errors", "in_unknown_protos",
+		"dot3_alignment_errors", "dot3_fcs_errors", "dot3_single_collisions", "dot3_multiple_collisions",
+		"dot3_sqe_test_errors", "dot3_deferred_transmissions", "dot3_late_collisions", "dot3_excessive_collisions",
+		"dot3_mac_transmit_errors", "dot3_carrier_sense_errors", "dot3_frame_too_longs", "dot3_mac_receive_errors",
+		"dot3_symbol_errors"}
+	u32 := make([][]uint32, len(names))
+	for j := range u32 {
+		u32[j] = make([]uint32, n)
+	}
+	for i, r := range rows {
+		c, x := &r.sflow, &r.sflow.Ethernet
+		inPkts[i], outPkts[i] = c.InPackets, c.OutPackets
+		for j, v := range []uint32{c.InDiscards, c.OutDiscards, c.InErrors, c.OutErrors, c.InUnknownProtos,
+			x.AlignmentErrors, x.FCSErrors, x.SingleCollisionFrames, x.MultipleCollisionFrames,
+			x.SQETestErrors, x.DeferredTransmissions, x.LateCollisions, x.ExcessiveCollisions,
+			x.InternalMacTransmitErrors, x.CarrierSenseErrors, x.FrameTooLongs, x.InternalMacReceiveErrors, x.Symbol} {
+			u32[j][i] = v
+		}
+	}
+	cols := []icol{{"in_packets", cPlain, inPkts}, {"out_packets", cPlain, outPkts}}
+	for j, name := range names {
+		cols = append(cols, icol{name, cPlain, u32[j]})
+	}
+	return cols
 }
 
 func fill[T any](n int, v T) []T {

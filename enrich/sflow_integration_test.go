@@ -123,8 +123,9 @@ func TestSFlowCountersReachInterfaceCounters(t *testing.T) {
 		s9 := sent{uptime: up, in: uint64(up) * 50_000}
 		sent1, sent9999 = append(sent1, s1), append(sent9999, s9)
 		dg := flowtest.SFlowDatagram(exp, 0, uint32(i+1), up,
-			flowtest.CounterSample(uint32(i+1), 1, flowtest.IfCounters{IfIndex: 1, SpeedBps: gbit, Status: 3, InOctets: s1.in, OutOctets: s1.out}.Record(),
-				flowtest.EthernetCounters{}.Record()),
+			flowtest.CounterSample(uint32(i+1), 1, flowtest.IfCounters{IfIndex: 1, SpeedBps: gbit, Status: 3, InOctets: s1.in, OutOctets: s1.out,
+				InUcast: 100 * uint32(i+1), InBroadcast: 1, InErrors: 10 * uint32(i+1), OutDiscards: 7}.Record(),
+				flowtest.EthernetCounters{1: 3 * uint32(i+1), 12: 42}.Record()),
 			flowtest.ExpandedCounterSample(uint32(i+1), 0, 9999, flowtest.IfCounters{IfIndex: 9999, SpeedBps: gbit, InOctets: s9.in}.Record()),
 		)
 		if _, err := conn.Write(dg); err != nil {
@@ -172,8 +173,45 @@ func TestSFlowCountersReachInterfaceCounters(t *testing.T) {
 	if v := metricValue(t, reg, "flowhouse_collector_sflow_counter_records_total", map[string]string{"format": "0:1", "outcome": "kept"}); v != 2*samples {
 		t.Errorf("generic interface records kept: %g, want %d", v, 2*samples)
 	}
-	if v := metricValue(t, reg, "flowhouse_collector_sflow_counter_records_total", map[string]string{"format": "0:2", "outcome": "counted"}); v != samples {
-		t.Errorf("ethernet records counted: %g, want %d", v, samples)
+	if v := metricValue(t, reg, "flowhouse_collector_sflow_counter_records_total", map[string]string{"format": "0:2", "outcome": "kept"}); v != samples {
+		t.Errorf("ethernet records kept: %g, want %d", v, samples)
+	}
+	checkOtherCounters(t, ctx, db, samples)
+}
+
+// checkOtherCounters: the sFlow rows of interface 1 hold the packets,
+// errors, discards and Ethernet counters its samples carried, as sent
+// (cumulative); interface 9999's samples had none, and SNMP rows never do.
+func checkOtherCounters(t *testing.T, ctx context.Context, db store.DB, samples int) {
+	t.Helper()
+	rows, err := db.Query(ctx, `SELECT source, if_index, in_packets, in_errors, out_discards, dot3_fcs_errors, dot3_symbol_errors
+		FROM interface_counters WHERE tenant = 'sf' ORDER BY source, if_index, time_ms`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	seen := 0
+	for rows.Next() {
+		var src string
+		var ifIndex, inErr, outDisc, fcs, symbol uint32
+		var inPkts uint64
+		if err := rows.Scan(&src, &ifIndex, &inPkts, &inErr, &outDisc, &fcs, &symbol); err != nil {
+			t.Fatal(err)
+		}
+		want := [5]uint64{}
+		if src == "sflow" && ifIndex == 1 {
+			seen++
+			want = [5]uint64{100*uint64(seen) + 1, 10 * uint64(seen), 7, 3 * uint64(seen), 42}
+		}
+		if got := [5]uint64{inPkts, uint64(inErr), uint64(outDisc), uint64(fcs), uint64(symbol)}; got != want {
+			t.Errorf("%s interface %d: packets, errors, discards, FCS, symbol errors %v, want %v", src, ifIndex, got, want)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if seen != samples {
+		t.Errorf("%d sflow rows of interface 1, want %d", seen, samples)
 	}
 }
 

@@ -107,7 +107,7 @@ func (e *Enricher) WriteCounters(samples []flow.CounterSample) {
 func (s *sflowCounters) observe(x *exporter, c *flow.CounterSample, speedMbps uint64, queue bool) string {
 	k := sflowKey{exporter: c.ExporterAddr, ifIndex: c.IfIndex}
 	cur := counterSample{at: c.TimeReceivedMs, in: c.InOctets, out: c.OutOctets}
-	row := counterRow{tenant: x.tenant, exporter: x.addr, source: sourceSFlow, ifIndex: c.IfIndex, cur: cur, speedMbps: speedMbps}
+	row := counterRow{tenant: x.tenant, exporter: x.addr, source: sourceSFlow, ifIndex: c.IfIndex, cur: cur, speedMbps: speedMbps, sflow: *c}
 	p, had := s.prev[k]
 	if !had && len(s.prev) >= s.cfg.MaxInterfaces {
 		if c.TimeReceivedMs-s.fullScanMs < 1000 {

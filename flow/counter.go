@@ -22,6 +22,29 @@ type CounterSample struct {
 	// SpeedBps is ifSpeed in bit/s; 0 when the agent does not know it.
 	SpeedBps            uint64
 	InOctets, OutOctets uint64
+	// The record's other counters, cumulative as the agent keeps them:
+	// packets (unicast, multicast and broadcast together, as IF-MIB's
+	// packet counters add up), discards, errors, and inbound packets of
+	// unknown protocols.
+	InPackets, OutPackets   uint64
+	InDiscards, OutDiscards uint32
+	InErrors, OutErrors     uint32
+	InUnknownProtos         uint32
+	// Ethernet is the sample's ethernet_counters record (format 0:2, the
+	// dot3Stats of EtherLike-MIB), when it had one.
+	Ethernet    EthernetCounters
+	HasEthernet bool
+}
+
+// EthernetCounters are the dot3Stats counters of an sFlow
+// ethernet_counters record, cumulative, in the record's order.
+type EthernetCounters struct {
+	AlignmentErrors, FCSErrors                      uint32
+	SingleCollisionFrames, MultipleCollisionFrames  uint32
+	SQETestErrors, DeferredTransmissions            uint32
+	LateCollisions, ExcessiveCollisions             uint32
+	InternalMacTransmitErrors, CarrierSenseErrors   uint32
+	FrameTooLongs, InternalMacReceiveErrors, Symbol uint32
 }
 
 // CounterSink receives the counter samples decoded from one datagram, as
