@@ -31,10 +31,13 @@ type Deps struct {
 // batches and hands each full (or old enough) batch to writer goroutines
 // through a bounded queue. It implements flow.Sink.
 //
-// Write never waits for the database: when the queue is full the batch is
-// dropped and counted, because a collector blocked on its sink stops
-// reading its sockets and loses datagrams anyway, without counting them
-// per reason.
+// Write never waits for the database: when the queue is full (the
+// database is slower than the input) the batch goes to a bounded spill
+// queue, whose own goroutine writes it to the disk spool when the Writer
+// is a Spiller; only what does not fit there either is dropped and
+// counted. Write itself never does disk I/O and never blocks, because a
+// collector blocked on its sink stops reading its sockets and loses
+// datagrams anyway, without counting them per reason.
 type Batcher struct {
 	cfg   Config
 	flows *schema.Table
@@ -49,9 +52,14 @@ type Batcher struct {
 	stopped bool
 
 	queue chan *FlowBatch
+	// spills holds the batches the queue had no room for, waiting for the
+	// spiller goroutine to write them to disk; nil when the Writer is no
+	// Spiller or max_spill_batches is 0 (overflow is dropped then).
+	spills  chan *FlowBatch
+	spiller Spiller
 	// free recycles batches so their columns are allocated once. It can
-	// hold every batch that can exist: the current one, the queued ones
-	// and one per writer.
+	// hold every batch that can exist: the current one, the queued ones,
+	// one per writer, the spill queue's and the one being spilled.
 	free chan *FlowBatch
 
 	runCtx    context.Context // inserts run under it; canceled at Stop's deadline
@@ -89,14 +97,19 @@ func New(cfg Config, deps Deps) (*Batcher, error) {
 		w:     deps.Writer,
 		log:   logger,
 		queue: make(chan *FlowBatch, cfg.MaxQueueBatches),
-		free:  make(chan *FlowBatch, cfg.MaxQueueBatches+cfg.Writers+1),
+		free:  make(chan *FlowBatch, cfg.MaxQueueBatches+cfg.Writers+1+cfg.MaxSpillBatches+1),
 
 		dropLog:   rate.Sometimes{Interval: logInterval},
 		retryLog:  rate.Sometimes{Interval: logInterval},
 		giveUpLog: rate.Sometimes{Interval: logInterval},
 		spillLog:  rate.Sometimes{Interval: logInterval},
 	}
-	b.m = newMetrics(deps.Registerer, func() float64 { return float64(len(b.queue)) })
+	if sp, ok := deps.Writer.(Spiller); ok && cfg.MaxSpillBatches > 0 {
+		b.spiller = sp
+		b.spills = make(chan *FlowBatch, cfg.MaxSpillBatches)
+	}
+	b.m = newMetrics(deps.Registerer, func() float64 { return float64(len(b.queue)) },
+		func() float64 { return float64(len(b.spills)) })
 	b.cur = b.newBatch()
 	b.timer = time.AfterFunc(time.Hour, b.onTimer)
 	b.timer.Stop()
@@ -130,6 +143,10 @@ func (b *Batcher) Start(ctx context.Context) error {
 	for range b.cfg.Writers {
 		b.wg.Add(1)
 		go b.writer()
+	}
+	if b.spills != nil {
+		b.wg.Add(1)
+		go b.spillOverflow()
 	}
 	return nil
 }
@@ -189,11 +206,51 @@ func (b *Batcher) flushLocked() {
 	select {
 	case b.queue <- full:
 		b.cur = b.newBatch()
+		return
 	default:
-		n := full.Len()
-		b.m.rowsDropped.WithLabelValues(DropQueueFull).Add(float64(n))
-		b.logDrop(DropQueueFull, n)
-		full.Reset()
+	}
+	// The database is slower than the input: the batch waits for the
+	// spiller instead, which writes it to disk without blocking Write.
+	reason := DropQueueFull
+	if b.spills != nil {
+		select {
+		case b.spills <- full:
+			b.cur = b.newBatch()
+			return
+		default:
+			reason = DropSpillQueueFull
+		}
+	}
+	n := full.Len()
+	b.m.rowsDropped.WithLabelValues(reason).Add(float64(n))
+	b.logDrop(reason, n)
+	full.Reset()
+}
+
+// spillOverflow writes the batches the insert queue had no room for to the
+// spool, which replays them when the database has time. A batch goes back
+// to the pool only after Spill returned: the spool encodes it there.
+func (b *Batcher) spillOverflow() {
+	defer b.wg.Done()
+	for fb := range b.spills {
+		n := fb.Len()
+		if err := b.spiller.Spill(fb, SpillBackpressure); err != nil {
+			b.spillLog.Do(func() {
+				b.log.Error("cannot spill an overflowing batch to disk, dropping it (logged at most every 10s)", "rows", n, "err", err)
+			})
+			b.m.rowsDropped.WithLabelValues(DropQueueFull).Add(float64(n))
+		} else {
+			b.m.rowsSpilled.Add(float64(n))
+		}
+		b.recycle(fb)
+	}
+}
+
+func (b *Batcher) recycle(fb *FlowBatch) {
+	fb.Reset()
+	select {
+	case b.free <- fb:
+	default:
 	}
 }
 
@@ -227,6 +284,12 @@ func (b *Batcher) Stop() error {
 		for fb := range b.queue {
 			lost += fb.Len()
 		}
+		if b.spills != nil {
+			close(b.spills)
+			for fb := range b.spills {
+				lost += fb.Len()
+			}
+		}
 		if lost > 0 {
 			b.m.rowsDropped.WithLabelValues(DropShutdown).Add(float64(lost))
 			return fmt.Errorf("store: stopped before start, %d flows dropped", lost)
@@ -248,6 +311,12 @@ func (b *Batcher) Stop() error {
 		}
 	}
 	close(b.queue)
+	if b.spills != nil {
+		// The spiller writes what is left in its queue to disk, which
+		// takes milliseconds per batch; stop_timeout bounds it with the
+		// writers.
+		close(b.spills)
+	}
 
 	done := make(chan struct{})
 	go func() { b.wg.Wait(); close(done) }()
@@ -268,11 +337,7 @@ func (b *Batcher) writer() {
 	defer b.wg.Done()
 	for fb := range b.queue {
 		b.insert(fb)
-		fb.Reset()
-		select {
-		case b.free <- fb:
-		default:
-		}
+		b.recycle(fb)
 	}
 }
 
@@ -328,15 +393,19 @@ func (b *Batcher) insert(fb *FlowBatch) {
 
 // Spiller is a Writer that can keep a batch without the database (the
 // disk spool). What the batcher cannot insert before stop_timeout, or
-// within retry.max_elapsed, is spilled instead of dropped.
+// within retry.max_elapsed, or what the insert queue has no room for, is
+// spilled instead of dropped. reason says why (SpillBackpressure, or the
+// drop reason the batch escapes: DropShutdown, DropRetriesExhausted), for
+// the spiller's metrics. Spill must be done with the batch when it
+// returns: the batcher reuses it.
 type Spiller interface {
-	Spill(b *FlowBatch) error
+	Spill(b *FlowBatch, reason string) error
 }
 
 func (b *Batcher) dropOrSpill(fb *FlowBatch, reason string) {
 	n := fb.Len()
 	if sp, ok := b.w.(Spiller); ok {
-		err := sp.Spill(fb)
+		err := sp.Spill(fb, reason)
 		if err == nil {
 			return
 		}

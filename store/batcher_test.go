@@ -291,3 +291,147 @@ func TestNewRejectsBadInput(t *testing.T) {
 		t.Error("New with batch_rows 0 succeeded")
 	}
 }
+
+// spillWriter is a database that takes no insert until unblocked, in
+// front of a spool that records what it is handed; spillErr fails Spill,
+// spillBlock holds it.
+type spillWriter struct {
+	fakeWriter
+	spillMu    sync.Mutex
+	spilled    int
+	reasons    map[string]int
+	spillErr   error
+	spillBlock chan struct{}
+	spillCalls atomic.Int64
+}
+
+func (w *spillWriter) Spill(b *FlowBatch, reason string) error {
+	w.spillCalls.Add(1)
+	if w.spillBlock != nil {
+		<-w.spillBlock
+	}
+	if w.spillErr != nil {
+		return w.spillErr
+	}
+	// The batch goes back to the pool after Spill: it must be whole now.
+	for i := range b.Len() {
+		if f := b.Flow(i); f.Tenant != "t" || f.Bytes != uint64(f.DstPort) {
+			return errors.New("corrupted row")
+		}
+	}
+	w.spillMu.Lock()
+	defer w.spillMu.Unlock()
+	if w.reasons == nil {
+		w.reasons = map[string]int{}
+	}
+	w.reasons[reason] += b.Len()
+	w.spilled += b.Len()
+	return nil
+}
+
+func (w *spillWriter) spilledRows(reason string) int {
+	w.spillMu.Lock()
+	defer w.spillMu.Unlock()
+	return w.reasons[reason]
+}
+
+// With the database stuck on one batch and max_queue_batches 2 queued,
+// every further batch is either spilled (reason backpressure) or, when
+// the spill queue is full or Spill fails, dropped with the reason; Write
+// never waits for either.
+func TestBatcherOverflowGoesToTheSpool(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		spillErr    error
+		blockSpill  bool
+		spillQueue  int
+		wantSpilled float64 // rows_spilled_total
+		wantDrop    map[string]float64
+	}{
+		{name: "spilled", spillQueue: 7, wantSpilled: 7 * 100,
+			wantDrop: map[string]float64{DropQueueFull: 0, DropSpillQueueFull: 0}},
+		// One batch in Spill (held), one waiting in the spill queue, the
+		// other five dropped as spill_queue_full.
+		{name: "spill queue full", spillQueue: 1, blockSpill: true, wantSpilled: 2 * 100,
+			wantDrop: map[string]float64{DropQueueFull: 0, DropSpillQueueFull: 5 * 100}},
+		{name: "spill fails", spillQueue: 7, spillErr: errors.New("disk full"), wantSpilled: 0,
+			wantDrop: map[string]float64{DropQueueFull: 7 * 100, DropSpillQueueFull: 0}},
+		{name: "spilling off", spillQueue: 0, wantSpilled: 0,
+			wantDrop: map[string]float64{DropQueueFull: 7 * 100, DropSpillQueueFull: 0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &spillWriter{fakeWriter: fakeWriter{block: make(chan struct{})}, spillErr: tc.spillErr}
+			if tc.blockSpill {
+				w.spillBlock = make(chan struct{})
+			}
+			cfg := testConfig()
+			cfg.MaxQueueBatches, cfg.MaxSpillBatches, cfg.Writers = 2, tc.spillQueue, 1
+			b, _ := newTestBatcher(t, cfg, w)
+			b.Start(context.Background())
+			b.Write(flows(cfg.BatchRows))
+			testkit.Eventually(t, "the writer to take the first batch", 5*time.Second, func() bool { return w.attempts.Load() == 1 })
+			start := time.Now()
+			// 2 batches fill the queue, 7 overflow.
+			for range 9 {
+				b.Write(flows(cfg.BatchRows))
+				if tc.blockSpill {
+					// The spiller holds the first overflow: the counts
+					// below need it taken before the next ones come.
+					testkit.Eventually(t, "the spiller to take a batch", 5*time.Second, func() bool { return w.spillCalls.Load() >= 1 || len(b.spills) == 0 })
+				}
+			}
+			if el := time.Since(start); el > time.Second {
+				t.Fatalf("writing with a stuck database took %s", el)
+			}
+			if tc.blockSpill {
+				close(w.spillBlock)
+			}
+			testkit.Eventually(t, "the spill queue to drain", 5*time.Second, func() bool {
+				return len(b.spills) == 0 && testutil.ToFloat64(b.m.rowsSpilled)+
+					testutil.ToFloat64(b.m.rowsDropped.WithLabelValues(DropQueueFull))+
+					testutil.ToFloat64(b.m.rowsDropped.WithLabelValues(DropSpillQueueFull)) == 7*100
+			})
+			if got := testutil.ToFloat64(b.m.rowsSpilled); got != tc.wantSpilled {
+				t.Errorf("rows_spilled_total = %v, want %v", got, tc.wantSpilled)
+			}
+			if got := w.spilledRows(SpillBackpressure); got != int(tc.wantSpilled) {
+				t.Errorf("rows spilled with reason %s = %d, want %v", SpillBackpressure, got, tc.wantSpilled)
+			}
+			for reason, want := range tc.wantDrop {
+				if got := testutil.ToFloat64(b.m.rowsDropped.WithLabelValues(reason)); got != want {
+					t.Errorf("rows_dropped_total{reason=%s} = %v, want %v", reason, got, want)
+				}
+			}
+			close(w.block)
+			if err := b.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			if got := w.total(); got != 3*100 {
+				t.Errorf("inserted %d rows, want the 300 of the writer and the queue", got)
+			}
+		})
+	}
+}
+
+// Batches waiting in the spill queue at Stop are spilled, not lost.
+func TestBatcherStopSpillsTheSpillQueue(t *testing.T) {
+	w := &spillWriter{fakeWriter: fakeWriter{block: make(chan struct{})}, spillBlock: make(chan struct{})}
+	cfg := testConfig()
+	cfg.MaxQueueBatches, cfg.MaxSpillBatches, cfg.Writers = 1, 3, 1
+	b, _ := newTestBatcher(t, cfg, w)
+	b.Start(context.Background())
+	b.Write(flows(cfg.BatchRows))
+	testkit.Eventually(t, "the writer to take the first batch", 5*time.Second, func() bool { return w.attempts.Load() == 1 })
+	b.Write(flows(4 * cfg.BatchRows)) // 1 queued, 3 to the spill queue
+	close(w.spillBlock)
+	close(w.block)
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.spilledRows(SpillBackpressure); got != 3*100 {
+		t.Errorf("spilled %d rows, want 300", got)
+	}
+	if got := w.total(); got != 2*100 {
+		t.Errorf("inserted %d rows, want 200", got)
+	}
+}

@@ -44,6 +44,12 @@ type Config struct {
 	// collector. A batch holds about 400 bytes per flow (20 MB at 50000
 	// rows), so this bounds the memory an outage can take.
 	MaxQueueBatches int `mapstructure:"max_queue_batches" yaml:"max_queue_batches"`
+	// MaxSpillBatches bounds the batches the full insert queue hands to
+	// the disk spool, waiting for one goroutine to write them (Write
+	// does no disk I/O). Only with the spool enabled; past it, and with 0,
+	// overflowing batches are dropped and counted. Each holds a batch's
+	// memory, like a queued one.
+	MaxSpillBatches int `mapstructure:"max_spill_batches" yaml:"max_spill_batches"`
 	// Writers insert batches concurrently.
 	Writers int `mapstructure:"writers" yaml:"writers"`
 	// Retry of a failed insert.
@@ -141,6 +147,7 @@ func DefaultConfig() Config {
 		BatchRows:       50000,
 		BatchInterval:   time.Second,
 		MaxQueueBatches: 8,
+		MaxSpillBatches: 4,
 		Writers:         2,
 		Retry: RetryConfig{
 			Initial:    500 * time.Millisecond,
@@ -198,6 +205,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxQueueBatches < 1 {
 		errs = append(errs, fmt.Errorf("max_queue_batches: %d must be at least 1", c.MaxQueueBatches))
+	}
+	if c.MaxSpillBatches < 0 {
+		errs = append(errs, fmt.Errorf("max_spill_batches: %d is negative (0 drops what the insert queue has no room for)", c.MaxSpillBatches))
 	}
 	if c.Writers < 1 || c.Writers > 64 {
 		errs = append(errs, fmt.Errorf("writers: %d is outside 1..64", c.Writers))
@@ -291,6 +301,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("batch_rows", c.BatchRows),
 		slog.Duration("batch_interval", c.BatchInterval),
 		slog.Int("max_queue_batches", c.MaxQueueBatches),
+		slog.Int("max_spill_batches", c.MaxSpillBatches),
 		slog.Int("writers", c.Writers),
 	)
 }

@@ -6,11 +6,16 @@ import (
 
 // Reasons a row is dropped, the rows_dropped_total label.
 const (
-	DropQueueFull        = "queue_full"        // all queued batches wait for the database
+	DropQueueFull        = "queue_full"        // all queued batches wait for the database, and no spool took the batch
+	DropSpillQueueFull   = "spill_queue_full"  // the insert queue and the spill queue were both full
 	DropRetriesExhausted = "retries_exhausted" // retry.max_elapsed passed without a successful insert
 	DropShutdown         = "shutdown"          // stop_timeout passed before the batch was inserted
 	DropStopped          = "stopped"           // written after Stop
 )
+
+// SpillBackpressure is the reason given to the Spiller for a batch the
+// insert queue had no room for (the database slower than the input).
+const SpillBackpressure = "backpressure"
 
 type metrics struct {
 	rowsInserted    prometheus.Counter
@@ -20,9 +25,11 @@ type metrics struct {
 	insertErrors    *prometheus.CounterVec
 	rowsDropped     *prometheus.CounterVec
 	queueBatches    prometheus.GaugeFunc
+	rowsSpilled     prometheus.Counter
+	spillBatches    prometheus.GaugeFunc
 }
 
-func newMetrics(reg prometheus.Registerer, queueLen func() float64) *metrics {
+func newMetrics(reg prometheus.Registerer, queueLen, spillLen func() float64) *metrics {
 	m := &metrics{
 		rowsInserted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flowhouse_store_rows_inserted_total",
@@ -48,15 +55,23 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) *metrics {
 		}, []string{"reason"}),
 		rowsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowhouse_store_rows_dropped_total",
-			Help: "Flows never inserted, by reason (queue_full, retries_exhausted, shutdown, stopped).",
+			Help: "Flows never inserted, by reason (queue_full, spill_queue_full, retries_exhausted, shutdown, stopped).",
 		}, []string{"reason"}),
 		queueBatches: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "flowhouse_store_queue_batches",
 			Help: "Full batches waiting for a writer.",
 		}, queueLen),
+		rowsSpilled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowhouse_store_rows_spilled_total",
+			Help: "Flows the insert queue had no room for, handed to the disk spool (which counts what it kept in flowhouse_spool_rows_spooled_total{reason=\"backpressure\"} and what it had no room for in flowhouse_spool_rows_dropped_total{reason=\"spool_full\"}).",
+		}),
+		spillBatches: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "flowhouse_store_spill_queue_batches",
+			Help: "Batches the insert queue had no room for, waiting to be written to the spool.",
+		}, spillLen),
 	}
 	// Known label values exist from the start, so rate() sees the first drop.
-	for _, r := range []string{DropQueueFull, DropRetriesExhausted, DropShutdown, DropStopped} {
+	for _, r := range []string{DropQueueFull, DropSpillQueueFull, DropRetriesExhausted, DropShutdown, DropStopped} {
 		m.rowsDropped.WithLabelValues(r)
 	}
 	for _, r := range []string{errTimeout, errConnection, errServer, errOther} {
@@ -64,7 +79,7 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.rowsInserted, m.batchesInserted, m.batchRows, m.insertSeconds,
-			m.insertErrors, m.rowsDropped, m.queueBatches)
+			m.insertErrors, m.rowsDropped, m.queueBatches, m.rowsSpilled, m.spillBatches)
 	}
 	return m
 }

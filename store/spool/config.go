@@ -32,6 +32,11 @@ type Config struct {
 	Probe ProbeConfig `mapstructure:"probe" yaml:"probe"`
 	// ReplayTimeout bounds one replayed insert (and one probe).
 	ReplayTimeout time.Duration `mapstructure:"replay_timeout" yaml:"replay_timeout"`
+	// ReplayShare bounds the share of replayed inserts among all inserts
+	// while the batcher's live inserts run (0 < share <= 1; 1 is no
+	// bound). Live data comes first: a segment is replayed freely only
+	// while no live insert is in the database.
+	ReplayShare float64 `mapstructure:"replay_share" yaml:"replay_share"`
 }
 
 // ProbeConfig is the backoff of the replay loop while the database is down.
@@ -51,6 +56,10 @@ func DefaultConfig() Config {
 		Fsync:              true,
 		Probe:              ProbeConfig{Initial: 500 * time.Millisecond, Max: 10 * time.Second},
 		ReplayTimeout:      30 * time.Second,
+		// One replayed insert per three live ones: a database that is
+		// busy with live data still drains a backlog at a third of its
+		// live rate, and live data keeps three quarters of it.
+		ReplayShare: 0.25,
 	}
 }
 
@@ -74,6 +83,9 @@ func (c Config) Validate() error {
 	}
 	if c.Probe.Max < c.Probe.Initial {
 		errs = append(errs, fmt.Errorf("probe.max: %s is shorter than probe.initial %s", c.Probe.Max, c.Probe.Initial))
+	}
+	if !(c.ReplayShare > 0 && c.ReplayShare <= 1) {
+		errs = append(errs, fmt.Errorf("replay_share: %v is outside (0, 1] (the share of replayed inserts while live ones run; 1 is no bound)", c.ReplayShare))
 	}
 	if c.ReplayTimeout < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("replay_timeout: %s is shorter than 100ms", c.ReplayTimeout))

@@ -2,6 +2,8 @@ package spool
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flowhouse/flowhouse/store"
 )
 
 // Reasons a row is dropped by the spool, the rows_dropped_total label.
@@ -10,6 +12,15 @@ const (
 	DropQuarantineFull = "quarantine_full" // a batch to quarantine found max_quarantine_bytes used
 )
 
+// Reasons a batch is spooled, the rows_spooled_total label: the spool's
+// own, and those the batcher gives to Spill (store.SpillBackpressure,
+// store.DropShutdown, store.DropRetriesExhausted).
+const (
+	SpillDatabaseDown = "database_down" // an insert failed (or the database is marked down)
+)
+
+var spillReasons = []string{SpillDatabaseDown, store.SpillBackpressure, store.DropShutdown, store.DropRetriesExhausted}
+
 // Reasons a segment is quarantined, the segments_quarantined_total label.
 const (
 	QuarantineCorrupt  = "corrupt"  // checksum, header or layout wrong
@@ -17,9 +28,12 @@ const (
 )
 
 type metrics struct {
-	rowsSpooled         prometheus.Counter
+	rowsSpooled         *prometheus.CounterVec
 	rowsReplayed        prometheus.Counter
 	rowsDirect          prometheus.Counter
+	batchesDirect       prometheus.Counter
+	segmentsReplayed    prometheus.Counter
+	replayYields        prometheus.Counter
 	rowsDropped         *prometheus.CounterVec
 	segmentsQuarantined *prometheus.CounterVec
 	rowsQuarantined     *prometheus.CounterVec
@@ -28,10 +42,10 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer, s *Spool) *metrics {
 	m := &metrics{
-		rowsSpooled: prometheus.NewCounter(prometheus.CounterOpts{
+		rowsSpooled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowhouse_spool_rows_spooled_total",
-			Help: "Flows written to the spool because the database could not take them.",
-		}),
+			Help: "Flows written to the spool, by reason: database_down (an insert failed), backpressure (the batcher's insert queue was full), shutdown, retries_exhausted.",
+		}, []string{"reason"}),
 		rowsReplayed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flowhouse_spool_rows_replayed_total",
 			Help: "Spooled flows inserted into the database.",
@@ -39,6 +53,18 @@ func newMetrics(reg prometheus.Registerer, s *Spool) *metrics {
 		rowsDirect: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flowhouse_spool_rows_direct_total",
 			Help: "Flows inserted into the database at the first attempt, without the spool.",
+		}),
+		batchesDirect: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowhouse_spool_batches_direct_total",
+			Help: "Batches inserted into the database at the first attempt, without the spool (live inserts).",
+		}),
+		segmentsReplayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowhouse_spool_segments_replayed_total",
+			Help: "Segments (one batch each) replayed into the database.",
+		}),
+		replayYields: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowhouse_spool_replay_yields_total",
+			Help: "Times the replay loop waited for live inserts because replay had used its share (replay_share).",
 		}),
 		rowsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowhouse_spool_rows_dropped_total",
@@ -57,6 +83,9 @@ func newMetrics(reg prometheus.Registerer, s *Spool) *metrics {
 			Help: "Segments that could not be written (disk full, permissions); the batch is handed back to the batcher.",
 		}),
 	}
+	for _, r := range spillReasons {
+		m.rowsSpooled.WithLabelValues(r)
+	}
 	for _, r := range []string{DropSpoolFull, DropQuarantineFull} {
 		m.rowsDropped.WithLabelValues(r)
 	}
@@ -65,7 +94,7 @@ func newMetrics(reg prometheus.Registerer, s *Spool) *metrics {
 		m.rowsQuarantined.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.rowsSpooled, m.rowsReplayed, m.rowsDirect, m.rowsDropped,
+		reg.MustRegister(m.rowsSpooled, m.rowsReplayed, m.rowsDirect, m.batchesDirect, m.segmentsReplayed, m.replayYields, m.rowsDropped,
 			m.segmentsQuarantined, m.rowsQuarantined, m.writeErrors,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "flowhouse_spool_segments_pending",
@@ -79,6 +108,10 @@ func newMetrics(reg prometheus.Registerer, s *Spool) *metrics {
 				Name: "flowhouse_spool_max_bytes",
 				Help: "The spool's bound (max_bytes).",
 			}, func() float64 { return float64(s.cfg.MaxBytes) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "flowhouse_spool_replay_share",
+				Help: "The bound on replayed inserts among all inserts while live ones run (replay_share).",
+			}, func() float64 { return s.cfg.ReplayShare }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "flowhouse_spool_quarantine_bytes",
 				Help: "Bytes in the quarantine directory.",

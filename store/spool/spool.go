@@ -71,7 +71,10 @@ type Spool struct {
 
 	qdir string
 	down atomic.Bool   // new batches go to disk, not to the database
-	wake chan struct{} // tells the replay loop there is work
+	wake chan struct{} // tells the replay loop there is work, or a live insert ended
+	// live counts the batcher's inserts in the database now; the replay
+	// loop yields to them (see replayAllowed).
+	live atomic.Int64
 
 	mu              sync.Mutex
 	started         bool
@@ -89,6 +92,9 @@ type Spool struct {
 	rejectedRows    int
 	lastRejected    error
 	unlock          func()
+	// replayCredit is how many replayed inserts may run while live ones
+	// do; each live insert earns replay_share/(1-replay_share) of one.
+	replayCredit float64
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -356,9 +362,10 @@ func (s *Spool) InsertFlows(ctx context.Context, b *store.FlowBatch) error {
 	}
 	id := newID()
 	if !s.down.Load() {
-		err := s.next.InsertFlows(s.withToken(ctx, id), b)
+		err := s.insertLive(ctx, b, id)
 		if err == nil {
 			s.m.rowsDirect.Add(float64(n))
+			s.m.batchesDirect.Inc()
 			s.noteSuccess()
 			return nil
 		}
@@ -368,19 +375,37 @@ func (s *Spool) InsertFlows(ctx context.Context, b *store.FlowBatch) error {
 		}
 		s.markDown(err, class)
 	}
-	return s.spill(b, id)
+	return s.spill(b, id, SpillDatabaseDown)
+}
+
+// insertLive inserts one of the batcher's batches, and lets the replay
+// loop know when it is done: it earns replay a share of the database.
+func (s *Spool) insertLive(ctx context.Context, b *store.FlowBatch, id [16]byte) error {
+	s.live.Add(1)
+	err := s.next.InsertFlows(s.withToken(ctx, id), b)
+	s.live.Add(-1)
+	if s.cfg.ReplayShare < 1 {
+		s.mu.Lock()
+		s.replayCredit = min(s.replayCredit+s.cfg.ReplayShare/(1-s.cfg.ReplayShare), 1)
+		s.mu.Unlock()
+	}
+	s.poke()
+	return err
 }
 
 // Spill writes the batch to disk without trying the database: for a
-// batcher stopping with batches it had no time to insert.
-func (s *Spool) Spill(b *store.FlowBatch) error {
+// batcher whose insert queue is full (reason store.SpillBackpressure), or
+// stopping with batches it had no time to insert (store.DropShutdown), or
+// that gave up retrying (store.DropRetriesExhausted). The batch gets its
+// id here, so it is inserted once: by the replay, under that id.
+func (s *Spool) Spill(b *store.FlowBatch, reason string) error {
 	if b.Len() == 0 {
 		return nil
 	}
 	if err := s.running(); err != nil {
 		return err
 	}
-	return s.spill(b, newID())
+	return s.spill(b, newID(), reason)
 }
 
 func newID() [16]byte {
@@ -398,7 +423,7 @@ func (s *Spool) withToken(ctx context.Context, id [16]byte) context.Context {
 	}))
 }
 
-func (s *Spool) spill(b *store.FlowBatch, id [16]byte) error {
+func (s *Spool) spill(b *store.FlowBatch, id [16]byte, reason string) error {
 	n := b.Len()
 	s.mu.Lock()
 	full := s.pendingBytes >= s.cfg.MaxBytes
@@ -435,7 +460,7 @@ func (s *Spool) spill(b *store.FlowBatch, id [16]byte) error {
 	i, _ := slices.BinarySearchFunc(s.segs, seq, func(sg segment, seq uint64) int { return cmpUint(sg.seq, seq) })
 	s.segs = slices.Insert(s.segs, i, segment{seq, size})
 	s.mu.Unlock()
-	s.m.rowsSpooled.Add(float64(n))
+	s.m.rowsSpooled.WithLabelValues(reason).Add(float64(n))
 	s.poke()
 	return nil
 }
@@ -600,7 +625,7 @@ func (s *Spool) run(ctx context.Context) {
 	backoff := store.Backoff{Initial: s.cfg.Probe.Initial, Max: s.cfg.Probe.Max}
 	for {
 		seg, ok := s.oldest()
-		if !ok && !s.down.Load() {
+		if (!ok && !s.down.Load()) || (ok && !s.replayAllowed()) {
 			select {
 			case <-ctx.Done():
 				return
@@ -632,6 +657,30 @@ func (s *Spool) run(ctx context.Context) {
 		case <-time.After(backoff.Next()):
 		}
 	}
+}
+
+// replayAllowed says whether the next segment may be replayed now. Live
+// batches come first: segments spooled because the database was slower
+// than the input are replayed while it is up, and an unbounded replay
+// would take the database from the batcher, whose queue would overflow
+// again. So while a live insert is in the database, a replay needs a
+// credit, earned by live inserts (replay_share of the inserts); with no
+// live insert running (the batcher's queue is empty, or the database is
+// marked down and batches go to disk) the database is idle for live data
+// and replay runs freely. At most one replay runs at a time, so a live
+// insert never waits behind more than one.
+func (s *Spool) replayAllowed() bool {
+	if s.down.Load() || s.cfg.ReplayShare >= 1 || s.live.Load() == 0 {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.replayCredit >= 1 {
+		s.replayCredit--
+		return true
+	}
+	s.m.replayYields.Inc()
+	return false
 }
 
 func (s *Spool) oldest() (segment, bool) {
@@ -699,6 +748,7 @@ func (s *Spool) replay(ctx context.Context, seg segment) error {
 	}
 	s.forget(seg)
 	s.m.rowsReplayed.Add(float64(h.rows))
+	s.m.segmentsReplayed.Inc()
 	s.noteSuccess()
 	return nil
 }

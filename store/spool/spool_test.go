@@ -209,7 +209,7 @@ func TestOutageSpoolsAndReplaysInOrder(t *testing.T) {
 			t.Fatalf("replay order %v", order)
 		}
 	}
-	if got := testutil.ToFloat64(s.m.rowsSpooled); got != 200 {
+	if got := testutil.ToFloat64(s.m.rowsSpooled.WithLabelValues(SpillDatabaseDown)); got != 200 {
 		t.Errorf("rows spooled %v, want 200", got)
 	}
 	if got := testutil.ToFloat64(s.m.rowsReplayed); got != 200 {
@@ -333,7 +333,7 @@ func TestSpoolFullDropsAndStaysFlat(t *testing.T) {
 	if st.PendingBytes > cfg.MaxBytes || st.PendingSegments == 0 {
 		t.Fatalf("stats %+v with max_bytes %d", st, cfg.MaxBytes)
 	}
-	spooled := testutil.ToFloat64(s.m.rowsSpooled)
+	spooled := testutil.ToFloat64(s.m.rowsSpooled.WithLabelValues(SpillDatabaseDown))
 	dropped := testutil.ToFloat64(s.m.rowsDropped.WithLabelValues(DropSpoolFull))
 	if spooled+dropped != 300*2000 || dropped == 0 {
 		t.Errorf("spooled %v + dropped %v, want %d with drops", spooled, dropped, 300*2000)
@@ -447,7 +447,7 @@ func TestSpill(t *testing.T) {
 	db := &fakeDB{}
 	s := startSpool(t, testConfig(t, t.TempDir()), db, nil)
 	s.m.rowsDirect.Add(0)
-	if err := s.Spill(numbered(1, 7)); err != nil {
+	if err := s.Spill(numbered(1, 7), store.DropShutdown); err != nil {
 		t.Fatal(err)
 	}
 	testkit.Eventually(t, "replay", 10*time.Second, func() bool { return db.rows() == 7 })
