@@ -51,6 +51,19 @@ func (d *heldDB) stored(batch uint64) int {
 	return d.rows[batch]
 }
 
+func startWriterSpool(t *testing.T, cfg Config, next store.Writer) *Spool {
+	t.Helper()
+	s, err := New(cfg, Deps{Next: next})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Stop() })
+	return s
+}
+
 // While a live insert is in the database, segments are replayed at
 // replay_share of the inserts (share 0.25: one replay per three live
 // inserts that ended); once no live insert runs, the rest replays freely.
@@ -59,15 +72,8 @@ func TestReplayYieldsToLiveInserts(t *testing.T) {
 	cfg := testConfig(t, t.TempDir())
 	cfg.ReplayShare = 0.25
 	cfg.ReplayTimeout = 10 * time.Second
-	s, err := New(cfg, Deps{Next: db})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := startWriterSpool(t, cfg, db)
 	ctx := context.Background()
-	if err := s.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop()
 
 	// A live insert that stays in the database, then segments spilled by
 	// backpressure behind it.
@@ -156,15 +162,8 @@ func TestBatcherOverflowThroughSpool(t *testing.T) {
 	cfg := testConfig(t, t.TempDir())
 	cfg.MaxBytes = 1 << 20
 	cfg.ReplayTimeout = 10 * time.Second
-	s, err := New(cfg, Deps{Next: db})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := startWriterSpool(t, cfg, db)
 	ctx := context.Background()
-	if err := s.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop()
 	bcfg := store.DefaultConfig()
 	bcfg.BatchRows, bcfg.BatchInterval = 1000, time.Hour
 	bcfg.MaxQueueBatches, bcfg.MaxSpillBatches, bcfg.Writers = 1, 64, 1
