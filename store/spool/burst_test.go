@@ -2,118 +2,19 @@ package spool
 
 import (
 	"context"
-	"io"
-	"net"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"golang.org/x/time/rate"
 
 	"github.com/flowhouse/flowhouse/flow"
 	"github.com/flowhouse/flowhouse/internal/chtest"
+	"github.com/flowhouse/flowhouse/internal/slowlink"
 	"github.com/flowhouse/flowhouse/internal/testkit"
 	"github.com/flowhouse/flowhouse/migrations"
 	"github.com/flowhouse/flowhouse/store"
 )
-
-// slowLink is a TCP proxy on loopback in front of a ClickHouse server
-// that passes what clients send at most bytesPerSec, all connections
-// together: a server that takes inserts slower than they come, but takes
-// them (not down).
-type slowLink struct {
-	ln     net.Listener
-	target string
-	lim    *rate.Limiter
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	conns  []net.Conn
-}
-
-const slowLinkChunk = 16 << 10
-
-func newSlowLink(t *testing.T, target string, bytesPerSec int) *slowLink {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	p := &slowLink{ln: ln, target: target, lim: rate.NewLimiter(rate.Limit(bytesPerSec), slowLinkChunk), ctx: ctx, cancel: cancel}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *slowLink) addr() string { return p.ln.Addr().String() }
-
-func (p *slowLink) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		s, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		if !p.track(c, s) {
-			return
-		}
-		p.wg.Add(2)
-		go func() { defer p.wg.Done(); p.throttledCopy(s, c); s.Close() }()
-		go func() { defer p.wg.Done(); io.Copy(c, s); c.Close() }()
-	}
-}
-
-func (p *slowLink) track(cs ...net.Conn) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ctx.Err() != nil {
-		for _, c := range cs {
-			c.Close()
-		}
-		return false
-	}
-	p.conns = append(p.conns, cs...)
-	return true
-}
-
-func (p *slowLink) throttledCopy(dst, src net.Conn) {
-	buf := make([]byte, slowLinkChunk)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			if p.lim.WaitN(p.ctx, n) != nil {
-				return
-			}
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (p *slowLink) close() {
-	p.mu.Lock()
-	p.cancel()
-	p.ln.Close()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.mu.Unlock()
-	p.wg.Wait()
-}
 
 // burstFlows makes n valid flows numbered from seq on (Bytes), so the
 // test can count what the database holds, and tell a loss from a
@@ -152,8 +53,12 @@ func TestBurstOnSlowServer(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	link := newSlowLink(t, addr, 1<<20) // 1 MiB/s from flowhouse to the server
-	cfg.Addr = link.addr()
+	link, err := slowlink.New(addr, 1<<20) // 1 MiB/s from flowhouse to the server
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer link.Close()
+	cfg.Addr = link.Addr()
 	cfg.BatchRows, cfg.BatchInterval = 5000, 200*time.Millisecond
 	cfg.MaxQueueBatches, cfg.MaxSpillBatches, cfg.Writers = 2, 4, 2
 	cfg.InsertTimeout = 30 * time.Second
