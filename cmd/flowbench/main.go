@@ -47,6 +47,7 @@ type options struct {
 	fnm       bool // the FastNetMon comparison (fastnetmon.go)
 	rules     ruleOptions
 	api       apiOptions
+	burst     burstOptions
 }
 
 func main() {
@@ -66,6 +67,7 @@ func main() {
 	flag.BoolVar(&o.fnm, "fastnetmon", fastnetmonInstalled(), "also compare detection with FastNetMon CE (default: when "+fnmBinary+" exists)")
 	checkRules := ruleFlags(&o.rules)
 	checkAPI := apiFlags(&o.api)
+	o.burst.flags()
 	only := flag.String("only", "", "run only these stages (comma-separated): "+strings.Join(stageNames, ", "))
 	rewriteOnly := flag.Bool("rewrite", false, "only rewrite report.md and report.json from the report.json in -out (derived figures recomputed), measuring nothing")
 	flag.Parse()
@@ -77,7 +79,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "flowbench: -rates: %v\n", err)
 		os.Exit(2)
 	}
-	for _, check := range []func() error{checkRules, checkAPI, func() error { return onlyStages(&o, *only) }} {
+	for _, check := range []func() error{checkRules, checkAPI, o.burst.check, func() error { return onlyStages(&o, *only) }} {
 		if err := check(); err != nil {
 			fmt.Fprintf(os.Stderr, "flowbench: %v\n", err)
 			os.Exit(2)
@@ -164,6 +166,7 @@ type Report struct {
 	RuleLoad    *RuleLoadResult   `json:"rule_load,omitempty"`
 	Delay       *DelayResult      `json:"detection_delay,omitempty"`
 	API         []APIEngine       `json:"api_latency,omitempty"`
+	Burst       *BurstResult      `json:"burst,omitempty"`
 	StageErrors map[string]string `json:"stage_errors,omitempty"`
 }
 
@@ -233,6 +236,7 @@ func run(o options) error {
 			}
 		}
 	}
+	burstStageRun(ctx, o, rep, protocols)
 	detectionStages(ctx, o, rep, protocols)
 	if o.api.on {
 		t := time.Now()
@@ -249,7 +253,7 @@ func run(o options) error {
 }
 
 // stageNames are the stages -only names.
-var stageNames = []string{"decode", "ingest", "rules-cost", "rules-load", "rules-delay", "fastnetmon", "api"}
+var stageNames = []string{"decode", "ingest", "burst", "rules-cost", "rules-load", "rules-delay", "fastnetmon", "api"}
 
 // onlyStages turns off every stage not named in only (when it is set).
 func onlyStages(o *options, only string) error {
@@ -275,6 +279,7 @@ func onlyStages(o *options, only string) error {
 	o.rules.cost, o.rules.load, o.rules.delay = on["rules-cost"], on["rules-load"], on["rules-delay"]
 	o.fnm = on["fastnetmon"]
 	o.api.on = on["api"]
+	o.burst.on = on["burst"]
 	return nil
 }
 
@@ -538,6 +543,10 @@ func scrape(addr string) (map[string]float64, error) {
 		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
 		if err == nil {
 			out[name] += v
+			// A labelled series also under its own key, `name{label="value"}`.
+			if series := strings.TrimSpace(strings.TrimSuffix(line, fields[len(fields)-1])); series != name {
+				out[series] = v
+			}
 		}
 	}
 	return out, sc.Err()
@@ -627,6 +636,9 @@ func write(dir string, rep *Report) error {
 	sort.Strings(names)
 	for _, name := range names {
 		fmt.Fprintf(&b, "\nSustained rate with loss at most %.1f%% on %s: **%.0f flows/s** (highest step measured).\n", rep.MaxLoss*100, name, rep.SustainedRate[name])
+	}
+	if rep.Burst != nil {
+		writeBurst(&b, rep.Burst)
 	}
 	writeDetection(&b, rep)
 	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(b.String()), 0o644)

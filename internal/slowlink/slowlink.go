@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/time/rate"
 )
@@ -29,6 +30,7 @@ type Link struct {
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
+	passed atomic.Int64
 }
 
 // New listens on 127.0.0.1 and forwards to target at bytesPerSec.
@@ -56,6 +58,10 @@ func (l *Link) SetRate(bytesPerSec int) { l.lim.SetLimit(rate.Limit(max(bytesPer
 
 // Rate is the current rate in bytes/s.
 func (l *Link) Rate() int { return int(l.lim.Limit()) }
+
+// Passed is how many bytes clients have sent through the link, so a
+// caller can size the rate from what its requests weigh.
+func (l *Link) Passed() int64 { return l.passed.Load() }
 
 func (l *Link) accept() {
 	defer l.wg.Done()
@@ -111,6 +117,7 @@ func (l *Link) throttledCopy(dst, src net.Conn) {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}
+			l.passed.Add(int64(n))
 		}
 		if err != nil {
 			return

@@ -41,6 +41,9 @@ func TestForwardsBothWaysAndCloses(t *testing.T) {
 	if !bytes.Equal(got, msg) {
 		t.Fatal("bytes changed on the way")
 	}
+	if got := l.Passed(); got != int64(len(msg)) {
+		t.Errorf("Passed = %d, want %d", got, len(msg))
+	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
