@@ -40,58 +40,11 @@ func TestBurstOnSlowServer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs a ClickHouse server")
 	}
-	addr, database := chtest.Database(t)
 	ctx := context.Background()
-	cfg := store.DefaultConfig()
-	cfg.Addr, cfg.Database = addr, database
-	direct, err := store.OpenServer(ctx, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer direct.Close()
-	if _, err := migrations.Apply(ctx, direct, migrations.Options{Retention: cfg.Retention}); err != nil {
-		t.Fatal(err)
-	}
-
-	link, err := slowlink.New(addr, 1<<20) // 1 MiB/s from flowhouse to the server
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer link.Close()
-	cfg.Addr = link.Addr()
-	cfg.BatchRows, cfg.BatchInterval = 5000, 200*time.Millisecond
-	cfg.MaxQueueBatches, cfg.MaxSpillBatches, cfg.Writers = 2, 4, 2
-	cfg.InsertTimeout = 30 * time.Second
-	slow, err := store.OpenServer(ctx, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer slow.Close()
-
-	// What the slowed server takes, in rows/s: a few batches inserted by
-	// as many concurrent inserts as the batcher has writers.
-	var sent uint64
-	t0 := time.Now()
-	errs := make(chan error, cfg.Writers)
-	for w := range cfg.Writers {
-		go func() {
-			var err error
-			for i := range 2 {
-				seq := uint64((2*w + i) * cfg.BatchRows)
-				if err = slow.InsertFlows(ctx, batchOf(burstFlows(seq, cfg.BatchRows))); err != nil {
-					break
-				}
-			}
-			errs <- err
-		}()
-	}
-	for range cfg.Writers {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
-	sent = uint64(2 * cfg.Writers * cfg.BatchRows)
-	capacity := float64(sent) / time.Since(t0).Seconds()
+	cfg, direct, slow := slowServer(t)
+	// What the slowed server takes, in rows/s.
+	capacity := measureCapacity(t, slow, cfg.Writers, cfg.BatchRows)
+	sent := uint64(2 * cfg.Writers * cfg.BatchRows)
 	t.Logf("the slowed server takes about %.0f rows/s", capacity)
 
 	reg := prometheus.NewRegistry()
@@ -120,25 +73,7 @@ func TestBurstOnSlowServer(t *testing.T) {
 		}
 	}()
 
-	// The load: flows every 10 ms at the phase's rate, as the collector's
-	// workers would write them.
-	drive := func(rowsPerSec float64, d time.Duration) {
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		start, due := time.Now(), 0.0
-		for now := range tick.C {
-			if now.Sub(start) >= d {
-				return
-			}
-			due += rowsPerSec * 0.01
-			n := int(due)
-			due -= float64(n)
-			if n > 0 {
-				b.Write(burstFlows(sent, n))
-				sent += uint64(n)
-			}
-		}
-	}
+	drive := func(rowsPerSec float64, d time.Duration) { sent = drive(b, sent, rowsPerSec, d) }
 	drive(2*capacity, 10*time.Second)
 	burstSpilled := testutil.ToFloat64(sp.m.rowsSpooled.WithLabelValues(store.SpillBackpressure))
 	drive(capacity/2, 10*time.Second)
@@ -158,37 +93,12 @@ func TestBurstOnSlowServer(t *testing.T) {
 	if count != sent || distinct != sent {
 		t.Errorf("the database holds %d rows (%d distinct), want the %d sent, once each", count, distinct, sent)
 	}
-	metric := func(name string, labels ...string) float64 {
-		t.Helper()
-		mfs, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var sum float64
-		for _, mf := range mfs {
-			if mf.GetName() != name {
-				continue
-			}
-			for _, m := range mf.GetMetric() {
-				match := true
-				for i := 0; i+1 < len(labels); i += 2 {
-					found := false
-					for _, l := range m.GetLabel() {
-						found = found || (l.GetName() == labels[i] && l.GetValue() == labels[i+1])
-					}
-					match = match && found
-				}
-				if match {
-					sum += m.GetCounter().GetValue()
-				}
-			}
-		}
-		return sum
-	}
+	metric := func(name string) float64 { return gathered(t, reg, name) }
+	spooled := func(reason string) float64 { return testutil.ToFloat64(sp.m.rowsSpooled.WithLabelValues(reason)) }
 	if got := metric("flowhouse_store_rows_spilled_total"); got == 0 {
 		t.Error("flowhouse_store_rows_spilled_total is 0: the burst never overflowed the insert queue")
 	}
-	if got := metric("flowhouse_spool_rows_spooled_total", "reason", store.SpillBackpressure); got == 0 {
+	if got := spooled(store.SpillBackpressure); got == 0 {
 		t.Error(`flowhouse_spool_rows_spooled_total{reason="backpressure"} is 0`)
 	}
 	for _, name := range []string{"flowhouse_store_rows_dropped_total", "flowhouse_spool_rows_dropped_total"} {
@@ -197,8 +107,108 @@ func TestBurstOnSlowServer(t *testing.T) {
 		}
 	}
 	t.Logf("spilled %v rows for backpressure, %v because an insert failed; replayed %v segments, %v live batches, replay yielded %v times",
-		metric("flowhouse_spool_rows_spooled_total", "reason", store.SpillBackpressure),
-		metric("flowhouse_spool_rows_spooled_total", "reason", SpillDatabaseDown),
+		spooled(store.SpillBackpressure), spooled(SpillDatabaseDown),
 		metric("flowhouse_spool_segments_replayed_total"), metric("flowhouse_spool_batches_direct_total"),
 		metric("flowhouse_spool_replay_yields_total"))
+}
+
+// measureCapacity inserts 2 batches of rows per writer, as many at once
+// as the batcher has writers, numbered 0 on, and returns the rows/s.
+func measureCapacity(t *testing.T, db store.Writer, writers, rows int) float64 {
+	t.Helper()
+	t0 := time.Now()
+	errs := make(chan error, writers)
+	for w := range writers {
+		go func() {
+			var err error
+			for i := range 2 {
+				seq := uint64((2*w + i) * rows)
+				if err = db.InsertFlows(context.Background(), batchOf(burstFlows(seq, rows))); err != nil {
+					break
+				}
+			}
+			errs <- err
+		}()
+	}
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	return float64(2*writers*rows) / time.Since(t0).Seconds()
+}
+
+// gathered sums the counters of name in reg, every label.
+func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+// slowServer is a fresh database with the flows table on the test's
+// ClickHouse server: direct is a connection to it, slow one through a
+// link passing 1 MiB/s from the client to the server; cfg is slow's,
+// with small batches so that the test takes seconds.
+func slowServer(t *testing.T) (cfg store.Config, direct, slow *store.Server) {
+	t.Helper()
+	ctx := context.Background()
+	addr, database := chtest.Database(t)
+	cfg = store.DefaultConfig()
+	cfg.Addr, cfg.Database = addr, database
+	direct, err := store.OpenServer(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { direct.Close() })
+	if _, err := migrations.Apply(ctx, direct, migrations.Options{Retention: cfg.Retention}); err != nil {
+		t.Fatal(err)
+	}
+	link, err := slowlink.New(addr, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { link.Close() })
+	cfg.Addr = link.Addr()
+	cfg.BatchRows, cfg.BatchInterval = 5000, 200*time.Millisecond
+	cfg.MaxQueueBatches, cfg.MaxSpillBatches, cfg.Writers = 2, 4, 2
+	cfg.InsertTimeout = 30 * time.Second
+	slow, err = store.OpenServer(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { slow.Close() })
+	return cfg, direct, slow
+}
+
+// drive writes flows numbered from seq on into b every 10 ms at
+// rowsPerSec for d, as the collector's workers would, and returns the
+// next number.
+func drive(b *store.Batcher, seq uint64, rowsPerSec float64, d time.Duration) uint64 {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	start, due := time.Now(), 0.0
+	for now := range tick.C {
+		if now.Sub(start) >= d {
+			return seq
+		}
+		due += rowsPerSec * 0.01
+		n := int(due)
+		due -= float64(n)
+		if n > 0 {
+			b.Write(burstFlows(seq, n))
+			seq += uint64(n)
+		}
+	}
+	return seq
 }
