@@ -51,19 +51,6 @@ func (d *heldDB) stored(batch uint64) int {
 	return d.rows[batch]
 }
 
-func startWriterSpool(t *testing.T, cfg Config, next store.Writer) *Spool {
-	t.Helper()
-	s, err := New(cfg, Deps{Next: next})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Stop() })
-	return s
-}
-
 // While a live insert is in the database, segments are replayed at
 // replay_share of the inserts (share 0.25: one replay per three live
 // inserts that ended); once no live insert runs, the rest replays freely.
@@ -72,7 +59,7 @@ func TestReplayYieldsToLiveInserts(t *testing.T) {
 	cfg := testConfig(t, t.TempDir())
 	cfg.ReplayShare = 0.25
 	cfg.ReplayTimeout = 10 * time.Second
-	s := startWriterSpool(t, cfg, db)
+	s := startSpool(t, cfg, db, nil)
 	ctx := context.Background()
 
 	// A live insert that stays in the database, then segments spilled by
@@ -162,7 +149,7 @@ func TestBatcherOverflowThroughSpool(t *testing.T) {
 	cfg := testConfig(t, t.TempDir())
 	cfg.MaxBytes = 1 << 20
 	cfg.ReplayTimeout = 10 * time.Second
-	s := startWriterSpool(t, cfg, db)
+	s := startSpool(t, cfg, db, nil)
 	ctx := context.Background()
 	bcfg := store.DefaultConfig()
 	bcfg.BatchRows, bcfg.BatchInterval = 1000, time.Hour

@@ -154,7 +154,7 @@ func testConfig(t *testing.T, dir string) Config {
 	return cfg
 }
 
-func startSpool(t *testing.T, cfg Config, db *fakeDB, reg prometheus.Registerer) *Spool {
+func startSpool(t *testing.T, cfg Config, db store.Writer, reg prometheus.Registerer) *Spool {
 	t.Helper()
 	s, err := New(cfg, Deps{Next: db, Registerer: reg})
 	if err != nil {
