@@ -38,6 +38,12 @@ type Config struct {
 	// 429 before any lookup. 0 turns the limit off.
 	AuthFailureRate  float64 `mapstructure:"auth_failure_rate" yaml:"auth_failure_rate"`
 	AuthFailureBurst int     `mapstructure:"auth_failure_burst" yaml:"auth_failure_burst"`
+	// PprofListen, when set, serves Go's net/http/pprof profiles on a
+	// listener of their own, separate from the API so that no token,
+	// timeout or middleware applies to a 30 s CPU profile. Profiles show
+	// memory contents and cost CPU, so it is off by default and only a
+	// loopback address is accepted.
+	PprofListen string `mapstructure:"pprof_listen" yaml:"pprof_listen"`
 }
 
 // DefaultConfig listens on loopback only: exposing the API is a choice.
@@ -88,8 +94,28 @@ func (c Config) Validate() error {
 	if c.AuthFailureRate < 0 {
 		errs = append(errs, fmt.Errorf("auth_failure_rate: %g must not be negative (0 turns the limit off)", c.AuthFailureRate))
 	}
+	if c.PprofListen != "" && !isLoopbackAddr(c.PprofListen) {
+		errs = append(errs, fmt.Errorf("pprof_listen: %q is not a loopback host:port (profiles show memory contents: only 127.0.0.1, ::1 or localhost)", c.PprofListen))
+	}
 	if c.AuthFailureRate > 0 && c.AuthFailureBurst < 1 {
 		errs = append(errs, fmt.Errorf("auth_failure_burst: %d must be at least 1 when auth_failure_rate is set", c.AuthFailureBurst))
 	}
 	return errors.Join(errs...)
+}
+
+// isLoopbackAddr: host:port with a loopback IP or localhost as host; an
+// empty host (":6060") listens on every interface, so it is not.
+func isLoopbackAddr(addr string) bool {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

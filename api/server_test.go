@@ -455,6 +455,13 @@ func TestConfigValidate(t *testing.T) {
 		{"zero read timeout", func(c *Config) { c.ReadTimeout = 0 }, "read_timeout: "},
 		{"negative write timeout", func(c *Config) { c.WriteTimeout = -time.Second }, "write_timeout: "},
 		{"readiness longer than write", func(c *Config) { c.ReadinessTimeout = time.Minute }, "readiness_timeout: "},
+		{"pprof on loopback", func(c *Config) { c.PprofListen = "127.0.0.1:6060" }, ""},
+		{"pprof on ipv6 loopback", func(c *Config) { c.PprofListen = "[::1]:0" }, ""},
+		{"pprof on localhost", func(c *Config) { c.PprofListen = "localhost:6060" }, ""},
+		{"pprof on every interface", func(c *Config) { c.PprofListen = ":6060" }, "pprof_listen: \":6060\" is not a loopback"},
+		{"pprof on a public address", func(c *Config) { c.PprofListen = "192.0.2.1:6060" }, "pprof_listen: "},
+		{"pprof on a host name", func(c *Config) { c.PprofListen = "example.com:6060" }, "pprof_listen: "},
+		{"pprof without port", func(c *Config) { c.PprofListen = "127.0.0.1" }, "pprof_listen: "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -118,6 +118,7 @@ type running struct {
 	spool     *spool.Spool // nil when the spool is disabled
 	db        store.DB
 	queryAddr string // the query endpoint's address; "" when it is off
+	pprofAddr string // the profiles' listener (http.pprof_listen); "" when it is off
 }
 
 // runServer runs until ctx ends, then stops everything in order.
@@ -151,7 +152,7 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, h hook
 	}
 	log.Info("flowhouse started", "version", buildVersion(), "listeners", p.coll.Addrs(), "http", p.server.Addr(), "storage", storage)
 	if h.started != nil {
-		h.started(running{listeners: p.coll.Addrs(), httpAddr: p.server.Addr(), collector: p.coll, spool: p.spool, db: db, queryAddr: p.queries.addr()})
+		h.started(running{listeners: p.coll.Addrs(), httpAddr: p.server.Addr(), collector: p.coll, spool: p.spool, db: db, queryAddr: p.queries.addr(), pprofAddr: p.pprof.bg.Addr()})
 	}
 	<-ctx.Done()
 	log.Info("stopping: draining the collector and flushing batches")
@@ -172,6 +173,7 @@ type parts struct {
 	coll      *collector.Collector
 	server    *api.Server
 	queries   *queryEndpointRunner
+	pprof     *pprofServer
 	stats     *statsWriter
 	notifier  *notify.Notifier
 	alerts    *alerts.Manager
@@ -186,7 +188,7 @@ type parts struct {
 }
 
 func newParts(ctx context.Context, cfg *config.Config, db store.DB, log *slog.Logger, reg *prometheus.Registry) (*parts, error) {
-	p := &parts{db: db, queries: &queryEndpointRunner{log: log}}
+	p := &parts{db: db, queries: &queryEndpointRunner{log: log}, pprof: &pprofServer{listen: cfg.HTTP.PprofListen, log: log}}
 	// The flows table with the mapped columns, which the batches and the
 	// spool's replay are of; Apply has added the columns.
 	flows, err := schema.FlowsWith(cfg.Collector.ExtraColumns())
@@ -271,6 +273,7 @@ func (p *parts) components(cfg *config.Config, h hooks) []lifecycle.Component {
 			{Name: "database", Func: p.db.Ping},
 			{Name: "migrations", Func: func(ctx context.Context) error { return migrations.Ready(ctx, p.db) }},
 		}},
+		{Name: "pprof", Start: p.pprof.start, Stop: withTimeout(5*time.Second, p.pprof.stop)},
 		{Name: "query endpoint",
 			Start: func(ctx context.Context) error { return p.queries.start(ctx, cfg, p.db) },
 			Stop:  withTimeout(5*time.Second, p.queries.stop)},
