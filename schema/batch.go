@@ -102,9 +102,19 @@ func (b *Batch) Insert(s *Scratch) proto.Input {
 // ([]uint32, []int8 for an enum, [][16]byte for an address, []string,
 // []int64 seconds for a DateTime). A slice is valid during the call only.
 func (b *Batch) InsertValues(s *Scratch, each func(i int, v any) error) error {
+	return b.InsertRows(s, 0, b.n, each)
+}
+
+// InsertRows is InsertValues of rows from..to only: an insert sent in
+// several blocks gets each block's rows without the others being
+// computed again.
+func (b *Batch) InsertRows(s *Scratch, from, to int, each func(i int, v any) error) error {
+	if from < 0 || to > b.n || from > to {
+		return fmt.Errorf("schema: rows %d..%d of a batch of %d", from, to, b.n)
+	}
 	s.prepare(b.t.slots)
 	for i := range b.t.columns {
-		if err := each(i, b.t.inserts[i].values(b, s)); err != nil {
+		if err := each(i, b.t.inserts[i].values(b, s, from, to)); err != nil {
 			return err
 		}
 	}
@@ -188,14 +198,16 @@ func (b *Batch) column(name string, typ proto.ColumnType, seen []bool) (proto.Co
 // insertion is how an insert gets one column's values from a batch.
 type insertion interface {
 	native(b *Batch, s *Scratch) proto.ColInput
-	values(b *Batch, s *Scratch) any
+	values(b *Batch, s *Scratch, from, to int) any
 }
 
 // direct is a kept column, inserted as it is.
 type direct int
 
 func (k direct) native(b *Batch, _ *Scratch) proto.ColInput { return b.cols[k] }
-func (k direct) values(b *Batch, s *Scratch) any            { return b.cols[k].values(s) }
+func (k direct) values(b *Batch, s *Scratch, from, to int) any {
+	return b.cols[k].values(s, from, to)
+}
 
 func (b *Batch) millis(k int) []int64 { return *b.cols[k].(*fixed[int64]).data }
 
@@ -214,9 +226,9 @@ func (d seconds) native(b *Batch, s *Scratch) proto.ColInput {
 	return proto.Alias(out, proto.ColumnType(DateTime.native))
 }
 
-func (d seconds) values(b *Batch, s *Scratch) any {
+func (d seconds) values(b *Batch, s *Scratch, from, to int) any {
 	s.secs = s.secs[:0]
-	for _, v := range b.millis(d.from) {
+	for _, v := range b.millis(d.from)[from:to] {
 		s.secs = append(s.secs, int64(toSeconds(v)))
 	}
 	return s.secs
@@ -225,8 +237,8 @@ func (d seconds) values(b *Batch, s *Scratch) any {
 // span is the milliseconds between two kept times.
 type span struct{ from, to, slot int }
 
-func (d span) fill(b *Batch, s *Scratch) *proto.ColUInt32 {
-	start, end := b.millis(d.from), b.millis(d.to)
+func (d span) fill(b *Batch, s *Scratch, from, to int) *proto.ColUInt32 {
+	start, end := b.millis(d.from)[from:to], b.millis(d.to)[from:to]
 	out := s.slot(d.slot)
 	for i := range start {
 		var v uint32
@@ -239,7 +251,9 @@ func (d span) fill(b *Batch, s *Scratch) *proto.ColUInt32 {
 }
 
 func (d span) native(b *Batch, s *Scratch) proto.ColInput {
-	return proto.Alias(d.fill(b, s), proto.ColumnTypeUInt32)
+	return proto.Alias(d.fill(b, s, 0, b.n), proto.ColumnTypeUInt32)
 }
 
-func (d span) values(b *Batch, s *Scratch) any { return []uint32(*d.fill(b, s)) }
+func (d span) values(b *Batch, s *Scratch, from, to int) any {
+	return []uint32(*d.fill(b, s, from, to))
+}

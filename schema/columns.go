@@ -21,9 +21,9 @@ type kept interface {
 	appendFlows(fs []flow.Flow)
 	appendZeros(n int)
 	setRow(i int, f *flow.Flow)
-	// values is the column as the Go slice clickhouse-go appends; valid
-	// until the next call with s.
-	values(s *Scratch) any
+	// values is rows from..to of the column as the Go slice clickhouse-go
+	// appends; valid until the next call with s.
+	values(s *Scratch, from, to int) any
 	grow(n int)
 }
 
@@ -54,10 +54,10 @@ func (c *fixed[E]) appendFlows(fs []flow.Flow) {
 	}
 }
 
-func (c *fixed[E]) appendZeros(n int)          { clear(extend(c.data, n)) }
-func (c *fixed[E]) setRow(i int, f *flow.Flow) { *(*E)(at(f, c.off)) = (*c.data)[i] }
-func (c *fixed[E]) values(*Scratch) any        { return *c.data }
-func (c *fixed[E]) grow(n int)                 { *c.data = slices.Grow(*c.data, n) }
+func (c *fixed[E]) appendZeros(n int)                   { clear(extend(c.data, n)) }
+func (c *fixed[E]) setRow(i int, f *flow.Flow)          { *(*E)(at(f, c.off)) = (*c.data)[i] }
+func (c *fixed[E]) values(_ *Scratch, from, to int) any { return (*c.data)[from:to] }
+func (c *fixed[E]) grow(n int)                          { *c.data = slices.Grow(*c.data, n) }
 
 // clamped keeps a uint64 field as UInt32, saturated: interface speeds
 // are ifHighSpeed, a 32-bit gauge of Mbit/s.
@@ -188,17 +188,17 @@ func (c *dict) keyAt(i int) int {
 
 func (c *dict) setRow(i int, f *flow.Flow) { *(*string)(at(f, c.off)) = c.vals[c.keyAt(i)] }
 
-func (c *dict) values(s *Scratch) any {
+func (c *dict) values(s *Scratch, from, to int) any {
 	s.strs = s.strs[:0]
 	switch c.Key {
 	case proto.KeyUInt8:
-		s.strs = lookup(s.strs, c.Keys8, c.vals)
+		s.strs = lookup(s.strs, c.Keys8[from:to], c.vals)
 	case proto.KeyUInt16:
-		s.strs = lookup(s.strs, c.Keys16, c.vals)
+		s.strs = lookup(s.strs, c.Keys16[from:to], c.vals)
 	case proto.KeyUInt32:
-		s.strs = lookup(s.strs, c.Keys32, c.vals)
+		s.strs = lookup(s.strs, c.Keys32[from:to], c.vals)
 	default:
-		s.strs = lookup(s.strs, c.Keys64, c.vals)
+		s.strs = lookup(s.strs, c.Keys64[from:to], c.vals)
 	}
 	return s.strs
 }

@@ -200,3 +200,45 @@ func TestBatchBytesPerRow(t *testing.T) {
 	runtime.KeepAlive(b)
 	runtime.KeepAlive(fs)
 }
+
+// InsertRows gives rows from..to of every column: the same values as
+// InsertValues gives for those rows, for every kind of column (kept,
+// dictionary strings, DateTime from milliseconds, durations).
+func TestInsertRowsIsARangeOfInsertValues(t *testing.T) {
+	flows := everySlot(t)
+	b := flows.NewBatch(0)
+	b.Append(flowtest.Random(rand.New(rand.NewPCG(8, 9)), 300, 20))
+	var s Scratch
+	whole := make([][]string, len(flows.Names()))
+	if err := b.InsertValues(&s, func(i int, v any) error {
+		vals := reflect.ValueOf(v)
+		for r := range vals.Len() {
+			whole[i] = append(whole[i], fmt.Sprint(vals.Index(r).Interface()))
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []struct{ from, to int }{{0, 300}, {0, 1}, {7, 131}, {299, 300}, {150, 150}} {
+		err := b.InsertRows(&s, r.from, r.to, func(i int, v any) error {
+			vals := reflect.ValueOf(v)
+			if vals.Len() != r.to-r.from {
+				return fmt.Errorf("column %s: %d values", flows.Names()[i], vals.Len())
+			}
+			for k := range vals.Len() {
+				if got, want := fmt.Sprint(vals.Index(k).Interface()), whole[i][r.from+k]; got != want {
+					return fmt.Errorf("column %s row %d: %s, want %s", flows.Names()[i], r.from+k, got, want)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Errorf("rows %d..%d: %v", r.from, r.to, err)
+		}
+	}
+	for _, r := range []struct{ from, to int }{{-1, 3}, {0, 301}, {5, 4}} {
+		if err := b.InsertRows(&s, r.from, r.to, func(int, any) error { return nil }); err == nil {
+			t.Errorf("rows %d..%d of 300: no error", r.from, r.to)
+		}
+	}
+}
