@@ -11,6 +11,9 @@
 set -euo pipefail
 engine=$1 out=$2 rate=${3:-200000} secs=${4:-30}
 root=$(cd "$(dirname "$0")/../.." && pwd)
+# PROFILE_BIN: the flowhouse binary measured (not FLOWHOUSE_: flowhouse
+# rejects unknown FLOWHOUSE_ variables).
+bin=${PROFILE_BIN:-$root/bin/flowhouse}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 tmp=$(mktemp -d /tmp/fhprof.XXXXXX)
@@ -27,7 +30,7 @@ env=(FLOWHOUSE_SPOOL_DIR="$tmp/spool" FLOWHOUSE_COLLECTOR_STATE_FILE="$tmp/colle
 	FLOWHOUSE_CLICKHOUSE_DATABASE=prof FLOWHOUSE_COLLECTOR_LISTENERS=127.0.0.1:$udp
 	FLOWHOUSE_HTTP_LISTEN=127.0.0.1:$http FLOWHOUSE_HTTP_PPROF_LISTEN=127.0.0.1:$pprof
 	FLOWHOUSE_CLICKHOUSE_EMBEDDED_HTTP_LISTEN=127.0.0.1:$q FLOWHOUSE_LOG_LEVEL=warn)
-for r in $(FLOWHOUSE_LOG_LEVEL=error "$root/bin/flowhouse" check-config 2>/dev/null | awk '/^  builtin:/{b=1;next} b&&/^    [a-z_]+:$/{gsub(/[ :]/,"");print} b&&/^  [a-z]/{b=0}'); do
+for r in $(FLOWHOUSE_LOG_LEVEL=error "$bin" check-config 2>/dev/null | awk '/^  builtin:/{b=1;next} b&&/^    [a-z_]+:$/{gsub(/[ :]/,"");print} b&&/^  [a-z]/{b=0}'); do
 	env+=("FLOWHOUSE_RULES_BUILTIN_${r^^}_ENABLED=false")
 done
 if [[ "$engine" == server ]]; then
@@ -36,7 +39,7 @@ if [[ "$engine" == server ]]; then
 else
 	env+=(FLOWHOUSE_CLICKHOUSE_EMBEDDED_LIBRARY="${CHDB_LIBRARY:-$root/var/lib/libchdb.so}" FLOWHOUSE_CLICKHOUSE_EMBEDDED_PATH="$tmp/data")
 fi
-env "${env[@]}" ${GOGC:+GOGC=$GOGC} "$root/bin/flowhouse" serve >"$out/flowhouse.log" 2>&1 &
+env "${env[@]}" ${GOGC:+GOGC=$GOGC} "$bin" serve >"$out/flowhouse.log" 2>&1 &
 fh=$!
 pids+=($fh)
 for _ in $(seq 300); do curl -sf "http://127.0.0.1:$http/readyz" >/dev/null && break; sleep 0.2; done
