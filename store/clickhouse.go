@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -84,7 +85,17 @@ func dial(cfg Config, database string) (driver.Conn, error) {
 		},
 		DialTimeout: cfg.DialTimeout,
 		// A read stalled longer than an insert may take is a dead server.
-		ReadTimeout:  cfg.InsertTimeout,
+		ReadTimeout: cfg.InsertTimeout,
+		// And so is a write: clickhouse-go bounds only Send by the context,
+		// not the blocks an INSERT flushes before it (InsertFlows), which
+		// would wait for ever on a server that stopped reading.
+		DialContext: func(ctx context.Context, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{Timeout: cfg.DialTimeout}).DialContext(ctx, "tcp", addr)
+			if err != nil {
+				return nil, err
+			}
+			return &writeDeadlineConn{Conn: c, timeout: cfg.InsertTimeout}, nil
+		},
 		Compression:  &clickhouse.Compression{Method: compressionMethods[cfg.Compression]},
 		MaxOpenConns: cfg.Writers + 8,
 		MaxIdleConns: cfg.Writers + 2,
@@ -93,6 +104,20 @@ func dial(cfg Config, database string) (driver.Conn, error) {
 		return nil, fmt.Errorf("store: open %s: %w", cfg.Addr, err)
 	}
 	return conn, nil
+}
+
+// writeDeadlineConn fails a write that the peer does not take within
+// timeout.
+type writeDeadlineConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c *writeDeadlineConn) Write(b []byte) (int, error) {
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(b)
 }
 
 var compressionMethods = map[string]clickhouse.CompressionMethod{
@@ -183,7 +208,7 @@ const insertBlockRows = 8192
 
 // InsertFlows inserts the batch as one columnar INSERT, in blocks of
 // insertBlockRows rows.
-func (s *Server) InsertFlows(ctx context.Context, b *FlowBatch) error {
+func (s *Server) InsertFlows(ctx context.Context, b *FlowBatch) (err error) {
 	if b.Len() == 0 {
 		return nil
 	}
@@ -191,7 +216,16 @@ func (s *Server) InsertFlows(ctx context.Context, b *FlowBatch) error {
 	if err != nil {
 		return fmt.Errorf("prepare insert into flows: %w", err)
 	}
-	defer batch.Close()
+	defer func() {
+		if err != nil {
+			// Close would end the INSERT and so commit the blocks already
+			// flushed, and the retry would store them twice; Abort drops
+			// the connection, and the server cancels the whole INSERT.
+			_ = batch.Abort()
+			return
+		}
+		_ = batch.Close() // after Send, nothing to do
+	}()
 	cols, names := batch.Columns(), b.Table().Names()
 	if len(cols) != len(names) {
 		return fmt.Errorf("insert into flows: server expects %d columns, batch has %d", len(cols), len(names))
@@ -211,17 +245,17 @@ func (s *Server) InsertFlows(ctx context.Context, b *FlowBatch) error {
 	}
 	for from := 0; from < b.Len(); from += insertBlockRows {
 		to := min(from+insertBlockRows, b.Len())
-		if err := b.InsertRows(&scratch.Scratch, from, to, appendColumn); err != nil {
+		if err = b.InsertRows(&scratch.Scratch, from, to, appendColumn); err != nil {
 			return err
 		}
 		if to == b.Len() {
 			break // Send sends the last block and ends the INSERT
 		}
-		if err := batch.Flush(); err != nil {
+		if err = batch.Flush(); err != nil {
 			return fmt.Errorf("insert %d rows into flows: block at row %d: %w", b.Len(), from, err)
 		}
 	}
-	if err := batch.Send(); err != nil {
+	if err = batch.Send(); err != nil {
 		return fmt.Errorf("insert %d rows into flows: %w", b.Len(), err)
 	}
 	return nil

@@ -2,7 +2,11 @@ package store_test
 
 import (
 	"context"
+	"io"
+	"net"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/flowhouse/flowhouse/store"
 )
@@ -56,5 +60,77 @@ func TestInsertFlowsInBlocksIsOneAlignedPart(t *testing.T) {
 		if w.got != w.want {
 			t.Errorf("%s = %d, want %d", w.name, w.got, w.want)
 		}
+	}
+}
+
+// stallingProxy forwards to upstream, and after the first limit bytes
+// from the client stops reading from it, like a server that hangs in
+// the middle of an INSERT.
+func stallingProxy(t *testing.T, upstream string, limit int64) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	var mu sync.Mutex
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", upstream)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c, u)
+			mu.Unlock()
+			go io.Copy(c, u)
+			go io.CopyN(u, c, limit) // then nothing more is read
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// A server that stops reading while the blocks of an INSERT are flushed
+// fails the insert within insert_timeout instead of holding the writer.
+func TestInsertFlowsToAStalledServerTimesOut(t *testing.T) {
+	_, cfg := migratedDB(t)
+	cfg.Addr = stallingProxy(t, cfg.Addr, 256<<10) // the handshake and first queries pass
+	cfg.InsertTimeout = 2 * time.Second
+	ctx := context.Background()
+	db, err := store.OpenServer(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	batch := store.NewFlowBatch(600000)
+	batch.Append(benchFlows(600000)) // compressed, more than the sockets' buffers take
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		ictx, cancel := context.WithTimeout(ctx, cfg.InsertTimeout)
+		defer cancel()
+		done <- db.InsertFlows(ictx, batch)
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("insert into a stalled server succeeded")
+		}
+		t.Logf("failed after %s: %v", time.Since(start).Round(time.Millisecond), err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("insert into a stalled server still blocked after 30s (insert_timeout 2s)")
 	}
 }
