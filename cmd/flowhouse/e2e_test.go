@@ -77,6 +77,7 @@ type server struct {
 	listeners []netip.AddrPort
 	http      string
 	query     string // the query endpoint's address (embedded engine)
+	pprof     string // the profiles' address (http.pprof_listen); "" when off
 	coll      *collector.Collector
 	cancel    context.CancelFunc
 	done      chan error
@@ -157,6 +158,7 @@ func startConfigured(t *testing.T, engine string, cfg *config.Config) *server {
 	go func() {
 		s.done <- runServer(ctx, cfg, log, hooks{started: func(r running) {
 			s.listeners, s.http, s.db, s.query, s.coll = r.listeners, r.httpAddr, r.db, r.queryAddr, r.collector
+			s.pprof = r.pprofAddr
 			close(up)
 		}})
 	}()
