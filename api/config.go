@@ -6,6 +6,8 @@ import (
 	"net"
 	"strconv"
 	"time"
+
+	"github.com/flowhouse/flowhouse/internal/loopback"
 )
 
 // Config of the HTTP server.
@@ -94,28 +96,11 @@ func (c Config) Validate() error {
 	if c.AuthFailureRate < 0 {
 		errs = append(errs, fmt.Errorf("auth_failure_rate: %g must not be negative (0 turns the limit off)", c.AuthFailureRate))
 	}
-	if c.PprofListen != "" && !isLoopbackAddr(c.PprofListen) {
+	if c.PprofListen != "" && !loopback.Addr(c.PprofListen) {
 		errs = append(errs, fmt.Errorf("pprof_listen: %q is not a loopback host:port (profiles show memory contents: only 127.0.0.1, ::1 or localhost)", c.PprofListen))
 	}
 	if c.AuthFailureRate > 0 && c.AuthFailureBurst < 1 {
 		errs = append(errs, fmt.Errorf("auth_failure_burst: %d must be at least 1 when auth_failure_rate is set", c.AuthFailureBurst))
 	}
 	return errors.Join(errs...)
-}
-
-// isLoopbackAddr: host:port with a loopback IP or localhost as host; an
-// empty host (":6060") listens on every interface, so it is not.
-func isLoopbackAddr(addr string) bool {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

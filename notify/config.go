@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/flowhouse/flowhouse/internal/loopback"
 )
 
 // Config of notifications: where alerts go (receivers), which alerts go
@@ -444,7 +446,7 @@ func (s SMTPConfig) validate(key string) []error {
 	switch s.TLS {
 	case "", TLSStartTLS, TLSImplicit:
 	case TLSNone:
-		if err == nil && !isLoopbackHost(host) {
+		if err == nil && !loopback.Host(host) {
 			errs = append(errs, fmt.Errorf("%s.tls: none sends mail and password in clear, so it is allowed only to a loopback smarthost, not %q", key, host))
 		}
 	default:
@@ -548,12 +550,4 @@ func redactURL(u *url.URL) string {
 	c := *u
 	c.User = nil
 	return c.String()
-}
-
-func isLoopbackHost(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -17,6 +17,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/flowhouse/flowhouse/internal/loopback"
 )
 
 // smtpSender sends mail through one server with net/smtp.
@@ -139,7 +141,7 @@ func (s *smtpSender) send(ctx context.Context, msg []byte) (err error) {
 		secure = true
 	}
 	if s.cfg.Username != "" {
-		if !secure && !isLoopbackHost(s.host) {
+		if !secure && !loopback.Host(s.host) {
 			return &deliveryError{reason: ReasonTLS, permanent: true, err: errors.New("AUTH refused without TLS")}
 		}
 		ok, mechs := c.Extension("AUTH")

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strconv"
 	"time"
+
+	"github.com/flowhouse/flowhouse/internal/loopback"
 )
 
 // Config of the store: which database, how flows are batched into it and
@@ -251,7 +253,7 @@ func (e EmbeddedConfig) validateQuery() []error {
 		host, port, err := net.SplitHostPort(e.HTTPListen)
 		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
 			errs = append(errs, fmt.Errorf("embedded.http_listen: %q is not host:port (empty turns the query endpoint off)", e.HTTPListen))
-		} else if !isLoopbackHost(host) && e.HTTPToken == "" && e.HTTPTokenFile == "" {
+		} else if !loopback.Host(host) && e.HTTPToken == "" && e.HTTPTokenFile == "" {
 			errs = append(errs, fmt.Errorf("embedded.http_listen: %q is not a loopback address, so embedded.http_token is required (anyone who reaches the port could read every flow); set it or embedded.http_token_file, or listen on 127.0.0.1", e.HTTPListen))
 		}
 	}
@@ -274,16 +276,6 @@ func (e EmbeddedConfig) validateQuery() []error {
 		errs = append(errs, fmt.Errorf("embedded.query_concurrency: %d is outside 1..64", e.QueryConcurrency))
 	}
 	return errs
-}
-
-// isLoopbackHost: localhost or a loopback IP. An empty host (":8123")
-// listens on every interface, so it is not.
-func isLoopbackHost(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // LogValue keeps the password out of logs.
