@@ -215,7 +215,12 @@ func (e *exporter) takeOver(k streamKey, m message) bool {
 	c := st.candidates[st.chosen]
 	window := st.window(c.numbering.units(m.all, m.flows))
 	gap := int64(int32(normalised(c.numbering, m) - c.next))
-	_, clockSays := st.clock.observe(m.clock)
+	// The clock is read on a copy: a message of another process (whose
+	// clock differs) that does not take the stream over must not leave its
+	// reading in the stream's clock, or the stream's own next message
+	// would look like a restart.
+	clock := st.clock
+	_, clockSays := clock.observe(m.clock)
 	var reason restartReason
 	switch {
 	case clockSays:
@@ -229,6 +234,7 @@ func (e *exporter) takeOver(k streamKey, m message) bool {
 	}
 	delete(e.streams, prev)
 	e.streams[k] = st
+	st.clock = clock
 	st.lastMessage = e.sequenceMessages
 	st.hasPending = false
 	st.took, st.tookValid, st.tookRestart = prev.session, true, reason != nRestartReasons

@@ -347,6 +347,12 @@ func TestSequenceSessions(t *testing.T) {
 		{name: "two long-running processes first heard mid-run",
 			sends:   []send{{portA, 500, boot}, {portB, 9000, boot}, {portA, 501, boot}, {portB, 9001, boot}, {portA, 503, boot}},
 			streams: 2, lost: 1},
+		// The second process's clock must not stay in the first's stream:
+		// the first's next message, after a loss, would read as a restart.
+		{name: "two long-running processes with clocks of their own, first heard mid-run",
+			sends: []send{{portA, 500, boot}, {portB, 9000, boot - 600_000}, {portA, 502, boot}, {portB, 9001, boot - 600_000},
+				{portA, 503, boot}, {portB, 9002, boot - 600_000}},
+			streams: 2, lost: 1},
 		{name: "a restarted process on a new port, clock moved",
 			sends:   []send{{portA, 1, boot}, {portA, 2, boot}, {portA, 3, boot}, {portB, 1, boot + 60_000}, {portB, 2, boot + 60_000}, {portB, 4, boot + 60_000}},
 			streams: 1, lost: 1, restarts: 1},
