@@ -164,13 +164,15 @@ capture_one() {
 		(cd "$(dirname "$INPUT")" && "${NSX[@]}" timeout 60 softflowd -d -a -r "$(basename "$INPUT")" \
 			-n "127.0.0.1:$port" $args -p "$dir/softflowd.pid") >"$dir/exporter.log" 2>&1 || rc=$?
 	else
+		cat >"$dir/pmacctd.conf" <<-EOF
+			daemonize: false
+			pidfile: $dir/pmacctd.pid
+			logfile: $dir/pmacctd.log
+			pcap_savefile: $INPUT
+			pcap_savefile_wait: false
+		EOF
 		if [[ $kind == sflow ]]; then
-			cat >"$dir/pmacctd.conf" <<-EOF
-				daemonize: false
-				pidfile: $dir/pmacctd.pid
-				logfile: $dir/pmacctd.log
-				pcap_savefile: $INPUT
-				pcap_savefile_wait: false
+			cat >>"$dir/pmacctd.conf" <<-EOF
 				plugins: sfprobe[sf]
 				sfprobe_receiver[sf]: 127.0.0.1:$port
 				sfprobe_agentip[sf]: 127.0.0.1
@@ -178,12 +180,7 @@ capture_one() {
 				sampling_rate[sf]: $args
 			EOF
 		else
-			cat >"$dir/pmacctd.conf" <<-EOF
-				daemonize: false
-				pidfile: $dir/pmacctd.pid
-				logfile: $dir/pmacctd.log
-				pcap_savefile: $INPUT
-				pcap_savefile_wait: false
+			cat >>"$dir/pmacctd.conf" <<-EOF
 				plugins: nfprobe[nf]
 				nfprobe_receiver[nf]: 127.0.0.1:$port
 				nfprobe_version[nf]: $args
