@@ -114,10 +114,14 @@ func (l *Link) throttledCopy(dst, src net.Conn) {
 			if l.lim.WaitN(l.ctx, n) != nil {
 				return
 			}
+			// Counted before the write: the target may answer (an echo
+			// does) before Write returns, and a caller that saw the
+			// answer must see the bytes counted.
+			l.passed.Add(int64(n))
 			if _, werr := dst.Write(buf[:n]); werr != nil {
+				l.passed.Add(-int64(n))
 				return
 			}
-			l.passed.Add(int64(n))
 		}
 		if err != nil {
 			return
