@@ -102,7 +102,7 @@ func New(cfg Config, deps Deps) (*Collector, error) {
 	for i := 0; i < cfg.Workers; i++ {
 		c.workers = append(c.workers, &worker{
 			id:    i,
-			queue: make(chan packet, cfg.QueueLength),
+			queue: make(chan packet, cfg.queueLength()),
 			dec:   NewDecoder(dcfg, c.metrics),
 			depth: c.metrics.queueDepth.WithLabelValues(strconv.Itoa(i)),
 			share: cfg.ExporterQueueShare,

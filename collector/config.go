@@ -20,7 +20,9 @@ type Config struct {
 	ReceiveBufferBytes int `mapstructure:"receive_buffer_bytes" yaml:"receive_buffer_bytes"`
 	// Workers decode datagrams; one exporter is always handled by the same worker.
 	Workers int `mapstructure:"workers" yaml:"workers"`
-	// QueueLength bounds the datagrams waiting for each worker.
+	// QueueLength bounds the datagrams waiting for each worker. 0 (the
+	// default) sizes it from memory.limit (QueueLengthWithin); a Config
+	// used as it is gets DefaultQueueLength.
 	QueueLength int `mapstructure:"queue_length" yaml:"queue_length"`
 	// ExporterQueueShare bounds each exporter's part of its worker's queue:
 	// an exporter may have this many times the queue's free slots waiting
@@ -76,7 +78,6 @@ func DefaultConfig() Config {
 		SocketsPerListener:      2,
 		ReceiveBufferBytes:      32 << 20,
 		Workers:                 2,
-		QueueLength:             8192,
 		ExporterQueueShare:      4,
 		TemplateTimeout:         30 * time.Minute,
 		MaxTemplatesPerExporter: 1024,
@@ -85,6 +86,39 @@ func DefaultConfig() Config {
 		TotalsIdleTimeout:       time.Hour,
 		MaxTotalsPerExporter:    16384,
 	}
+}
+
+// DefaultQueueLength is a worker's queue when neither queue_length nor a
+// memory budget sizes it.
+const DefaultQueueLength = 8192
+
+// Queue lengths that a memory budget may give: below the minimum a
+// worker stalled for a millisecond drops datagrams; beyond the maximum
+// the queue only adds latency.
+const (
+	minQueueLength = 1024
+	maxQueueLength = 1 << 16
+)
+
+// QueueBytes is the memory the workers' queues hold when every one is
+// full of datagrams of the usual size (a 1500-byte MTU's; a bigger one
+// takes its own size), for the memory budget.
+func (c Config) QueueBytes() int64 {
+	return int64(c.Workers) * int64(c.queueLength()) * smallDatagram
+}
+
+// QueueLengthWithin is the longest queue per worker whose datagrams fit
+// in bytes, within 1024..65536.
+func (c Config) QueueLengthWithin(bytes int64) int {
+	n := bytes / (int64(max(c.Workers, 1)) * smallDatagram)
+	return int(min(max(n, minQueueLength), maxQueueLength))
+}
+
+func (c Config) queueLength() int {
+	if c.QueueLength == 0 {
+		return DefaultQueueLength
+	}
+	return c.QueueLength
 }
 
 // Validate names the first wrong key and says what is wrong with it.
@@ -107,8 +141,8 @@ func (c Config) Validate() error {
 	if c.Workers < 1 || c.Workers > 256 {
 		errs = append(errs, fmt.Errorf("workers: %d is outside 1..256", c.Workers))
 	}
-	if c.QueueLength < 1 {
-		errs = append(errs, fmt.Errorf("queue_length: %d must be at least 1", c.QueueLength))
+	if c.QueueLength < 0 {
+		errs = append(errs, fmt.Errorf("queue_length: %d is negative (0 sizes the queues from memory.limit)", c.QueueLength))
 	}
 	// NaN passes every comparison, so it is named on its own.
 	if !(c.ExporterQueueShare >= 0) || math.IsInf(c.ExporterQueueShare, 1) {

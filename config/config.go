@@ -11,6 +11,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"reflect"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/flowhouse/flowhouse/api"
 	"github.com/flowhouse/flowhouse/collector"
 	"github.com/flowhouse/flowhouse/enrich"
+	"github.com/flowhouse/flowhouse/internal/membudget"
 	"github.com/flowhouse/flowhouse/notify"
 	"github.com/flowhouse/flowhouse/privacy"
 	"github.com/flowhouse/flowhouse/store"
@@ -45,6 +47,7 @@ type Config struct {
 	Tokens     token.Config     `mapstructure:"tokens" yaml:"tokens"`
 	API        APIConfig        `mapstructure:"api" yaml:"api"`
 	Privacy    privacy.Config   `mapstructure:"privacy" yaml:"privacy"`
+	Memory     membudget.Config `mapstructure:"memory" yaml:"memory"`
 }
 
 // sections declares every section: its field, defaults, validation and the
@@ -63,6 +66,7 @@ var sections = newLoader[Config](
 	newSection(func(c *Config) *token.Config { return &c.Tokens }, token.DefaultConfig, token.Config.Validate),
 	newSection(func(c *Config) *APIConfig { return &c.API }, DefaultAPIConfig, APIConfig.Validate),
 	newSection(func(c *Config) *privacy.Config { return &c.Privacy }, privacy.DefaultConfig, privacy.Config.Validate),
+	newSection(func(c *Config) *membudget.Config { return &c.Memory }, membudget.DefaultConfig, membudget.Config.Validate),
 )
 
 // Default returns the configuration used when nothing is set.
@@ -103,7 +107,28 @@ func loadOpen(path string, environ []string, open bool) (*Config, error) {
 		return nil, err
 	}
 	c := v.Interface().(Config)
+	if _, _, err := c.MemoryPlan(); err != nil {
+		return nil, &Error{Problems: []Problem{{Key: "memory.limit", Message: err.Error()}}}
+	}
 	return &c, nil
+}
+
+// MemoryPlan divides memory.limit between the parts, and sizes the
+// collector's queues from it unless collector.queue_length is set; then
+// they must fit in their share.
+func (c *Config) MemoryPlan() (membudget.Plan, int, error) {
+	p, err := c.Memory.Plan()
+	if err != nil {
+		return p, 0, fmt.Errorf("memory.%w", err)
+	}
+	if c.Collector.QueueLength == 0 {
+		return p, c.Collector.QueueLengthWithin(p.DatagramBytes), nil
+	}
+	if need := c.Collector.QueueBytes(); need > p.DatagramBytes {
+		return p, 0, fmt.Errorf("memory.limit: %d bytes is too small for collector.queue_length %d: the workers' queues take %d bytes when full, and may take a quarter of the limit (%d); raise memory.limit, or lower collector.queue_length or set it to 0 to size the queues from memory.limit",
+			c.Memory.Limit, c.Collector.QueueLength, need, p.DatagramBytes)
+	}
+	return p, c.Collector.QueueLength, nil
 }
 
 // Validate runs every section's validation (Load already did), for a

@@ -149,6 +149,21 @@ http:
 			wantErrs: []string{`config {file}:3: unknown key "collector.listner" (did you mean "listeners"?)`},
 		},
 		{
+			name: "memory budget from the environment",
+			env:  []string{"FLOWHOUSE_MEMORY_LIMIT=1073741824"},
+			want: func(c *Config) { c.Memory.Limit = 1 << 30 },
+		},
+		{
+			name:     "memory budget below the minimum",
+			file:     "memory:\n  limit: 1000\n",
+			wantErrs: []string{`memory.limit: 1000 bytes is less than 64 MiB (67108864)`},
+		},
+		{
+			name: "memory budget too small for the collector's queues",
+			file: "memory:\n  limit: 67108864\ncollector:\n  queue_length: 65536\n",
+			wantErrs: []string{"memory.limit: 67108864 bytes is too small for collector.queue_length 65536: the workers' queues take 268435456 bytes when full, and may take a quarter of the limit (16777216); raise memory.limit, or lower collector.queue_length or set it to 0 to size the queues from memory.limit"},
+		},
+		{
 			name:     "unknown top-level key",
 			file:     "colector:\n  workers: 2\n",
 			wantErrs: []string{`config {file}:1: unknown key "colector" (did you mean "collector"?)`},

@@ -46,6 +46,17 @@ func (b *Batch) Append(flows []flow.Flow) {
 	b.n += len(flows)
 }
 
+// MemBytes is the memory the batch's columns hold, allocated capacity
+// included, so it stays what the batch costs after Reset: the store
+// bounds the batches waiting for the database by it.
+func (b *Batch) MemBytes() int64 {
+	var n int
+	for _, c := range b.cols {
+		n += c.memBytes()
+	}
+	return int64(n)
+}
+
 // Flow returns row i as a flow.Flow. Values the table keeps narrower
 // than the flow (interface speeds) come back as the table keeps them.
 func (b *Batch) Flow(i int) flow.Flow {

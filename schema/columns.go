@@ -25,6 +25,9 @@ type kept interface {
 	// appends; valid until the next call with s.
 	values(s *Scratch, from, to int) any
 	grow(n int)
+	// memBytes is the memory the column holds, capacity included: what
+	// the batch costs while it waits for the database.
+	memBytes() int
 }
 
 // at is the field at offset off of f.
@@ -58,6 +61,10 @@ func (c *fixed[E]) appendZeros(n int)                   { clear(extend(c.data, n
 func (c *fixed[E]) setRow(i int, f *flow.Flow)          { *(*E)(at(f, c.off)) = (*c.data)[i] }
 func (c *fixed[E]) values(_ *Scratch, from, to int) any { return (*c.data)[from:to] }
 func (c *fixed[E]) grow(n int)                          { *c.data = slices.Grow(*c.data, n) }
+func (c *fixed[E]) memBytes() int {
+	var e E
+	return cap(*c.data) * int(unsafe.Sizeof(e))
+}
 
 // clamped keeps a uint64 field as UInt32, saturated: interface speeds
 // are ifHighSpeed, a 32-bit gauge of Mbit/s.
@@ -211,6 +218,17 @@ func lookup[K uint8 | uint16 | uint32 | uint64](dst []string, keys []K, vals []s
 }
 
 func (c *dict) grow(n int) { c.Keys8 = slices.Grow(c.Keys8, n) }
+
+// memBytes counts the keys of every width the column has used, the
+// dictionary's strings and its map (about 50 bytes an entry).
+func (c *dict) memBytes() int {
+	n := cap(c.Keys8) + 2*cap(c.Keys16) + 4*cap(c.Keys32) + 8*cap(c.Keys64)
+	n += cap(c.index.Buf) + 16*cap(c.index.Pos) + 16*cap(c.vals) + int(unsafe.Sizeof(c.recent))
+	for _, v := range c.vals {
+		n += len(v) + 50
+	}
+	return n
+}
 
 // Reset empties the column and forgets its strings, so a batch kept for
 // reuse does not pin the names of flows written long ago.

@@ -193,9 +193,18 @@ func TestBatchBytesPerRow(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&m1)
 	perRow := (float64(m1.HeapAlloc) - float64(m0.HeapAlloc)) / rows
-	t.Logf("%.1f bytes/row", perRow)
+	t.Logf("%.1f bytes/row; MemBytes says %.1f", perRow, float64(b.MemBytes())/rows)
 	if perRow > 230 {
 		t.Errorf("a batch takes %.1f bytes a row", perRow)
+	}
+	// The store bounds waiting batches by MemBytes: it must count what
+	// the heap holds, within a few percent.
+	if got, heap := float64(b.MemBytes()), perRow*rows; got < 0.95*heap || got > 1.1*heap {
+		t.Errorf("MemBytes = %.0f, the heap grew by %.0f", got, heap)
+	}
+	b.Reset()
+	if got, heap := float64(b.MemBytes()), perRow*rows; got < 0.95*heap {
+		t.Errorf("after Reset MemBytes = %.0f: the batch still holds its memory (%.0f)", got, heap)
 	}
 	runtime.KeepAlive(b)
 	runtime.KeepAlive(fs)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,7 +26,40 @@ type Deps struct {
 	// Flows is the flows table the batches are of (schema.FlowsWith the
 	// mapped columns); nil is schema.Flows.
 	Flows *schema.Table
+	// Memory bounds the batches beyond the current one; the zero value is
+	// DefaultMemory. serve sizes it from memory.limit.
+	Memory MemoryBounds
 }
+
+// MemoryBounds are the bytes of batches (Batch.MemBytes, what they hold
+// allocated) the batcher keeps while the database is slower than the
+// input: past Queue a full batch goes to the spill queue, past Spill it is
+// dropped. A queue holds at least one batch, whatever its size, so that a
+// bound smaller than a batch still lets batches through one at a time.
+type MemoryBounds struct {
+	// Queue: batches waiting for a writer and being inserted.
+	Queue int64
+	// Spill: batches waiting to be written to the disk spool, and the
+	// one being written; 0 drops what the insert queue has no room for.
+	Spill int64
+}
+
+// DefaultMemory is what the default memory.limit (384 MiB) gives the
+// store: 144 MiB of queued batches (about 14 of 50 000 flows at 210
+// bytes each) and 48 MiB waiting for the spool.
+func DefaultMemory() MemoryBounds { return MemoryBounds{Queue: 144 << 20, Spill: 48 << 20} }
+
+// held is a batch out of the current one, with the bytes it was counted
+// for, so that what is given back is what was taken.
+type held struct {
+	fb   *FlowBatch
+	size int64
+}
+
+// queueSlots is the most batches either queue holds, whatever their
+// size: bytes are the bound that matters; this keeps a stream of tiny
+// batches (a quiet exporter's, flushed by batch_interval) bounded too.
+const queueSlots = 1024
 
 // Batcher collects flows from the collector's workers into columnar
 // batches and hands each full (or old enough) batch to writer goroutines
@@ -51,15 +85,18 @@ type Batcher struct {
 	timer   *time.Timer // flushes cur batch_interval after firstAt
 	stopped bool
 
-	queue chan *FlowBatch
+	mem   MemoryBounds
+	queue chan held
 	// spills holds the batches the queue had no room for, waiting for the
 	// spiller goroutine to write them to disk; nil when the Writer is no
-	// Spiller or max_spill_batches is 0 (overflow is dropped then).
-	spills  chan *FlowBatch
+	// Spiller or Memory.Spill is 0 (overflow is dropped then).
+	spills  chan held
 	spiller Spiller
-	// free recycles batches so their columns are allocated once. It can
-	// hold every batch that can exist: the current one, the queued ones,
-	// one per writer, the spill queue's and the one being spilled.
+	// queued and spilling are the bytes of the batches in the queue or
+	// being inserted, and in the spill queue or being spilled.
+	queued, spilling atomic.Int64
+	// free recycles batches so their columns are allocated once; a batch
+	// that does not fit (after a burst) is left to the GC.
 	free chan *FlowBatch
 
 	runCtx    context.Context // inserts run under it; canceled at Stop's deadline
@@ -91,25 +128,40 @@ func New(cfg Config, deps Deps) (*Batcher, error) {
 	if deps.Flows == nil {
 		deps.Flows = schema.Flows
 	}
+	if deps.Memory == (MemoryBounds{}) {
+		deps.Memory = DefaultMemory()
+	}
+	if deps.Memory.Queue < 1 || deps.Memory.Spill < 0 {
+		return nil, fmt.Errorf("store: memory bounds %+v: the queue's must be positive, the spill queue's not negative", deps.Memory)
+	}
 	b := &Batcher{
 		cfg:   cfg,
 		flows: deps.Flows,
 		w:     deps.Writer,
 		log:   logger,
-		queue: make(chan *FlowBatch, cfg.MaxQueueBatches),
-		free:  make(chan *FlowBatch, cfg.MaxQueueBatches+cfg.Writers+1+cfg.MaxSpillBatches+1),
+		mem:   deps.Memory,
+		queue: make(chan held, queueSlots),
+		// The batches a steady load cycles through: the current one, one
+		// per writer and one queued behind each.
+		free: make(chan *FlowBatch, 2*cfg.Writers+1),
 
 		dropLog:   rate.Sometimes{Interval: logInterval},
 		retryLog:  rate.Sometimes{Interval: logInterval},
 		giveUpLog: rate.Sometimes{Interval: logInterval},
 		spillLog:  rate.Sometimes{Interval: logInterval},
 	}
-	if sp, ok := deps.Writer.(Spiller); ok && cfg.MaxSpillBatches > 0 {
+	if sp, ok := deps.Writer.(Spiller); ok && deps.Memory.Spill > 0 {
 		b.spiller = sp
-		b.spills = make(chan *FlowBatch, cfg.MaxSpillBatches)
+		b.spills = make(chan held, queueSlots)
 	}
-	b.m = newMetrics(deps.Registerer, func() float64 { return float64(len(b.queue)) },
-		func() float64 { return float64(len(b.spills)) })
+	b.m = newMetrics(deps.Registerer, gauges{
+		queueLen:   func() float64 { return float64(len(b.queue)) },
+		spillLen:   func() float64 { return float64(len(b.spills)) },
+		queueBytes: func() float64 { return float64(b.queued.Load()) },
+		spillBytes: func() float64 { return float64(b.spilling.Load()) },
+	})
+	b.m.memoryLimit.WithLabelValues("queue").Set(float64(deps.Memory.Queue))
+	b.m.memoryLimit.WithLabelValues("spill").Set(float64(deps.Memory.Spill))
 	b.cur = b.newBatch()
 	b.timer = time.AfterFunc(time.Hour, b.onTimer)
 	b.timer.Stop()
@@ -202,29 +254,47 @@ func (b *Batcher) onTimer() {
 
 func (b *Batcher) flushLocked() {
 	b.timer.Stop()
-	full := b.cur
-	select {
-	case b.queue <- full:
-		b.cur = b.newBatch()
-		return
-	default:
+	full := held{fb: b.cur, size: b.cur.MemBytes()}
+	if admit(&b.queued, full.size, b.mem.Queue) {
+		select {
+		case b.queue <- full:
+			b.cur = b.newBatch()
+			return
+		default:
+			b.queued.Add(-full.size)
+		}
 	}
 	// The database is slower than the input: the batch waits for the
 	// spiller instead, which writes it to disk without blocking Write.
 	reason := DropQueueFull
 	if b.spills != nil {
-		select {
-		case b.spills <- full:
-			b.cur = b.newBatch()
-			return
-		default:
-			reason = DropSpillQueueFull
+		reason = DropSpillQueueFull
+		if admit(&b.spilling, full.size, b.mem.Spill) {
+			select {
+			case b.spills <- full:
+				b.cur = b.newBatch()
+				return
+			default:
+				b.spilling.Add(-full.size)
+			}
 		}
 	}
-	n := full.Len()
+	n := full.fb.Len()
 	b.m.rowsDropped.WithLabelValues(reason).Add(float64(n))
 	b.logDrop(reason, n)
-	full.Reset()
+	full.fb.Reset()
+}
+
+// admit counts size into used if it stays within limit, or if nothing is
+// counted yet (a batch bigger than the bound still goes, alone). Only
+// flushLocked adds, under the batcher's lock; the consumers subtract.
+func admit(used *atomic.Int64, size, limit int64) bool {
+	u := used.Load()
+	if u > 0 && u+size > limit {
+		return false
+	}
+	used.Add(size)
+	return true
 }
 
 // spillOverflow writes the batches the insert queue had no room for to the
@@ -232,7 +302,8 @@ func (b *Batcher) flushLocked() {
 // to the pool only after Spill returned: the spool encodes it there.
 func (b *Batcher) spillOverflow() {
 	defer b.wg.Done()
-	for fb := range b.spills {
+	for h := range b.spills {
+		fb := h.fb
 		n := fb.Len()
 		if err := b.spiller.Spill(fb, SpillBackpressure); err != nil {
 			b.spillLog.Do(func() {
@@ -242,6 +313,7 @@ func (b *Batcher) spillOverflow() {
 		} else {
 			b.m.rowsSpilled.Add(float64(n))
 		}
+		b.spilling.Add(-h.size)
 		b.recycle(fb)
 	}
 }
@@ -256,7 +328,8 @@ func (b *Batcher) recycle(fb *FlowBatch) {
 
 func (b *Batcher) logDrop(reason string, rows int) {
 	b.dropLog.Do(func() {
-		b.log.Warn("dropping flows (logged at most every 10s)", "reason", reason, "rows", rows, "queue_batches", len(b.queue))
+		b.log.Warn("dropping flows (logged at most every 10s)", "reason", reason, "rows", rows,
+			"queue_batches", len(b.queue), "queue_bytes", b.queued.Load(), "spill_queue_bytes", b.spilling.Load())
 	})
 }
 
@@ -281,13 +354,13 @@ func (b *Batcher) Stop() error {
 	if !started {
 		lost := last.Len()
 		close(b.queue)
-		for fb := range b.queue {
-			lost += fb.Len()
+		for h := range b.queue {
+			lost += h.fb.Len()
 		}
 		if b.spills != nil {
 			close(b.spills)
-			for fb := range b.spills {
-				lost += fb.Len()
+			for h := range b.spills {
+				lost += h.fb.Len()
 			}
 		}
 		if lost > 0 {
@@ -304,7 +377,7 @@ func (b *Batcher) Stop() error {
 		// Unlike Write, Stop may wait for room in the queue: the writers
 		// are draining it and nothing else is coming.
 		select {
-		case b.queue <- last:
+		case b.queue <- held{fb: last}: // uncounted: nothing comes after it
 		case <-deadline.C:
 			expired = true
 			b.dropOrSpill(last, DropShutdown)
@@ -335,9 +408,10 @@ func (b *Batcher) Stop() error {
 
 func (b *Batcher) writer() {
 	defer b.wg.Done()
-	for fb := range b.queue {
-		b.insert(fb)
-		b.recycle(fb)
+	for h := range b.queue {
+		b.insert(h.fb)
+		b.queued.Add(-h.size)
+		b.recycle(h.fb)
 	}
 }
 

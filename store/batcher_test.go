@@ -13,6 +13,7 @@ import (
 
 	"github.com/flowhouse/flowhouse/flow"
 	"github.com/flowhouse/flowhouse/internal/testkit"
+	"github.com/flowhouse/flowhouse/schema"
 )
 
 // fakeWriter records the batches it gets; fail decides per attempt.
@@ -70,7 +71,6 @@ func testConfig() Config {
 	c := DefaultConfig()
 	c.BatchRows = 100
 	c.BatchInterval = time.Hour
-	c.MaxQueueBatches = 4
 	c.Retry = RetryConfig{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond, MaxElapsed: 0}
 	c.InsertTimeout = time.Second
 	c.StopTimeout = 5 * time.Second
@@ -78,9 +78,28 @@ func testConfig() Config {
 }
 
 func newTestBatcher(t *testing.T, cfg Config, w Writer) (*Batcher, *prometheus.Registry) {
+	return newBoundedBatcher(t, cfg, w, MemoryBounds{})
+}
+
+// batchesOf is memory bounds that hold queue and spill batches of
+// testConfig's size (and not one more).
+func batchesOf(queue, spill int) MemoryBounds {
+	b := schema.Flows.NewBatch(testConfig().BatchRows)
+	b.Append(flows(testConfig().BatchRows))
+	size := b.MemBytes()
+	bound := func(n int) int64 {
+		if n == 0 {
+			return 0
+		}
+		return int64(n)*size + size/2
+	}
+	return MemoryBounds{Queue: bound(queue), Spill: bound(spill)}
+}
+
+func newBoundedBatcher(t *testing.T, cfg Config, w Writer, mem MemoryBounds) (*Batcher, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	b, err := New(cfg, Deps{Writer: w, Registerer: reg})
+	b, err := New(cfg, Deps{Writer: w, Registerer: reg, Memory: mem})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +110,8 @@ func TestBatcherConcurrentWritesAreAllInsertedInFullBatches(t *testing.T) {
 	w := &fakeWriter{}
 	cfg := testConfig()
 	cfg.Writers = 2
-	cfg.MaxQueueBatches = 1000 // this test is about copying, not dropping
+	// This test is about copying, not dropping: the default bounds hold
+	// every batch.
 	b, reg := newTestBatcher(t, cfg, w)
 	if err := b.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -206,10 +226,9 @@ func TestBatcherDropsAfterMaxElapsed(t *testing.T) {
 func TestBatcherWriteNeverBlocksWhenQueueIsFull(t *testing.T) {
 	w := &fakeWriter{block: make(chan struct{})}
 	cfg := testConfig()
-	cfg.MaxQueueBatches = 2
 	cfg.Writers = 1 // the counts below assume one blocked writer
 	cfg.StopTimeout = 100 * time.Millisecond
-	b, _ := newTestBatcher(t, cfg, w)
+	b, _ := newBoundedBatcher(t, cfg, w, batchesOf(3, 0))
 	b.Start(context.Background())
 
 	const total = 10_000
@@ -335,7 +354,8 @@ func (w *spillWriter) spilledRows(reason string) int {
 	return w.reasons[reason]
 }
 
-// With the database stuck on one batch and max_queue_batches 2 queued,
+// With the database stuck on one batch and two more queued (the queue's
+// memory bound holds three),
 // every further batch is either spilled (reason backpressure) or, when
 // the spill queue is full or Spill fails, dropped with the reason; Write
 // never waits for either.
@@ -350,9 +370,9 @@ func TestBatcherOverflowGoesToTheSpool(t *testing.T) {
 	}{
 		{name: "spilled", spillQueue: 7, wantSpilled: 7 * 100,
 			wantDrop: map[string]float64{DropQueueFull: 0, DropSpillQueueFull: 0}},
-		// One batch in Spill (held), one waiting in the spill queue, the
-		// other five dropped as spill_queue_full.
-		{name: "spill queue full", spillQueue: 1, blockSpill: true, wantSpilled: 2 * 100,
+		// One batch in Spill (held), one waiting in the spill queue (the
+		// bound holds two), the other five dropped as spill_queue_full.
+		{name: "spill queue full", spillQueue: 2, blockSpill: true, wantSpilled: 2 * 100,
 			wantDrop: map[string]float64{DropQueueFull: 0, DropSpillQueueFull: 5 * 100}},
 		{name: "spill fails", spillQueue: 7, spillErr: errors.New("disk full"), wantSpilled: 0,
 			wantDrop: map[string]float64{DropQueueFull: 7 * 100, DropSpillQueueFull: 0}},
@@ -365,8 +385,8 @@ func TestBatcherOverflowGoesToTheSpool(t *testing.T) {
 				w.spillBlock = make(chan struct{})
 			}
 			cfg := testConfig()
-			cfg.MaxQueueBatches, cfg.MaxSpillBatches, cfg.Writers = 2, tc.spillQueue, 1
-			b, _ := newTestBatcher(t, cfg, w)
+			cfg.Writers = 1
+			b, _ := newBoundedBatcher(t, cfg, w, batchesOf(3, tc.spillQueue))
 			b.Start(context.Background())
 			b.Write(flows(cfg.BatchRows))
 			testkit.Eventually(t, "the writer to take the first batch", 5*time.Second, func() bool { return w.attempts.Load() == 1 })
@@ -417,8 +437,8 @@ func TestBatcherOverflowGoesToTheSpool(t *testing.T) {
 func TestBatcherStopSpillsTheSpillQueue(t *testing.T) {
 	w := &spillWriter{fakeWriter: fakeWriter{block: make(chan struct{})}, spillBlock: make(chan struct{})}
 	cfg := testConfig()
-	cfg.MaxQueueBatches, cfg.MaxSpillBatches, cfg.Writers = 1, 3, 1
-	b, _ := newTestBatcher(t, cfg, w)
+	cfg.Writers = 1
+	b, _ := newBoundedBatcher(t, cfg, w, batchesOf(2, 3))
 	b.Start(context.Background())
 	b.Write(flows(cfg.BatchRows))
 	testkit.Eventually(t, "the writer to take the first batch", 5*time.Second, func() bool { return w.attempts.Load() == 1 })

@@ -41,17 +41,6 @@ type Config struct {
 	// BatchInterval flushes a batch this long after its first flow, if it
 	// has not filled by then.
 	BatchInterval time.Duration `mapstructure:"batch_interval" yaml:"batch_interval"`
-	// MaxQueueBatches bounds the full batches waiting for a writer; past
-	// it new batches are dropped (and counted) rather than blocking the
-	// collector. A batch holds about 400 bytes per flow (20 MB at 50000
-	// rows), so this bounds the memory an outage can take.
-	MaxQueueBatches int `mapstructure:"max_queue_batches" yaml:"max_queue_batches"`
-	// MaxSpillBatches bounds the batches the full insert queue hands to
-	// the disk spool, waiting for one goroutine to write them (Write
-	// does no disk I/O). Only with the spool enabled; past it, and with 0,
-	// overflowing batches are dropped and counted. Each holds a batch's
-	// memory, like a queued one.
-	MaxSpillBatches int `mapstructure:"max_spill_batches" yaml:"max_spill_batches"`
 	// Writers insert batches concurrently.
 	Writers int `mapstructure:"writers" yaml:"writers"`
 	// Retry of a failed insert.
@@ -141,16 +130,14 @@ func DefaultConfig() Config {
 			QueryMaxRowsToRead:  2_000_000_000,
 			QueryMaxBytesToRead: 200 << 30,
 		},
-		Database:        "flowhouse",
-		Username:        "default",
-		DialTimeout:     5 * time.Second,
-		Compression:     "lz4",
-		InsertTimeout:   30 * time.Second,
-		BatchRows:       50000,
-		BatchInterval:   time.Second,
-		MaxQueueBatches: 8,
-		MaxSpillBatches: 4,
-		Writers:         2,
+		Database:      "flowhouse",
+		Username:      "default",
+		DialTimeout:   5 * time.Second,
+		Compression:   "lz4",
+		InsertTimeout: 30 * time.Second,
+		BatchRows:     50000,
+		BatchInterval: time.Second,
+		Writers:       2,
 		Retry: RetryConfig{
 			Initial:    500 * time.Millisecond,
 			Max:        30 * time.Second,
@@ -204,12 +191,6 @@ func (c Config) Validate() error {
 	}
 	if c.BatchInterval < 10*time.Millisecond {
 		errs = append(errs, fmt.Errorf("batch_interval: %s is shorter than 10ms", c.BatchInterval))
-	}
-	if c.MaxQueueBatches < 1 {
-		errs = append(errs, fmt.Errorf("max_queue_batches: %d must be at least 1", c.MaxQueueBatches))
-	}
-	if c.MaxSpillBatches < 0 {
-		errs = append(errs, fmt.Errorf("max_spill_batches: %d is negative (0 drops what the insert queue has no room for)", c.MaxSpillBatches))
 	}
 	if c.Writers < 1 || c.Writers > 64 {
 		errs = append(errs, fmt.Errorf("writers: %d is outside 1..64", c.Writers))
@@ -292,8 +273,6 @@ func (c Config) LogValue() slog.Value {
 		slog.String("password", password),
 		slog.Int("batch_rows", c.BatchRows),
 		slog.Duration("batch_interval", c.BatchInterval),
-		slog.Int("max_queue_batches", c.MaxQueueBatches),
-		slog.Int("max_spill_batches", c.MaxSpillBatches),
 		slog.Int("writers", c.Writers),
 	)
 }

@@ -345,7 +345,6 @@ func TestBatcherWithUnreachableServerNeverBlocks(t *testing.T) {
 	cfg.DialTimeout = 200 * time.Millisecond
 	cfg.InsertTimeout = 200 * time.Millisecond
 	cfg.BatchRows = 10
-	cfg.MaxQueueBatches = 1
 	cfg.Retry = store.RetryConfig{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond}
 	cfg.StopTimeout = 300 * time.Millisecond
 	db, err := store.NewServer(cfg, nil)
@@ -354,7 +353,8 @@ func TestBatcherWithUnreachableServerNeverBlocks(t *testing.T) {
 	}
 	defer db.Close()
 	reg := prometheus.NewRegistry()
-	b, err := store.New(cfg, store.Deps{Writer: db, Registerer: reg})
+	// One batch at a time: the one the writer retries.
+	b, err := store.New(cfg, store.Deps{Writer: db, Registerer: reg, Memory: store.MemoryBounds{Queue: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}

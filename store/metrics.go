@@ -27,9 +27,17 @@ type metrics struct {
 	queueBatches    prometheus.GaugeFunc
 	rowsSpilled     prometheus.Counter
 	spillBatches    prometheus.GaugeFunc
+	queueBytes      prometheus.GaugeFunc
+	spillBytes      prometheus.GaugeFunc
+	memoryLimit     *prometheus.GaugeVec
 }
 
-func newMetrics(reg prometheus.Registerer, queueLen, spillLen func() float64) *metrics {
+// gauges read the batcher's queues.
+type gauges struct {
+	queueLen, spillLen, queueBytes, spillBytes func() float64
+}
+
+func newMetrics(reg prometheus.Registerer, g gauges) *metrics {
 	m := &metrics{
 		rowsInserted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flowhouse_store_rows_inserted_total",
@@ -60,7 +68,7 @@ func newMetrics(reg prometheus.Registerer, queueLen, spillLen func() float64) *m
 		queueBatches: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "flowhouse_store_queue_batches",
 			Help: "Full batches waiting for a writer.",
-		}, queueLen),
+		}, g.queueLen),
 		rowsSpilled: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flowhouse_store_rows_spilled_total",
 			Help: "Flows the insert queue had no room for, handed to the disk spool (which counts what it kept in flowhouse_spool_rows_spooled_total{reason=\"backpressure\"} and what it had no room for in flowhouse_spool_rows_dropped_total{reason=\"spool_full\"}).",
@@ -68,7 +76,19 @@ func newMetrics(reg prometheus.Registerer, queueLen, spillLen func() float64) *m
 		spillBatches: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "flowhouse_store_spill_queue_batches",
 			Help: "Batches the insert queue had no room for, waiting to be written to the spool.",
-		}, spillLen),
+		}, g.spillLen),
+		queueBytes: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "flowhouse_store_queue_bytes",
+			Help: "Memory of the batches waiting for a writer or being inserted (bounded by flowhouse_store_memory_limit_bytes{queue=\"queue\"}).",
+		}, g.queueBytes),
+		spillBytes: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "flowhouse_store_spill_queue_bytes",
+			Help: "Memory of the batches waiting to be written to the spool or being written (bounded by flowhouse_store_memory_limit_bytes{queue=\"spill\"}).",
+		}, g.spillBytes),
+		memoryLimit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "flowhouse_store_memory_limit_bytes",
+			Help: "The bounds of the batcher's queues, from memory.limit: queue (waiting for the database) and spill (waiting for the disk spool).",
+		}, []string{"queue"}),
 	}
 	// Known label values exist from the start, so rate() sees the first drop.
 	for _, r := range []string{DropQueueFull, DropSpillQueueFull, DropRetriesExhausted, DropShutdown, DropStopped} {
@@ -79,7 +99,8 @@ func newMetrics(reg prometheus.Registerer, queueLen, spillLen func() float64) *m
 	}
 	if reg != nil {
 		reg.MustRegister(m.rowsInserted, m.batchesInserted, m.batchRows, m.insertSeconds,
-			m.insertErrors, m.rowsDropped, m.queueBatches, m.rowsSpilled, m.spillBatches)
+			m.insertErrors, m.rowsDropped, m.queueBatches, m.rowsSpilled, m.spillBatches,
+			m.queueBytes, m.spillBytes, m.memoryLimit)
 	}
 	return m
 }

@@ -33,8 +33,6 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"database", func(c *Config) { c.Database = "flow-house" }, "database: \"flow-house\""},
 		{"batch_rows", func(c *Config) { c.BatchRows = 0 }, "batch_rows: 0 must be at least 1"},
 		{"batch_interval", func(c *Config) { c.BatchInterval = time.Millisecond }, "batch_interval: 1ms is shorter than 10ms"},
-		{"max_queue_batches", func(c *Config) { c.MaxQueueBatches = 0 }, "max_queue_batches: 0 must be at least 1"},
-		{"max_spill_batches", func(c *Config) { c.MaxSpillBatches = -1 }, "max_spill_batches: -1 is negative"},
 		{"writers", func(c *Config) { c.Writers = 0 }, "writers: 0 is outside 1..64"},
 		{"insert_timeout", func(c *Config) { c.InsertTimeout = 0 }, "insert_timeout:"},
 		{"compression", func(c *Config) { c.Compression = "gzip" }, "compression: \"gzip\" is not lz4, zstd or none"},

@@ -97,6 +97,12 @@ func serve(cfg *config.Config, stderr io.Writer) error {
 		// the rates measured (make bench). GOGC overrides it.
 		debug.SetGCPercent(30)
 	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// The Go heap's soft limit: the GC works harder as the heap nears
+		// memory.limit instead of letting bursts grow it past the budget
+		// the queues were sized from.
+		debug.SetMemoryLimit(cfg.Memory.Limit)
+	}
 	return runServer(ctx, cfg, log, hooks{})
 }
 
@@ -209,7 +215,12 @@ func newParts(ctx context.Context, cfg *config.Config, db store.DB, log *slog.Lo
 		}
 		writer = p.spool
 	}
-	if p.batcher, err = store.New(cfg.ClickHouse, store.Deps{Writer: writer, Logger: log, Registerer: reg, Flows: flows}); err != nil {
+	plan, queueLength, err := cfg.MemoryPlan()
+	if err != nil {
+		return nil, err
+	}
+	mem := store.MemoryBounds{Queue: plan.QueueBytes, Spill: plan.SpillBytes}
+	if p.batcher, err = store.New(cfg.ClickHouse, store.Deps{Writer: writer, Logger: log, Registerer: reg, Flows: flows, Memory: mem}); err != nil {
 		return nil, err
 	}
 	if p.retention, err = store.NewRetention(cfg.ClickHouse, store.RetentionDeps{DB: db, Logger: log, Registerer: reg}); err != nil {
@@ -227,7 +238,9 @@ func newParts(ctx context.Context, cfg *config.Config, db store.DB, log *slog.Lo
 	if p.enricher, err = enrich.New(cfg.Enrich, enrich.Deps{Next: p.batcher, DB: db, Tenants: p.tenants, Logger: log, Registerer: reg}); err != nil {
 		return nil, err
 	}
-	if p.coll, err = collector.New(cfg.Collector, collector.Deps{Sink: p.enricher, Counters: p.enricher, Logger: log, Registerer: reg}); err != nil {
+	ccfg := cfg.Collector
+	ccfg.QueueLength = queueLength
+	if p.coll, err = collector.New(ccfg, collector.Deps{Sink: p.enricher, Counters: p.enricher, Logger: log, Registerer: reg}); err != nil {
 		return nil, err
 	}
 	p.stats = &statsWriter{db: db, coll: p.coll, log: log}

@@ -153,8 +153,11 @@ func TestBatcherOverflowThroughSpool(t *testing.T) {
 	ctx := context.Background()
 	bcfg := store.DefaultConfig()
 	bcfg.BatchRows, bcfg.BatchInterval = 1000, time.Hour
-	bcfg.MaxQueueBatches, bcfg.MaxSpillBatches, bcfg.Writers = 1, 64, 1
-	b, err := store.New(bcfg, store.Deps{Writer: s})
+	bcfg.Writers = 1
+	// The held batch and one queued fill the insert queue; the rest
+	// overflow.
+	batch := store.NewFlowBatch(bcfg.BatchRows).MemBytes()
+	b, err := store.New(bcfg, store.Deps{Writer: s, Memory: store.MemoryBounds{Queue: 2*batch + batch/2, Spill: 1 << 30}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,7 +59,10 @@ func TestBurstOnSlowServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sp.Stop()
-	b, err := store.New(cfg, store.Deps{Writer: sp, Registerer: reg})
+	// Room for a batch in each writer and two queued, and four waiting
+	// for the spool: a small bound, so that the burst spills.
+	batch := store.NewFlowBatch(cfg.BatchRows).MemBytes()
+	b, err := store.New(cfg, store.Deps{Writer: sp, Registerer: reg, Memory: store.MemoryBounds{Queue: 4 * batch, Spill: 4 * batch}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +184,7 @@ func slowServer(t *testing.T) (cfg store.Config, direct, slow *store.Server) {
 	t.Cleanup(func() { link.Close() })
 	cfg.Addr = link.Addr()
 	cfg.BatchRows, cfg.BatchInterval = 5000, 200*time.Millisecond
-	cfg.MaxQueueBatches, cfg.MaxSpillBatches, cfg.Writers = 2, 4, 2
+	cfg.Writers = 2
 	cfg.InsertTimeout = 30 * time.Second
 	slow, err = store.OpenServer(ctx, cfg, nil)
 	if err != nil {
