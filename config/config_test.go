@@ -159,8 +159,8 @@ http:
 			wantErrs: []string{`memory.limit: 1000 bytes is less than 64 MiB (67108864)`},
 		},
 		{
-			name: "memory budget too small for the collector's queues",
-			file: "memory:\n  limit: 67108864\ncollector:\n  queue_length: 65536\n",
+			name:     "memory budget too small for the collector's queues",
+			file:     "memory:\n  limit: 67108864\ncollector:\n  queue_length: 65536\n",
 			wantErrs: []string{"memory.limit: 67108864 bytes is too small for collector.queue_length 65536: the workers' queues take 268435456 bytes when full, and may take a quarter of the limit (16777216); raise memory.limit, or lower collector.queue_length or set it to 0 to size the queues from memory.limit"},
 		},
 		{

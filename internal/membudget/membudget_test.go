@@ -7,10 +7,10 @@ import (
 
 func TestPlanDividesTheLimit(t *testing.T) {
 	for _, tc := range []struct {
-		name      string
-		limit     int64
-		want      Plan
-		err       string
+		name  string
+		limit int64
+		want  Plan
+		err   string
 	}{
 		{name: "default", limit: 384 << 20,
 			want: Plan{GoLimit: 384 << 20, QueueBytes: 144 << 20, SpillBytes: 48 << 20, DatagramBytes: 96 << 20}},
