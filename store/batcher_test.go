@@ -455,3 +455,53 @@ func TestBatcherStopSpillsTheSpillQueue(t *testing.T) {
 		t.Errorf("inserted %d rows, want 200", got)
 	}
 }
+
+// The queues are bounded by the bytes their batches hold, not by a count:
+// with the database and the spool both stuck, batches of every size (full
+// ones, and small ones flushed early) fill each queue up to its bound and
+// not past it, every flow is inserted, spilled or counted as dropped, and
+// the gauges say what is held.
+func TestBatcherQueuesAreBoundedInBytes(t *testing.T) {
+	w := &spillWriter{fakeWriter: fakeWriter{block: make(chan struct{})}, spillBlock: make(chan struct{})}
+	cfg := testConfig()
+	cfg.Writers = 1
+	mem := MemoryBounds{Queue: 400 << 10, Spill: 200 << 10}
+	b, _ := newBoundedBatcher(t, cfg, w, mem)
+	b.Start(context.Background())
+	written := 0
+	for i := range 200 {
+		n := cfg.BatchRows
+		if i%3 == 0 {
+			n = 7 // a small batch, flushed early
+		}
+		b.Write(flows(n))
+		if n < cfg.BatchRows {
+			b.Flush()
+		}
+		written += n
+		if q, s := b.queued.Load(), b.spilling.Load(); q > mem.Queue || s > mem.Spill {
+			t.Fatalf("after %d batches: %d bytes queued (bound %d), %d waiting for the spool (bound %d)", i+1, q, mem.Queue, s, mem.Spill)
+		}
+	}
+	if got := testutil.ToFloat64(b.m.queueBytes); got < float64(mem.Queue)/2 {
+		t.Errorf("flowhouse_store_queue_bytes = %v: the queue did not fill toward its %d bytes", got, mem.Queue)
+	}
+	if got := testutil.ToFloat64(b.m.spillBytes); got < float64(mem.Spill)/2 {
+		t.Errorf("flowhouse_store_spill_queue_bytes = %v: the spill queue did not fill toward its %d bytes", got, mem.Spill)
+	}
+	dropped := testutil.ToFloat64(b.m.rowsDropped.WithLabelValues(DropSpillQueueFull))
+	if dropped == 0 {
+		t.Error("nothing dropped as spill_queue_full with both queues stuck")
+	}
+	close(w.spillBlock)
+	close(w.block)
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.total() + w.spilledRows(SpillBackpressure) + int(dropped); got != written {
+		t.Errorf("inserted %d + spilled %d + dropped %v = %d, want the %d written", w.total(), w.spilledRows(SpillBackpressure), dropped, got, written)
+	}
+	if q, s := b.queued.Load(), b.spilling.Load(); q != 0 || s != 0 {
+		t.Errorf("after Stop %d bytes counted queued, %d spilling: every batch must give back what it took", q, s)
+	}
+}
