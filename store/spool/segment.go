@@ -9,6 +9,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/ClickHouse/ch-go/compress"
 	"github.com/ClickHouse/ch-go/proto"
 
 	"github.com/flowhouse/flowhouse/store"
@@ -18,7 +19,7 @@ import (
 //
 //	header (64 bytes, little endian)
 //	  0  magic "FHSPOOL1"
-//	  8  format version (uint16): 2 (1 is still read)
+//	  8  format version (uint16): 3 (1 and 2 are still read)
 //	 10  columns (uint16), a sanity check of the layout
 //	 12  rows (uint32)
 //	 16  batch id (16 bytes): the insert_deduplication_token of every attempt
@@ -29,6 +30,12 @@ import (
 //	 56  reserved (0)
 //	 60  CRC-32C of bytes 0..59 (uint32)
 //	payload
+//	  format 3: format 2's Native block, compressed as ClickHouse
+//	  compresses what it sends and stores: LZ4 blocks of at most 1 MiB of
+//	  the block each, every one with its CityHash128 and sizes (ch-go's
+//	  compress). Segments of real flows are about a quarter of their
+//	  uncompressed size, so spool.max_bytes holds a burst four times as
+//	  long.
 //	  format 2: one block of ClickHouse's Native format holding the
 //	  batch's own columns (store.FlowBatch.Input: schema.Flows' columns as
 //	  the batch keeps them, times in milliseconds, strings as
@@ -38,7 +45,13 @@ import (
 //	  format 1: see segment_v1.go.
 const (
 	headerSize    = 64
-	formatVersion = 2
+	formatVersion = 3
+	// formatRaw is format 2: the same block, not compressed.
+	formatRaw = 2
+	// compressChunk is the most of the block one compressed block holds:
+	// ClickHouse's own max_compress_block_size, and well under the
+	// 128 MiB ch-go's reader accepts.
+	compressChunk = 1 << 20
 	magic         = "FHSPOOL1"
 	// maxSegmentRows bounds what a corrupted header can make the decoder
 	// allocate; the batcher's batch_rows is at most 10 million.
@@ -72,11 +85,15 @@ type header struct {
 // batches; one encoder serves one goroutine at a time.
 type encoder struct {
 	buf proto.Buffer
+	lz4 *compress.Writer
+	out []byte
 }
 
 var encoders = sync.Pool{New: func() any { return newEncoder() }}
 
-func newEncoder() *encoder { return &encoder{} }
+func newEncoder() *encoder {
+	return &encoder{lz4: compress.NewWriter(compress.LevelZero, compress.LZ4)}
+}
 
 // release is here for symmetry with the pool's users: the buffer holds
 // bytes only, no reference to a batch.
@@ -85,20 +102,25 @@ func (e *encoder) release() {}
 // encode returns the whole segment (header and payload) in the encoder's
 // buffer, valid until the next encode.
 func (e *encoder) encode(b *store.FlowBatch, id [16]byte, createdNs int64) []byte {
-	return e.encodeInput(b.Input(), b.Len(), id, createdNs)
+	return e.encodeInput(b.Input(), b.Len(), id, createdNs, formatVersion)
 }
 
-func (e *encoder) encodeInput(input proto.Input, rows int, id [16]byte, createdNs int64) []byte {
+// encodeInput writes format 3, or format 2 (tests: segments an older
+// flowhouse left).
+func (e *encoder) encodeInput(input proto.Input, rows int, id [16]byte, createdNs int64, format uint16) []byte {
 	e.buf.Buf = append(e.buf.Buf[:0], make([]byte, headerSize)...)
 	if err := (proto.Block{Columns: len(input), Rows: rows}).EncodeRawBlock(&e.buf, 0, input); err != nil {
 		// Only a column of the wrong length fails, which Append rules out.
 		panic(fmt.Sprintf("spool: encode a batch: %v", err))
 	}
 	p := e.buf.Buf
+	if format != formatRaw {
+		p = e.compress(p)
+	}
 	payload := p[headerSize:]
 	h := p[:headerSize]
 	copy(h[0:8], magic)
-	le.PutUint16(h[8:], formatVersion)
+	le.PutUint16(h[8:], format)
 	le.PutUint16(h[10:], uint16(len(input)))
 	le.PutUint32(h[12:], uint32(rows))
 	copy(h[16:32], id[:])
@@ -109,6 +131,22 @@ func (e *encoder) encodeInput(input proto.Input, rows int, id [16]byte, createdN
 	le.PutUint32(h[56:], 0)
 	le.PutUint32(h[60:], crc32.Checksum(h[:60], castagnoli))
 	return p
+}
+
+// compress returns the segment p (header and raw block) with its block
+// compressed, in e.out.
+func (e *encoder) compress(p []byte) []byte {
+	e.out = append(e.out[:0], p[:headerSize]...)
+	for raw := p[headerSize:]; len(raw) > 0; {
+		n := min(len(raw), compressChunk)
+		if err := e.lz4.Compress(raw[:n]); err != nil {
+			// Only a chunk over 4 GiB fails; chunks are 1 MiB.
+			panic(fmt.Sprintf("spool: compress a batch: %v", err))
+		}
+		e.out = append(e.out, e.lz4.Data...)
+		raw = raw[n:]
+	}
+	return e.out
 }
 
 // readHeader checks the header's magic, version, layout and checksum.
@@ -128,8 +166,8 @@ func readHeader(data []byte) (header, error) {
 	switch {
 	case h.version == 1 && h.columns != v1FieldsPerRow:
 		return h, corruptf("format 1 with %d fields per row, want %d", h.columns, v1FieldsPerRow)
-	case h.version != 1 && h.version != formatVersion:
-		return h, corruptf("format version %d, this flowhouse reads 1 and %d", h.version, formatVersion)
+	case h.version < 1 || h.version > formatVersion:
+		return h, corruptf("format version %d, this flowhouse reads 1 to %d", h.version, formatVersion)
 	}
 	h.rows = int(le.Uint32(data[12:]))
 	copy(h.id[:], data[16:32])
@@ -165,7 +203,11 @@ func (d *decoder) decode(data []byte, dst *store.FlowBatch) (header, error) {
 		dst.Reset()
 		return h, d.v1.decode(payload, h.rows, dst)
 	}
-	r := proto.NewReader(bytes.NewReader(payload))
+	var block io.Reader = bytes.NewReader(payload)
+	if h.version != formatRaw {
+		block = compress.NewReader(block)
+	}
+	r := proto.NewReader(block)
 	var blk proto.Block
 	if err := blk.DecodeRawBlock(r, 0, dst); err != nil {
 		return h, corruptf("native block: %v", err)

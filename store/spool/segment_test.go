@@ -126,7 +126,7 @@ func TestSegmentColumnsByName(t *testing.T) {
 	}
 	extra := proto.ColUInt16(make([]uint16, in.Len()))
 	input = append(input, proto.InputColumn{Name: "gone_column", Data: extra})
-	data := newEncoder().encodeInput(input, in.Len(), [16]byte{}, 0)
+	data := newEncoder().encodeInput(input, in.Len(), [16]byte{}, 0, formatVersion)
 	out := store.NewFlowBatch(0)
 	var d decoder
 	if _, err := d.decode(data, out); err != nil {
