@@ -103,7 +103,7 @@ func (b *Batch) Insert(s *Scratch) proto.Input {
 	s.prepare(b.t.slots)
 	s.input = s.input[:0]
 	for i, c := range b.t.columns {
-		s.input = append(s.input, proto.InputColumn{Name: c.Name, Data: b.t.inserts[i].native(b, s)})
+		s.input = append(s.input, proto.InputColumn{Name: c.Name, Data: b.t.inserts[i].native(b, s, 0, b.n)})
 	}
 	return s.input
 }
@@ -208,14 +208,20 @@ func (b *Batch) column(name string, typ proto.ColumnType, seen []bool) (proto.Co
 
 // insertion is how an insert gets one column's values from a batch.
 type insertion interface {
-	native(b *Batch, s *Scratch) proto.ColInput
+	// native is rows from..to in the column's Native type.
+	native(b *Batch, s *Scratch, from, to int) proto.ColInput
 	values(b *Batch, s *Scratch, from, to int) any
 }
 
 // direct is a kept column, inserted as it is.
 type direct int
 
-func (k direct) native(b *Batch, _ *Scratch) proto.ColInput { return b.cols[k] }
+func (k direct) native(b *Batch, _ *Scratch, from, to int) proto.ColInput {
+	if from == 0 && to == b.n {
+		return b.cols[k]
+	}
+	return b.cols[k].window(from, to)
+}
 func (k direct) values(b *Batch, s *Scratch, from, to int) any {
 	return b.cols[k].values(s, from, to)
 }
@@ -229,9 +235,9 @@ type seconds struct{ from, slot int }
 
 func toSeconds(ms int64) uint32 { return uint32(min(max(ms, 0)/1000, math.MaxUint32)) }
 
-func (d seconds) native(b *Batch, s *Scratch) proto.ColInput {
+func (d seconds) native(b *Batch, s *Scratch, from, to int) proto.ColInput {
 	out := s.slot(d.slot)
-	for _, v := range b.millis(d.from) {
+	for _, v := range b.millis(d.from)[from:to] {
 		*out = append(*out, toSeconds(v))
 	}
 	return proto.Alias(out, proto.ColumnType(DateTime.native))
@@ -261,8 +267,8 @@ func (d span) fill(b *Batch, s *Scratch, from, to int) *proto.ColUInt32 {
 	return out
 }
 
-func (d span) native(b *Batch, s *Scratch) proto.ColInput {
-	return proto.Alias(d.fill(b, s, 0, b.n), proto.ColumnTypeUInt32)
+func (d span) native(b *Batch, s *Scratch, from, to int) proto.ColInput {
+	return proto.Alias(d.fill(b, s, from, to), proto.ColumnTypeUInt32)
 }
 
 func (d span) values(b *Batch, s *Scratch, from, to int) any {

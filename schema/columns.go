@@ -24,6 +24,8 @@ type kept interface {
 	// values is rows from..to of the column as the Go slice clickhouse-go
 	// appends; valid until the next call with s.
 	values(s *Scratch, from, to int) any
+	// window is rows from..to of the column, sharing its memory.
+	window(from, to int) proto.ColInput
 	grow(n int)
 	// memBytes is the memory the column holds, capacity included: what
 	// the batch costs while it waits for the database.
@@ -47,6 +49,7 @@ type fixed[E comparable] struct {
 	proto.Column
 	data *[]E // the column's values
 	off  uintptr
+	view func([]E) proto.ColInput // values as a column of the same type
 }
 
 func (c *fixed[E]) appendFlows(fs []flow.Flow) {
@@ -64,6 +67,16 @@ func (c *fixed[E]) grow(n int)                          { *c.data = slices.Grow(
 func (c *fixed[E]) memBytes() int {
 	var e E
 	return cap(*c.data) * int(unsafe.Sizeof(e))
+}
+
+func (c *fixed[E]) window(from, to int) proto.ColInput { return c.view((*c.data)[from:to]) }
+
+// viewOf makes columns of type C over values of a column.
+func viewOf[E any, C ~[]E, P interface {
+	*C
+	proto.Column
+}]() func([]E) proto.ColInput {
+	return func(v []E) proto.ColInput { c := C(v); return P(&c) }
 }
 
 // clamped keeps a uint64 field as UInt32, saturated: interface speeds
@@ -287,6 +300,29 @@ func narrowKeeper[E uint8 | uint16 | uint32, C ~[]E, P interface {
 }](off uintptr) func() kept {
 	return func() kept {
 		col := new(C)
-		return narrow[E]{&fixed[E]{Column: P(col), data: (*[]E)(unsafe.Pointer(col)), off: off}}
+		return narrow[E]{&fixed[E]{Column: P(col), data: (*[]E)(unsafe.Pointer(col)), off: off, view: viewOf[E, C, P]()}}
 	}
+}
+
+// window is rows from..to with the whole dictionary: a block of a
+// LowCardinality column carries its dictionary.
+func (c *dict) window(from, to int) proto.ColInput {
+	w := &dictWindow{ColLowCardinalityRaw: proto.ColLowCardinalityRaw{Index: c.Index, Key: c.Key}, vals: c.vals}
+	switch c.Key {
+	case proto.KeyUInt8:
+		w.Keys8 = c.Keys8[from:to]
+	case proto.KeyUInt16:
+		w.Keys16 = c.Keys16[from:to]
+	case proto.KeyUInt32:
+		w.Keys32 = c.Keys32[from:to]
+	default:
+		w.Keys64 = c.Keys64[from:to]
+	}
+	return w
+}
+
+// dictWindow is rows of a dict column, with the dictionary's strings.
+type dictWindow struct {
+	proto.ColLowCardinalityRaw
+	vals []string
 }

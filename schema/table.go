@@ -155,7 +155,7 @@ func fixedKeeper[E comparable, C ~[]E, P interface {
 	}
 	return func() kept {
 		col := new(C) // C is []E, so its memory is a []E
-		return &fixed[E]{Column: P(col), data: (*[]E)(unsafe.Pointer(col)), off: sf.Offset}
+		return &fixed[E]{Column: P(col), data: (*[]E)(unsafe.Pointer(col)), off: sf.Offset, view: viewOf[E, C, P]()}
 	}
 }
 

@@ -31,6 +31,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (DB, error) {
 // Server is a DB on a ClickHouse server, over the native protocol.
 type Server struct {
 	conn   driver.Conn
+	flows  *nativePool // INSERTs of flows (native.go)
 	logger *slog.Logger
 }
 
@@ -46,7 +47,7 @@ func NewServer(cfg Config, logger *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{conn: conn, logger: logger}, nil
+	return &Server{conn: conn, flows: newNativePool(cfg), logger: logger}, nil
 }
 
 // OpenServer connects to a ClickHouse server and creates the configured
@@ -152,7 +153,10 @@ func (s *Server) Query(ctx context.Context, query string, args ...any) (Rows, er
 
 func (s *Server) Ping(ctx context.Context) error { return s.conn.Ping(ctx) }
 
-func (s *Server) Close() error { return s.conn.Close() }
+func (s *Server) Close() error {
+	s.flows.close()
+	return s.conn.Close()
+}
 
 // FlowColumns lists the fixed columns of the flows table that inserts
 // fill, in order (a batch's table adds the mapped ones).
@@ -196,66 +200,37 @@ func fixedViews[A ~[16]byte](views [][]byte, addrs []A) [][]byte {
 }
 
 // insertBlockRows is the rows of each Native block an INSERT of flows is
-// sent in. clickhouse-go's columns start empty for every INSERT and grow
-// by appending, a quarter at a time once large: filling them with a whole
-// batch allocated and copied about five times the batch (most of the
-// collector's garbage and a third of its CPU, bench/results/profile.md).
-// Flushed blocks leave the columns' memory for the next block, so only
-// the first block grows them. The server squashes the blocks of one
-// INSERT back into parts of min_insert_block_size_rows (a million rows),
-// so a batch is still one part, written when the INSERT ends.
+// sent in: the encoded block (about 1 MB before compression) is the
+// buffer an insert reuses, and stays in the CPU's caches while it is
+// compressed. The server squashes the blocks of one INSERT back into
+// parts of min_insert_block_size_rows (a million rows), so a batch is
+// still one part, written when the INSERT ends.
 const insertBlockRows = 8192
 
-// InsertFlows inserts the batch as one columnar INSERT, in blocks of
-// insertBlockRows rows.
-func (s *Server) InsertFlows(ctx context.Context, b *FlowBatch) (err error) {
+// dedupTokenKey is the context key of WithDedupToken.
+type dedupTokenKey struct{}
+
+// WithDedupToken makes the inserts of flows under ctx send token as
+// insert_deduplication_token, so the server stores a batch inserted twice
+// (a retry after a lost answer) once. Only servers that know the setting
+// (ClickHouse 22.2 and later) accept it.
+func WithDedupToken(ctx context.Context, token string) context.Context {
+	return context.WithValue(ctx, dedupTokenKey{}, token)
+}
+
+// InsertFlows inserts the batch as one INSERT of the batch's own columns,
+// in blocks of insertBlockRows rows (native.go). A failed insert drops its
+// connection, so the server cancels the whole INSERT and the retry does
+// not store a part of it twice.
+func (s *Server) InsertFlows(ctx context.Context, b *FlowBatch) error {
 	if b.Len() == 0 {
 		return nil
 	}
-	batch, err := s.conn.PrepareBatch(ctx, insertFlowsQuery(b))
-	if err != nil {
-		return fmt.Errorf("prepare insert into flows: %w", err)
+	var settings []proto.Setting
+	if token, ok := ctx.Value(dedupTokenKey{}).(string); ok {
+		settings = []proto.Setting{{Key: "insert_deduplication_token", Value: token}}
 	}
-	defer func() {
-		if err != nil {
-			// Close would end the INSERT and so commit the blocks already
-			// flushed, and the retry would store them twice; Abort drops
-			// the connection, and the server cancels the whole INSERT.
-			_ = batch.Abort()
-			return
-		}
-		_ = batch.Close() // after Send, nothing to do
-	}()
-	cols, names := batch.Columns(), b.Table().Names()
-	if len(cols) != len(names) {
-		return fmt.Errorf("insert into flows: server expects %d columns, batch has %d", len(cols), len(names))
-	}
-	scratch := scratchPool.Get().(*insertScratch)
-	defer scratch.release()
-	appendColumn := func(i int, v any) error {
-		if a, ok := v.([]proto.IPv6); ok && isFixedString(cols[i].Type()) {
-			// clickhouse-go copies the views' bytes: one slice serves every column.
-			scratch.views = fixedViews(scratch.views, a)
-			v = scratch.views
-		}
-		if err := batch.Column(i).Append(v); err != nil {
-			return fmt.Errorf("insert into flows: column %s: %w", names[i], err)
-		}
-		return nil
-	}
-	for from := 0; from < b.Len(); from += insertBlockRows {
-		to := min(from+insertBlockRows, b.Len())
-		if err = b.InsertRows(&scratch.Scratch, from, to, appendColumn); err != nil {
-			return err
-		}
-		if to == b.Len() {
-			break // Send sends the last block and ends the INSERT
-		}
-		if err = batch.Flush(); err != nil {
-			return fmt.Errorf("insert %d rows into flows: block at row %d: %w", b.Len(), from, err)
-		}
-	}
-	if err = batch.Send(); err != nil {
+	if err := s.flows.insertFlows(ctx, b, settings); err != nil {
 		return fmt.Errorf("insert %d rows into flows: %w", b.Len(), err)
 	}
 	return nil

@@ -29,7 +29,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
@@ -418,9 +417,7 @@ func (s *Spool) withToken(ctx context.Context, id [16]byte) context.Context {
 	if !s.dedup {
 		return ctx
 	}
-	return clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{
-		"insert_deduplication_token": "flowhouse-" + hex.EncodeToString(id[:]),
-	}))
+	return store.WithDedupToken(ctx, "flowhouse-"+hex.EncodeToString(id[:]))
 }
 
 func (s *Spool) spill(b *store.FlowBatch, id [16]byte, reason string) error {
