@@ -15,7 +15,7 @@ import (
 // Appending copies the flows; Reset keeps the memory, so a batch reused
 // between flushes stops allocating once it has grown to its usual size.
 // A batch is written as a Native block two ways: as the table's columns
-// for an insert (Insert, InsertValues), and as its own columns, which
+// for an insert (Insert, InsertBlock), and as its own columns, which
 // lose nothing, for keeping on disk (Input, and DecodeResult to read
 // it back).
 type Batch struct {
@@ -68,19 +68,15 @@ func (b *Batch) Flow(i int) flow.Flow {
 }
 
 // Scratch is what inserts compute from a batch: DateTime seconds,
-// durations, strings for clickhouse-go. Reuse one between inserts (one at
-// a time); Release drops what it holds of the last batch.
+// durations. Reuse one between inserts (one at a time); Release drops
+// what it holds of the last batch.
 type Scratch struct {
 	slots []proto.ColUInt32
-	secs  []int64
-	strs  []string
 	input proto.Input
 }
 
 // Release forgets the last batch, so a kept Scratch does not pin it.
 func (s *Scratch) Release() {
-	clear(s.strs)
-	s.strs = s.strs[:0]
 	clear(s.input)
 	s.input = s.input[:0]
 }
@@ -106,30 +102,6 @@ func (b *Batch) Insert(s *Scratch) proto.Input {
 		s.input = append(s.input, proto.InputColumn{Name: c.Name, Data: b.t.inserts[i].native(b, s, 0, b.n)})
 	}
 	return s.input
-}
-
-// InsertValues calls each with the table's columns in insert order, each
-// as the Go slice clickhouse-go appends to a column of the table's type
-// ([]uint32, []int8 for an enum, [][16]byte for an address, []string,
-// []int64 seconds for a DateTime). A slice is valid during the call only.
-func (b *Batch) InsertValues(s *Scratch, each func(i int, v any) error) error {
-	return b.InsertRows(s, 0, b.n, each)
-}
-
-// InsertRows is InsertValues of rows from..to only: an insert sent in
-// several blocks gets each block's rows without the others being
-// computed again.
-func (b *Batch) InsertRows(s *Scratch, from, to int, each func(i int, v any) error) error {
-	if from < 0 || to > b.n || from > to {
-		return fmt.Errorf("schema: rows %d..%d of a batch of %d", from, to, b.n)
-	}
-	s.prepare(b.t.slots)
-	for i := range b.t.columns {
-		if err := each(i, b.t.inserts[i].values(b, s, from, to)); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // Input is the batch's own columns for a Native block, by their kept
@@ -210,7 +182,6 @@ func (b *Batch) column(name string, typ proto.ColumnType, seen []bool) (proto.Co
 type insertion interface {
 	// native is rows from..to in the column's Native type.
 	native(b *Batch, s *Scratch, from, to int) proto.ColInput
-	values(b *Batch, s *Scratch, from, to int) any
 }
 
 // direct is a kept column, inserted as it is.
@@ -221,9 +192,6 @@ func (k direct) native(b *Batch, _ *Scratch, from, to int) proto.ColInput {
 		return b.cols[k]
 	}
 	return b.cols[k].window(from, to)
-}
-func (k direct) values(b *Batch, s *Scratch, from, to int) any {
-	return b.cols[k].values(s, from, to)
 }
 
 func (b *Batch) millis(k int) []int64 { return *b.cols[k].(*fixed[int64]).data }
@@ -243,13 +211,6 @@ func (d seconds) native(b *Batch, s *Scratch, from, to int) proto.ColInput {
 	return proto.Alias(out, proto.ColumnType(DateTime.native))
 }
 
-func (d seconds) values(b *Batch, s *Scratch, from, to int) any {
-	s.secs = s.secs[:0]
-	for _, v := range b.millis(d.from)[from:to] {
-		s.secs = append(s.secs, int64(toSeconds(v)))
-	}
-	return s.secs
-}
 
 // span is the milliseconds between two kept times.
 type span struct{ from, to, slot int }
@@ -271,6 +232,3 @@ func (d span) native(b *Batch, s *Scratch, from, to int) proto.ColInput {
 	return proto.Alias(d.fill(b, s, from, to), proto.ColumnTypeUInt32)
 }
 
-func (d span) values(b *Batch, s *Scratch, from, to int) any {
-	return []uint32(*d.fill(b, s, from, to))
-}

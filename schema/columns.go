@@ -21,9 +21,6 @@ type kept interface {
 	appendFlows(fs []flow.Flow)
 	appendZeros(n int)
 	setRow(i int, f *flow.Flow)
-	// values is rows from..to of the column as the Go slice clickhouse-go
-	// appends; valid until the next call with s.
-	values(s *Scratch, from, to int) any
 	// window is rows from..to of the column, sharing its memory.
 	window(from, to int) proto.ColInput
 	grow(n int)
@@ -62,7 +59,6 @@ func (c *fixed[E]) appendFlows(fs []flow.Flow) {
 
 func (c *fixed[E]) appendZeros(n int)                   { clear(extend(c.data, n)) }
 func (c *fixed[E]) setRow(i int, f *flow.Flow)          { *(*E)(at(f, c.off)) = (*c.data)[i] }
-func (c *fixed[E]) values(_ *Scratch, from, to int) any { return (*c.data)[from:to] }
 func (c *fixed[E]) grow(n int)                          { *c.data = slices.Grow(*c.data, n) }
 func (c *fixed[E]) memBytes() int {
 	var e E
@@ -207,28 +203,6 @@ func (c *dict) keyAt(i int) int {
 }
 
 func (c *dict) setRow(i int, f *flow.Flow) { *(*string)(at(f, c.off)) = c.vals[c.keyAt(i)] }
-
-func (c *dict) values(s *Scratch, from, to int) any {
-	s.strs = s.strs[:0]
-	switch c.Key {
-	case proto.KeyUInt8:
-		s.strs = lookup(s.strs, c.Keys8[from:to], c.vals)
-	case proto.KeyUInt16:
-		s.strs = lookup(s.strs, c.Keys16[from:to], c.vals)
-	case proto.KeyUInt32:
-		s.strs = lookup(s.strs, c.Keys32[from:to], c.vals)
-	default:
-		s.strs = lookup(s.strs, c.Keys64[from:to], c.vals)
-	}
-	return s.strs
-}
-
-func lookup[K uint8 | uint16 | uint32 | uint64](dst []string, keys []K, vals []string) []string {
-	for _, k := range keys {
-		dst = append(dst, vals[k])
-	}
-	return dst
-}
 
 func (c *dict) grow(n int) { c.Keys8 = slices.Grow(c.Keys8, n) }
 

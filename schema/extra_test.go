@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -78,19 +79,15 @@ func TestMappedColumnsKeepTheirSlots(t *testing.T) {
 		t.Errorf("got %v %v, want %v %v", got.Extra, got.ExtraAddr, f.Extra, f.ExtraAddr)
 	}
 	var s Scratch
-	vals := map[string]any{}
-	names := tb.Names()
-	if err := b.InsertValues(&s, func(i int, v any) error { vals[names[i]] = v; return nil }); err != nil {
-		t.Fatal(err)
+	vals := map[string]string{}
+	for i, c := range decodeBlock(t, b.Insert(&s)) {
+		vals[tb.Names()[i]] = c[0]
 	}
-	if v := vals["post_nat_src_port"].([]uint16); v[0] != 40000 {
-		t.Errorf("port %v", v)
-	}
-	if v := vals["vendor_id"].([]uint8); v[0] != 200 {
-		t.Errorf("vendor_id %v", v)
-	}
-	if v := vals["post_nat_dst_address"].([]proto.IPv6); flow.Addr(v[0]) != f.ExtraAddr[1] {
-		t.Errorf("address %v", v)
+	addr := f.ExtraAddr[1]
+	for name, want := range map[string]string{"post_nat_src_port": "40000", "vendor_id": "200", "post_nat_dst_address": fmt.Sprint(addr[:])} {
+		if vals[name] != want {
+			t.Errorf("%s = %s, want %s", name, vals[name], want)
+		}
 	}
 }
 

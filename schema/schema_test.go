@@ -88,50 +88,6 @@ func TestBatchNativeRoundTrip(t *testing.T) {
 	}
 }
 
-// What the embedded engine gets (the Native insert block) and what the
-// server gets (clickhouse-go appends of InsertValues) are the same rows.
-func TestInsertNativeAndValuesAgree(t *testing.T) {
-	flows := everySlot(t)
-	b := flows.NewBatch(0)
-	fs := flowtest.Random(rand.New(rand.NewPCG(6, 7)), 300, 20)
-	fs[0].TimeReceivedMs, fs[1].TimeReceivedMs = -5, math.MaxInt64 // clamped to DateTime's range
-	b.Append(fs)
-	var s Scratch
-	input := b.Insert(&s)
-	var buf proto.Buffer
-	if err := (proto.Block{Columns: len(input), Rows: b.Len()}).EncodeRawBlock(&buf, 0, input); err != nil {
-		t.Fatal(err)
-	}
-	var res proto.Results
-	var blk proto.Block
-	if err := blk.DecodeRawBlock(proto.NewReader(strings.NewReader(string(buf.Buf))), 0, res.Auto()); err != nil {
-		t.Fatal(err)
-	}
-	names := flows.Names()
-	err := b.InsertValues(&s, func(i int, v any) error {
-		row := reflect.ValueOf(res[i].Data).MethodByName("Row") // every ch-go column has Row(int) T
-		if res[i].Name != names[i] {
-			return fmt.Errorf("column %d: %s in the block, %s in the table", i, res[i].Name, names[i])
-		}
-		vals := reflect.ValueOf(v)
-		for r := range b.Len() {
-			native, value := row.Call([]reflect.Value{reflect.ValueOf(r)})[0].Interface(), vals.Index(r).Interface()
-			if tm, ok := native.(time.Time); ok {
-				native = tm.Unix()
-			}
-			if fmt.Sprint(native) != fmt.Sprint(value) {
-				return fmt.Errorf("column %s row %d: %v in the block, %v to clickhouse-go", names[i], r, native, value)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := b.Flow(0).TimeReceivedMs; got != -5 {
-		t.Errorf("the batch keeps %d", got)
-	}
-}
 
 func TestTypesByDialect(t *testing.T) {
 	legacy := Dialect{}
@@ -210,44 +166,95 @@ func TestBatchBytesPerRow(t *testing.T) {
 	runtime.KeepAlive(fs)
 }
 
-// InsertRows gives rows from..to of every column: the same values as
-// InsertValues gives for those rows, for every kind of column (kept,
-// dictionary strings, DateTime from milliseconds, durations).
-func TestInsertRowsIsARangeOfInsertValues(t *testing.T) {
-	flows := everySlot(t)
-	b := flows.NewBatch(0)
-	b.Append(flowtest.Random(rand.New(rand.NewPCG(8, 9)), 300, 20))
-	var s Scratch
-	whole := make([][]string, len(flows.Names()))
-	if err := b.InsertValues(&s, func(i int, v any) error {
-		vals := reflect.ValueOf(v)
-		for r := range vals.Len() {
-			whole[i] = append(whole[i], fmt.Sprint(vals.Index(r).Interface()))
-		}
-		return nil
-	}); err != nil {
+// decodeBlock is a Native block of input read back by ch-go's own
+// columns, each row as fmt prints it (addresses as their 16 bytes, times
+// as Unix seconds), so that columns of equal values but other types
+// (IPv6 and FixedString(16), LowCardinality(String) and String) compare.
+func decodeBlock(t *testing.T, input proto.Input) [][]string {
+	t.Helper()
+	rows := 0
+	if len(input) > 0 {
+		rows = input[0].Data.Rows()
+	}
+	var buf proto.Buffer
+	if err := (proto.Block{Columns: len(input), Rows: rows}).EncodeRawBlock(&buf, 0, input); err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range []struct{ from, to int }{{0, 300}, {0, 1}, {7, 131}, {299, 300}, {150, 150}} {
-		err := b.InsertRows(&s, r.from, r.to, func(i int, v any) error {
-			vals := reflect.ValueOf(v)
-			if vals.Len() != r.to-r.from {
-				return fmt.Errorf("column %s: %d values", flows.Names()[i], vals.Len())
+	var res proto.Results
+	var blk proto.Block
+	if err := blk.DecodeRawBlock(proto.NewReader(strings.NewReader(string(buf.Buf))), 0, res.Auto()); err != nil {
+		t.Fatal(err)
+	}
+	out := make([][]string, len(res))
+	for i := range res {
+		row := reflect.ValueOf(res[i].Data).MethodByName("Row") // every ch-go column has Row(int) T
+		for r := range rows {
+			v := row.Call([]reflect.Value{reflect.ValueOf(r)})[0].Interface()
+			switch x := v.(type) {
+			case time.Time:
+				v = x.Unix()
+			case proto.IPv6:
+				v = x[:]
 			}
-			for k := range vals.Len() {
-				if got, want := fmt.Sprint(vals.Index(k).Interface()), whole[i][r.from+k]; got != want {
-					return fmt.Errorf("column %s row %d: %s, want %s", flows.Names()[i], r.from+k, got, want)
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			t.Errorf("rows %d..%d: %v", r.from, r.to, err)
+			out[i] = append(out[i], fmt.Sprint(v))
 		}
 	}
+	return out
+}
+
+// InsertBlock gives rows from..to of every column (kept, dictionary
+// strings, DateTime from milliseconds, durations), the same values as
+// the whole batch's Native block, in the table's types on a current
+// server and in an old server's (FixedString(16) addresses, String for
+// LowCardinality(String)).
+func TestInsertBlockIsARangeOfInsert(t *testing.T) {
+	flows := everySlot(t)
+	b := flows.NewBatch(0)
+	fs := flowtest.Random(rand.New(rand.NewPCG(8, 9)), 300, 20)
+	fs[0].TimeReceivedMs, fs[1].TimeReceivedMs = -5, math.MaxInt64 // clamped to DateTime's range
+	b.Append(fs)
+	var s Scratch
+	whole := decodeBlock(t, b.Insert(&s))
+	for _, d := range []Dialect{Modern, {}} {
+		var types []proto.ColumnType
+		for _, c := range flows.Columns() {
+			typ := c.Type.In(d)
+			if strings.HasPrefix(typ, "Enum8(") {
+				typ = c.Type.Native() // read back as numbers, as whole is
+			}
+			types = append(types, proto.ColumnType(typ))
+		}
+		for _, r := range []struct{ from, to int }{{0, 300}, {0, 1}, {7, 131}, {299, 300}, {150, 150}} {
+			input, err := b.InsertBlock(&s, r.from, r.to, types)
+			if err != nil {
+				t.Fatalf("%+v rows %d..%d: %v", d, r.from, r.to, err)
+			}
+			for i, col := range input {
+				if col.Data.Type() != types[i] {
+					t.Errorf("%+v column %s is %s, want %s", d, col.Name, col.Data.Type(), types[i])
+				}
+			}
+			got := decodeBlock(t, input)
+			for i, name := range flows.Names() {
+				for k := range r.to - r.from {
+					if g, w := got[i][k], whole[i][r.from+k]; g != w {
+						t.Fatalf("%+v column %s row %d: %s, want %s", d, name, r.from+k, g, w)
+					}
+				}
+			}
+		}
+	}
+	types := make([]proto.ColumnType, len(flows.Names()))
+	for i := range types {
+		types[i] = proto.ColumnTypeString
+	}
+	if _, err := b.InsertBlock(&s, 0, 1, types); err == nil {
+		t.Error("every column as String: no error")
+	}
 	for _, r := range []struct{ from, to int }{{-1, 3}, {0, 301}, {5, 4}} {
-		if err := b.InsertRows(&s, r.from, r.to, func(int, any) error { return nil }); err == nil {
+		if _, err := b.InsertBlock(&s, r.from, r.to, types); err == nil {
 			t.Errorf("rows %d..%d of 300: no error", r.from, r.to)
 		}
 	}
+	runtime.KeepAlive(fs)
 }

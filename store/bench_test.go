@@ -41,6 +41,28 @@ func benchFlows(n int) []flow.Flow {
 // -benchmem, B/op is the garbage an insert leaves for the GC.
 func BenchmarkInsertFlows(b *testing.B) {
 	db, cfg := migratedDB(b)
+	benchInsert(b, db, cfg)
+}
+
+// BenchmarkInsertFlowsCompression is BenchmarkInsertFlows with each
+// clickhouse.compression: on loopback, what compressing costs the
+// collector against the bytes it saves.
+func BenchmarkInsertFlowsCompression(b *testing.B) {
+	_, cfg := migratedDB(b)
+	for _, c := range []string{"none", "lz4", "zstd"} {
+		b.Run(c, func(b *testing.B) {
+			cfg.Compression = c
+			db, err := store.OpenServer(context.Background(), cfg, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			benchInsert(b, db, cfg)
+		})
+	}
+}
+
+func benchInsert(b *testing.B, db store.DB, cfg store.Config) {
 	batch := store.NewFlowBatch(cfg.BatchRows)
 	batch.Append(benchFlows(cfg.BatchRows))
 	ctx := context.Background()

@@ -171,10 +171,7 @@ func insertFlowsQuery(b *FlowBatch) string {
 
 // insertScratch is what an insert computes from a batch, reused across
 // inserts.
-type insertScratch struct {
-	schema.Scratch
-	views [][]byte
-}
+type insertScratch struct{ schema.Scratch }
 
 var scratchPool = sync.Pool{New: func() any { return new(insertScratch) }}
 
@@ -182,7 +179,6 @@ var scratchPool = sync.Pool{New: func() any { return new(insertScratch) }}
 // scratch does not keep a batch's memory alive.
 func (s *insertScratch) release() {
 	s.Release()
-	clear(s.views)
 	scratchPool.Put(s)
 }
 
