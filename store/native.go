@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/ClickHouse/ch-go/compress"
@@ -314,8 +315,9 @@ func (c *nativeConn) insertFlows(ctx context.Context, b *FlowBatch, settings []p
 // nativePool keeps idle insert connections, as many as there are
 // writers and a few more.
 type nativePool struct {
-	cfg  Config
-	idle chan *nativeConn
+	cfg    Config
+	idle   chan *nativeConn
+	closed atomic.Bool // connections of inserts that end after Close are closed
 }
 
 func newNativePool(cfg Config) *nativePool {
@@ -358,12 +360,16 @@ func (p *nativePool) get() (*nativeConn, bool) {
 func (p *nativePool) put(c *nativeConn) {
 	select {
 	case p.idle <- c:
+		if p.closed.Load() {
+			p.close()
+		}
 	default:
 		c.conn.Close()
 	}
 }
 
 func (p *nativePool) close() error {
+	p.closed.Store(true)
 	for {
 		select {
 		case c := <-p.idle:

@@ -19,24 +19,8 @@ import (
 // the server has no IPv6: the table's own types decide, here on a server
 // (18.16) whose migrations render neither.
 func TestInsertFlowsIntoLowCardinalityTable(t *testing.T) {
-	addr, database := chtest.Database(t)
-	cfg := store.DefaultConfig()
-	cfg.Addr, cfg.Database = addr, database
+	db, _ := lowCardinalityDB(t)
 	ctx := context.Background()
-	db, err := store.OpenServer(ctx, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var cols []string
-	for _, c := range schema.Flows.Columns() {
-		cols = append(cols, c.Name+" "+c.Type.In(schema.Dialect{LowCardinality: true}))
-	}
-	create := "CREATE TABLE flows (" + strings.Join(cols, ", ") + ") ENGINE = MergeTree ORDER BY time_received"
-	lc := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"allow_experimental_low_cardinality_type": 1}))
-	if err := db.Exec(lc, create); err != nil {
-		t.Fatal(err)
-	}
 	fs := append(roundTripFlows(), benchFlows(3*8192)...)
 	var wantAE0 uint64
 	for _, f := range fs {
@@ -58,6 +42,51 @@ func TestInsertFlowsIntoLowCardinalityTable(t *testing.T) {
 	if want := []string{strings.Join([]string{strconv.Itoa(len(fs)), strconv.FormatUint(wantAE0, 10), "1", "1"}, " ")}; !slices.Equal(got, want) {
 		t.Errorf("count, bytes on ae0, the quoted description, the IPv6 source: %v, want %v", got, want)
 	}
+}
+
+// lowCardinalityDB is a database whose flows table (without rollups)
+// has the strings as LowCardinality(String), the addresses as
+// FixedString(16), which 18.16 allows with a setting.
+func lowCardinalityDB(tb testing.TB) (*store.Server, store.Config) {
+	return flowsTableDB(tb, schema.Dialect{LowCardinality: true})
+}
+
+// flowsTableDB is a database with a flows table of dialect d's types
+// only, without rollups.
+func flowsTableDB(tb testing.TB, d schema.Dialect) (*store.Server, store.Config) {
+	addr, database := chtest.Database(tb)
+	cfg := store.DefaultConfig()
+	cfg.Addr, cfg.Database = addr, database
+	ctx := context.Background()
+	db, err := store.OpenServer(ctx, cfg, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	var cols []string
+	for _, c := range schema.Flows.Columns() {
+		cols = append(cols, c.Name+" "+c.Type.In(d))
+	}
+	create := "CREATE TABLE flows (" + strings.Join(cols, ", ") + ") ENGINE = MergeTree ORDER BY time_received"
+	lc := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"allow_experimental_low_cardinality_type": 1}))
+	if err := db.Exec(lc, create); err != nil {
+		tb.Fatal(err)
+	}
+	return db, cfg
+}
+
+// BenchmarkInsertFlowsLowCardinality is BenchmarkInsertFlows into a
+// table of LowCardinality(String) strings (the batch's dictionaries sent
+// as they are) and, for comparison, of String ones with no rollups.
+func BenchmarkInsertFlowsLowCardinality(b *testing.B) {
+	b.Run("LowCardinality", func(b *testing.B) {
+		db, cfg := lowCardinalityDB(b)
+		benchInsert(b, db, cfg)
+	})
+	b.Run("String", func(b *testing.B) {
+		db, cfg := flowsTableDB(b, schema.Dialect{})
+		benchInsert(b, db, cfg)
+	})
 }
 
 // A server's exception comes back as the one error type ExceptionCode
