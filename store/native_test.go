@@ -2,9 +2,12 @@ package store_test
 
 import (
 	"context"
+	"io"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -119,5 +122,71 @@ func TestInsertFlowsServerExceptionIsClassified(t *testing.T) {
 	err = bad.InsertFlows(ctx, b)
 	if c := store.Classify(err); c != store.Unavailable || store.ExceptionCode(err) == 0 {
 		t.Errorf("wrong password: %v (code %d, class %s), want an exception, unavailable", err, store.ExceptionCode(err), c)
+	}
+}
+
+// droppingProxy forwards to upstream; drop closes the connections it
+// carries, as a server restart does, and new ones are forwarded again.
+func droppingProxy(t *testing.T, upstream string) (addr string, drop func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	drop = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+		conns = nil
+	}
+	t.Cleanup(func() { ln.Close(); drop() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", upstream)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c, u)
+			mu.Unlock()
+			go func() { io.Copy(c, u); c.Close() }()
+			go func() { io.Copy(u, c); u.Close() }()
+		}
+	}()
+	return ln.Addr().String(), drop
+}
+
+// An idle insert connection the server has closed (a restart) is found
+// dead before the batch is sent, and the insert goes through on a new one.
+func TestInsertFlowsAfterTheServerDroppedIdleConnections(t *testing.T) {
+	direct, cfg := migratedDB(t)
+	addr, drop := droppingProxy(t, cfg.Addr)
+	cfg.Addr = addr
+	ctx := context.Background()
+	db, err := store.OpenServer(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	b := store.NewFlowBatch(10)
+	b.Append(benchFlows(10))
+	for i := range 3 {
+		if err := db.InsertFlows(ctx, b); err != nil {
+			t.Fatalf("insert %d: %v", i, err)
+		}
+		drop()
+	}
+	// (clickhouse-go's own idle connections were dropped too.)
+	if got := strings1(t, direct, "SELECT toString(count()) FROM flows"); !slices.Equal(got, []string{"30"}) {
+		t.Errorf("rows %v, want 30", got)
 	}
 }
