@@ -211,7 +211,6 @@ func (d seconds) native(b *Batch, s *Scratch, from, to int) proto.ColInput {
 	return proto.Alias(out, proto.ColumnType(DateTime.native))
 }
 
-
 // span is the milliseconds between two kept times.
 type span struct{ from, to, slot int }
 
@@ -231,4 +230,3 @@ func (d span) fill(b *Batch, s *Scratch, from, to int) *proto.ColUInt32 {
 func (d span) native(b *Batch, s *Scratch, from, to int) proto.ColInput {
 	return proto.Alias(d.fill(b, s, from, to), proto.ColumnTypeUInt32)
 }
-

@@ -57,9 +57,9 @@ func (c *fixed[E]) appendFlows(fs []flow.Flow) {
 	}
 }
 
-func (c *fixed[E]) appendZeros(n int)                   { clear(extend(c.data, n)) }
-func (c *fixed[E]) setRow(i int, f *flow.Flow)          { *(*E)(at(f, c.off)) = (*c.data)[i] }
-func (c *fixed[E]) grow(n int)                          { *c.data = slices.Grow(*c.data, n) }
+func (c *fixed[E]) appendZeros(n int)          { clear(extend(c.data, n)) }
+func (c *fixed[E]) setRow(i int, f *flow.Flow) { *(*E)(at(f, c.off)) = (*c.data)[i] }
+func (c *fixed[E]) grow(n int)                 { *c.data = slices.Grow(*c.data, n) }
 func (c *fixed[E]) memBytes() int {
 	var e E
 	return cap(*c.data) * int(unsafe.Sizeof(e))

@@ -88,7 +88,6 @@ func TestBatchNativeRoundTrip(t *testing.T) {
 	}
 }
 
-
 func TestTypesByDialect(t *testing.T) {
 	legacy := Dialect{}
 	for _, tc := range []struct {
