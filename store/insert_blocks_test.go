@@ -63,10 +63,11 @@ func TestInsertFlowsInBlocksIsOneAlignedPart(t *testing.T) {
 	}
 }
 
-// stallingProxy forwards to upstream, and after the first limit bytes
-// from the client stops reading from it, like a server that hangs in
-// the middle of an INSERT.
-func stallingProxy(t *testing.T, upstream string, limit int64) string {
+// proxy forwards to upstream. After the first limit bytes from the
+// client (limit >= 0) it stops reading from it, like a server that hangs
+// in the middle of an INSERT; drop closes the connections it carries, as
+// a server restart does, and new ones are forwarded again.
+func proxy(t *testing.T, upstream string, limit int64) (addr string, drop func()) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -74,14 +75,15 @@ func stallingProxy(t *testing.T, upstream string, limit int64) string {
 	}
 	var conns []net.Conn
 	var mu sync.Mutex
-	t.Cleanup(func() {
-		ln.Close()
+	drop = func() {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, c := range conns {
 			c.Close()
 		}
-	})
+		conns = nil
+	}
+	t.Cleanup(func() { ln.Close(); drop() })
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -96,18 +98,22 @@ func stallingProxy(t *testing.T, upstream string, limit int64) string {
 			mu.Lock()
 			conns = append(conns, c, u)
 			mu.Unlock()
-			go io.Copy(c, u)
-			go io.CopyN(u, c, limit) // then nothing more is read
+			go func() { io.Copy(c, u); c.Close() }()
+			if limit >= 0 {
+				go io.CopyN(u, c, limit) // then nothing more is read
+			} else {
+				go func() { io.Copy(u, c); u.Close() }()
+			}
 		}
 	}()
-	return ln.Addr().String()
+	return ln.Addr().String(), drop
 }
 
 // A server that stops reading while the blocks of an INSERT are flushed
 // fails the insert within insert_timeout instead of holding the writer.
 func TestInsertFlowsToAStalledServerTimesOut(t *testing.T) {
 	_, cfg := migratedDB(t)
-	cfg.Addr = stallingProxy(t, cfg.Addr, 256<<10) // the handshake and first queries pass
+	cfg.Addr, _ = proxy(t, cfg.Addr, 256<<10) // the handshake and first queries pass
 	cfg.InsertTimeout = 2 * time.Second
 	ctx := context.Background()
 	db, err := store.OpenServer(ctx, cfg, nil)

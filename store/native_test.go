@@ -2,12 +2,9 @@ package store_test
 
 import (
 	"context"
-	"io"
-	"net"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -57,15 +54,8 @@ func lowCardinalityDB(tb testing.TB) (*store.Server, store.Config) {
 // flowsTableDB is a database with a flows table of dialect d's types
 // only, without rollups.
 func flowsTableDB(tb testing.TB, d schema.Dialect) (*store.Server, store.Config) {
-	addr, database := chtest.Database(tb)
-	cfg := store.DefaultConfig()
-	cfg.Addr, cfg.Database = addr, database
+	db, cfg := emptyDB(tb)
 	ctx := context.Background()
-	db, err := store.OpenServer(ctx, cfg, nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { db.Close() })
 	var cols []string
 	for _, c := range schema.Flows.Columns() {
 		cols = append(cols, c.Name+" "+c.Type.In(d))
@@ -92,21 +82,27 @@ func BenchmarkInsertFlowsLowCardinality(b *testing.B) {
 	})
 }
 
+// emptyDB is a fresh database without tables.
+func emptyDB(tb testing.TB) (*store.Server, store.Config) {
+	addr, database := chtest.Database(tb)
+	cfg := store.DefaultConfig()
+	cfg.Addr, cfg.Database = addr, database
+	db, err := store.OpenServer(context.Background(), cfg, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	return db, cfg
+}
+
 // A server's exception comes back as the one error type ExceptionCode
 // and Classify read, whichever driver got it.
 func TestInsertFlowsServerExceptionIsClassified(t *testing.T) {
-	addr, database := chtest.Database(t) // no flows table
-	cfg := store.DefaultConfig()
-	cfg.Addr, cfg.Database = addr, database
+	db, cfg := emptyDB(t) // no flows table
 	ctx := context.Background()
-	db, err := store.OpenServer(ctx, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	b := store.NewFlowBatch(1)
 	b.Append(benchFlows(1))
-	err = db.InsertFlows(ctx, b)
+	err := db.InsertFlows(ctx, b)
 	if code := store.ExceptionCode(err); code != store.CodeUnknownTable {
 		t.Fatalf("code %d of %v, want %d", code, err, store.CodeUnknownTable)
 	}
@@ -125,51 +121,11 @@ func TestInsertFlowsServerExceptionIsClassified(t *testing.T) {
 	}
 }
 
-// droppingProxy forwards to upstream; drop closes the connections it
-// carries, as a server restart does, and new ones are forwarded again.
-func droppingProxy(t *testing.T, upstream string) (addr string, drop func()) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	drop = func() {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-		conns = nil
-	}
-	t.Cleanup(func() { ln.Close(); drop() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.Dial("tcp", upstream)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, c, u)
-			mu.Unlock()
-			go func() { io.Copy(c, u); c.Close() }()
-			go func() { io.Copy(u, c); u.Close() }()
-		}
-	}()
-	return ln.Addr().String(), drop
-}
-
 // An idle insert connection the server has closed (a restart) is found
 // dead before the batch is sent, and the insert goes through on a new one.
 func TestInsertFlowsAfterTheServerDroppedIdleConnections(t *testing.T) {
 	direct, cfg := migratedDB(t)
-	addr, drop := droppingProxy(t, cfg.Addr)
+	addr, drop := proxy(t, cfg.Addr, -1)
 	cfg.Addr = addr
 	ctx := context.Background()
 	db, err := store.OpenServer(ctx, cfg, nil)
