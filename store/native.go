@@ -221,6 +221,10 @@ func (c *nativeConn) receive(want proto.ServerCode) error {
 		case proto.ServerCodeTableColumns:
 			var t proto.TableColumns
 			err = t.DecodeAware(c.r, c.version)
+		case proto.ServerCodeLog:
+			// A user profile with send_logs_level makes the server send
+			// its log lines; they are not the insert's business.
+			err = c.discardBlock()
 		case want:
 			if sc == proto.ServerCodeData {
 				return c.header()
@@ -233,6 +237,17 @@ func (c *nativeConn) receive(want proto.ServerCode) error {
 			return fmt.Errorf("read %s: %w", proto.ServerCode(code), err)
 		}
 	}
+}
+
+// discardBlock reads a block of the server's log, which is never
+// compressed, whatever columns it has.
+func (c *nativeConn) discardBlock() error {
+	if _, err := c.r.Str(); err != nil { // table name, empty
+		return err
+	}
+	var b proto.Block
+	var res proto.Results
+	return b.DecodeBlock(c.r, c.version, res.Auto())
 }
 
 // header reads the block the server answers an INSERT with: the table's
