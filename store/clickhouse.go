@@ -97,7 +97,7 @@ func dial(cfg Config, database string) (driver.Conn, error) {
 			}
 			return &writeDeadlineConn{Conn: c, timeout: cfg.InsertTimeout}, nil
 		},
-		Compression:  &clickhouse.Compression{Method: compressionMethods[cfg.Compression]},
+		Compression:  &clickhouse.Compression{Method: compressionMethods[cfg.WireCompression()]},
 		MaxOpenConns: cfg.Writers + 8,
 		MaxIdleConns: cfg.Writers + 2,
 	})

@@ -50,7 +50,7 @@ func dialNative(ctx context.Context, cfg Config) (*nativeConn, error) {
 	}
 	c := &nativeConn{conn: nc, timeout: cfg.InsertTimeout, compression: proto.CompressionDisabled}
 	c.r = proto.NewReader(timeoutReader{nc, cfg.InsertTimeout})
-	if m := nativeCompression[cfg.Compression]; m != compress.None {
+	if m := nativeCompression[cfg.WireCompression()]; m != compress.None {
 		c.compression, c.cw = proto.CompressionEnabled, compress.NewWriter(compress.LevelZero, m)
 	}
 	if err := c.hello(cfg); err != nil {

@@ -35,7 +35,7 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"batch_interval", func(c *Config) { c.BatchInterval = time.Millisecond }, "batch_interval: 1ms is shorter than 10ms"},
 		{"writers", func(c *Config) { c.Writers = 0 }, "writers: 0 is outside 1..64"},
 		{"insert_timeout", func(c *Config) { c.InsertTimeout = 0 }, "insert_timeout:"},
-		{"compression", func(c *Config) { c.Compression = "gzip" }, "compression: \"gzip\" is not lz4, zstd or none"},
+		{"compression", func(c *Config) { c.Compression = "gzip" }, "compression: \"gzip\" is not auto, lz4, zstd or none"},
 		{"dial_timeout", func(c *Config) { c.DialTimeout = 0 }, "dial_timeout:"},
 		{"retry.initial", func(c *Config) { c.Retry.Initial = 0 }, "retry.initial:"},
 		{"retry.max", func(c *Config) { c.Retry.Max = time.Millisecond }, "retry.max: 1ms is shorter than retry.initial"},
@@ -210,6 +210,27 @@ func TestPartitionEnd(t *testing.T) {
 		got, ok := partitionEnd(tc.id)
 		if ok != tc.ok || (ok && got.Format(time.RFC3339) != tc.want) {
 			t.Errorf("partitionEnd(%q) = %s, %v; want %s, %v", tc.id, got.Format(time.RFC3339), ok, tc.want, tc.ok)
+		}
+	}
+}
+
+// auto compresses only what crosses a network: none to a server on a
+// loopback address, lz4 to any other; a method set is kept.
+func TestWireCompression(t *testing.T) {
+	for _, tc := range []struct{ compression, addr, want string }{
+		{"auto", "127.0.0.1:9000", "none"},
+		{"auto", "[::1]:9000", "none"},
+		{"auto", "localhost:9000", "none"},
+		{"auto", "ch1.example:9000", "lz4"},
+		{"auto", "10.0.0.5:9000", "lz4"},
+		{"zstd", "127.0.0.1:9000", "zstd"},
+		{"lz4", "127.0.0.1:9000", "lz4"},
+		{"none", "ch1.example:9000", "none"},
+	} {
+		c := DefaultConfig()
+		c.Compression, c.Addr = tc.compression, tc.addr
+		if got := c.WireCompression(); got != tc.want {
+			t.Errorf("compression %s to %s: %s, want %s", tc.compression, tc.addr, got, tc.want)
 		}
 	}
 }
