@@ -5,8 +5,8 @@ import "encoding/binary"
 var be = binary.BigEndian
 
 // header starts a datagram of the capture's version in r.buf.
-func (r *Replayer) header(s *stream, st *streamState, c clock) []byte {
-	b := r.buf[:0]
+func (r *Replayer) header(x *exporter, s *stream, st *streamState, c clock) []byte {
+	b := x.buf[:0]
 	secs := uint32(c.exportMs / 1000)
 	switch r.capt.Version {
 	case versionV5:
@@ -64,8 +64,8 @@ func (r *Replayer) closeSet(b []byte, at int) []byte {
 // templates builds a stream's template datagram: its templates, options
 // templates and options records. units is the options records (what an
 // IPFIX sequence number counts of it).
-func (r *Replayer) templates(s *stream, st *streamState, c clock) (b []byte, units int) {
-	b = r.header(s, st, c)
+func (r *Replayer) templates(x *exporter, s *stream, st *streamState, c clock) (b []byte, units int) {
+	b = r.header(x, s, st, c)
 	tmplSet, optSet := uint16(0), uint16(1)
 	if r.capt.Version == versionIPFIX {
 		tmplSet, optSet = 2, 3
@@ -111,7 +111,7 @@ func (r *Replayer) templates(s *stream, st *streamState, c clock) (b []byte, uni
 			b = r.closeSet(b, at)
 		}
 	}
-	r.buf = b
+	x.buf = b
 	return r.finish(b, records), units
 }
 
@@ -120,7 +120,7 @@ func (r *Replayer) templates(s *stream, st *streamState, c clock) (b []byte, uni
 func (r *Replayer) data(x *exporter, st *streamState, c clock, want int) (b []byte, n int) {
 	recs := r.capt.records
 	si := recs[x.cursor].stream
-	b = r.header(r.capt.streams[si], st, c)
+	b = r.header(x, r.capt.streams[si], st, c)
 	v5 := r.capt.Version == versionV5
 	at := -1
 	var cur *template
@@ -154,6 +154,6 @@ func (r *Replayer) data(x *exporter, st *streamState, c clock, want int) (b []by
 	if at >= 0 {
 		b = r.closeSet(b, at)
 	}
-	r.buf = b
+	x.buf = b
 	return r.finish(b, n), n
 }

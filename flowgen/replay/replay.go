@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/flowhouse/flowhouse/flowgen"
@@ -109,7 +110,7 @@ type Report struct {
 type ExporterReport struct {
 	Address   string `json:"address"`
 	Flows     uint64 `json:"flows"`
-	Datagrams uint64 `json:"datagrams"`
+	Datagrams uint64 `json:"datagrams"` // templates' included
 }
 
 // streamState is one exporter's numbering of one of the capture's streams.
@@ -127,8 +128,15 @@ type exporter struct {
 	cursor int // next record of the capture
 	bootMs int64
 	states []streamState
+	buf    []byte
 	rep    ExporterReport
+	stats  sendStats
 	err    error
+}
+
+// sendStats are an exporter's totals, summed into the report.
+type sendStats struct {
+	datagrams, templateDatagrams, flows, unsent uint64
 }
 
 // Replayer sends a capture's records from simulated exporters.
@@ -136,8 +144,7 @@ type Replayer struct {
 	cfg       Config
 	capt      *Capture
 	exporters []*exporter
-	buf       []byte
-	rep       Report
+	mu        sync.Mutex // serializes OnDatagram
 }
 
 // New prepares a replay of capt; it does no I/O.
@@ -145,11 +152,11 @@ func New(capt *Capture, cfg Config) (*Replayer, error) {
 	if err := cfg.validate(capt); err != nil {
 		return nil, fmt.Errorf("replay: %w", err)
 	}
-	r := &Replayer{cfg: cfg, capt: capt, buf: make([]byte, 0, cfg.MaxDatagram)}
+	r := &Replayer{cfg: cfg, capt: capt}
 	addr := cfg.SourceBase
 	for i := 0; i < cfg.Exporters; i++ {
 		r.exporters = append(r.exporters, &exporter{idx: i, src: netip.AddrPortFrom(addr, cfg.SourcePort),
-			states: make([]streamState, len(capt.streams)),
+			states: make([]streamState, len(capt.streams)), buf: make([]byte, 0, cfg.MaxDatagram),
 			// Staggered so that the exporters are not in step through the capture.
 			cursor: i * len(capt.records) / cfg.Exporters})
 		addr = addr.Next()
@@ -157,7 +164,9 @@ func New(capt *Capture, cfg Config) (*Replayer, error) {
 	return r, nil
 }
 
-// Run sends until the count or duration is reached or ctx ends.
+// Run sends until the count or duration is reached or ctx ends. Each
+// exporter sends from its own goroutine, paced at its share of the rate,
+// so that the replay is not bound by one core's sending.
 func (r *Replayer) Run(ctx context.Context) (*Report, error) {
 	cfg := &r.cfg
 	start := cfg.Now()
@@ -179,17 +188,38 @@ func (r *Replayer) Run(ctx context.Context) (*Report, error) {
 	if cfg.Count > 0 {
 		limit = cfg.Count
 	}
-	var pacer *flowgen.Pacer
-	if cfg.Rate > 0 {
-		pacer = flowgen.NewPacer(cfg.Rate, time.Now())
-		defer pacer.Stop()
-		if cfg.Duration > 0 {
-			limit = min(limit, uint64(cfg.Duration.Seconds()*cfg.Rate))
-		}
+	if cfg.Rate > 0 && cfg.Duration > 0 {
+		limit = min(limit, uint64(cfg.Duration.Seconds()*cfg.Rate))
 	}
 	wall := time.Now()
+	var wg sync.WaitGroup
+	n := uint64(len(r.exporters))
+	for i, x := range r.exporters {
+		share := limit / n
+		if uint64(i) < limit%n {
+			share++
+		}
+		if limit == math.MaxUint64 {
+			share = limit
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.runExporter(ctx, x, wall, share, cfg.Rate/float64(n))
+		}()
+	}
+	wg.Wait()
+	return r.report(time.Since(wall)), nil
+}
+
+// runExporter sends x's share of the flows at its rate (0: unpaced).
+func (r *Replayer) runExporter(ctx context.Context, x *exporter, wall time.Time, limit uint64, rate float64) {
+	var pacer *flowgen.Pacer
+	if rate > 0 {
+		pacer = flowgen.NewPacer(rate, wall)
+		defer pacer.Stop()
+	}
 	var sent uint64
-	next := 0
 	for sent < limit && ctx.Err() == nil {
 		due := limit
 		if pacer != nil {
@@ -197,17 +227,15 @@ func (r *Replayer) Run(ctx context.Context) (*Report, error) {
 				pacer.Sleep(ctx, sent)
 				continue
 			}
-		} else if cfg.Duration > 0 && time.Since(wall) >= cfg.Duration {
+		} else if r.cfg.Duration > 0 && time.Since(wall) >= r.cfg.Duration {
 			break
 		}
-		now := cfg.Now()
+		now := r.cfg.Now()
 		// Up to a burst of datagrams between clock readings.
-		for i := 0; i < 256 && sent < due; i++ {
-			sent += r.send(r.exporters[next], now, due-sent)
-			next = (next + 1) % len(r.exporters)
+		for i := 0; i < 64 && sent < due; i++ {
+			sent += r.send(x, now, due-sent)
 		}
 	}
-	return r.report(time.Since(wall)), nil
 }
 
 func (r *Replayer) close() {
@@ -233,9 +261,9 @@ func (r *Replayer) send(x *exporter, now time.Time, most uint64) uint64 {
 	if r.capt.Version != versionV5 && (!st.announced ||
 		(cfg.TemplatePackets > 0 && st.sinceTemplates >= cfg.TemplatePackets) ||
 		(cfg.TemplateInterval > 0 && now.Sub(st.lastTemplates) >= cfg.TemplateInterval)) {
-		b, units := r.templates(r.capt.streams[si], st, c)
+		b, units := r.templates(x, r.capt.streams[si], st, c)
 		r.write(x, b, 0)
-		r.rep.TemplateDatagrams++
+		x.stats.templateDatagrams++
 		st.announced, st.sinceTemplates, st.lastTemplates = true, 0, now
 		r.advance(st, units)
 	}
@@ -267,31 +295,33 @@ func (r *Replayer) write(x *exporter, b []byte, flows int) {
 	}
 	if err != nil {
 		x.err = err
-		r.rep.UnsentFlows += uint64(flows)
+		x.stats.unsent += uint64(flows)
 		return
 	}
 	if r.cfg.OnDatagram != nil {
+		r.mu.Lock()
 		r.cfg.OnDatagram(x.idx, x.src, b)
+		r.mu.Unlock()
 	}
-	r.rep.Datagrams++
-	r.rep.Flows += uint64(flows)
-	x.rep.Datagrams++
-	x.rep.Flows += uint64(flows)
+	x.stats.datagrams++
+	x.stats.flows += uint64(flows)
 }
 
 func (r *Replayer) report(elapsed time.Duration) *Report {
-	rep := r.rep
-	rep.Density, rep.CaptureRecords = r.cfg.Density, len(r.capt.records)
-	rep.ElapsedSeconds = elapsed.Seconds()
-	if elapsed > 0 {
-		rep.FlowsPerSecond = float64(rep.Flows) / elapsed.Seconds()
-	}
+	rep := &Report{Density: r.cfg.Density, CaptureRecords: len(r.capt.records), ElapsedSeconds: elapsed.Seconds()}
 	for _, x := range r.exporters {
-		x.rep.Address = x.src.String()
-		rep.Exporters = append(rep.Exporters, x.rep)
+		s := x.stats
+		rep.Flows += s.flows
+		rep.Datagrams += s.datagrams
+		rep.TemplateDatagrams += s.templateDatagrams
+		rep.UnsentFlows += s.unsent
+		rep.Exporters = append(rep.Exporters, ExporterReport{Address: x.src.String(), Flows: s.flows, Datagrams: s.datagrams})
 		if x.err != nil {
 			rep.SendError = x.err.Error()
 		}
 	}
-	return &rep
+	if elapsed > 0 {
+		rep.FlowsPerSecond = float64(rep.Flows) / elapsed.Seconds()
+	}
+	return rep
 }
