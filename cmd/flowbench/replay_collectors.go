@@ -1,0 +1,400 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/flowhouse/flowhouse/flowgen/replay"
+)
+
+var loopbackIP = netip.MustParseAddr("127.0.0.1")
+
+func startReplayCollector(ctx context.Context, o options, env *replayEnvironment, name, database string) (replayCollector, error) {
+	switch name {
+	case "embedded", "server":
+		return startFlowhouseReplay(ctx, o, env, name, database)
+	case "goflow2":
+		return perStep{start: func() (*extCollector, error) { return startGoflow2(ctx, env) }}, nil
+	case "nfcapd":
+		return perStep{start: func() (*extCollector, error) { return startNfcapd(ctx, env) }}, nil
+	}
+	return nil, fmt.Errorf("unknown collector %q", name)
+}
+
+// fhReplay is flowhouse serve, one process for a run of steps: a step's
+// delivered flows are what its rows-inserted counter gained, and the rows
+// in the database are checked against their sum at the end.
+type fhReplay struct {
+	srv       *served
+	target    storeTarget
+	database  string
+	serverPid int // the ClickHouse server's (target with a server)
+	inserted  uint64
+}
+
+func startFlowhouseReplay(ctx context.Context, o options, env *replayEnvironment, name, database string) (*fhReplay, error) {
+	f := &fhReplay{database: database}
+	if name == "server" {
+		f.target = storeTarget{name: "server", addr: env.server.Addr()}
+		f.serverPid = env.server.Pid()
+	} else {
+		lib, err := filepath.Abs(o.library)
+		if err != nil {
+			return nil, err
+		}
+		dir, err := os.MkdirTemp(env.tmp, "embedded-")
+		if err != nil {
+			return nil, err
+		}
+		f.target = storeTarget{name: "embedded", library: lib, path: dir}
+	}
+	var err error
+	f.srv, err = startServe(ctx, o, f.target, database, disableRulesEnv()...)
+	return f, err
+}
+
+func (f *fhReplay) rowsInserted() (uint64, error) {
+	m, err := scrape(f.srv.httpAddr)
+	return uint64(m["flowhouse_store_rows_inserted_total"]), err
+}
+
+func (f *fhReplay) step(ctx context.Context, send func(netip.AddrPort) (*replay.Report, error)) (ReplayStep, error) {
+	var st ReplayStep
+	m0, err := f.rowsInserted()
+	if err != nil {
+		return st, err
+	}
+	cpu0, _ := processCPU(f.srv.pid())
+	ch0, _ := processCPU(f.serverPid)
+	k0 := udpReceiveErrors()
+	rep, err := send(netip.AddrPortFrom(loopbackIP, uint16(f.srv.udpPort)))
+	if err != nil {
+		return st, err
+	}
+	st.fromReplay(rep)
+	sendEnd := time.Now()
+	// As long as it takes (at most a minute): what is still queued would
+	// be counted in the next step.
+	m1, err := waitStable(ctx, f.rowsInserted, m0+rep.Flows, time.Minute)
+	st.DrainSeconds = time.Since(sendEnd).Seconds()
+	cpu1, _ := processCPU(f.srv.pid())
+	st.CPUSeconds = cpu1 - cpu0
+	if f.serverPid > 0 {
+		ch1, _ := processCPU(f.serverPid)
+		st.ServerCPUSeconds = ch1 - ch0
+	}
+	st.PeakRSSMiB = peakRSSMiB(f.srv.pid())
+	st.KernelDrops = udpReceiveErrors() - k0
+	st.Delivered = m1 - m0
+	f.inserted = m1
+	return st, err
+}
+
+func (f *fhReplay) stop() error {
+	f.srv.stop()
+	n, err := f.target.countRows(context.Background(), f.database)
+	if err != nil {
+		return fmt.Errorf("counting the stored rows: %w", err)
+	}
+	if n != f.inserted {
+		return fmt.Errorf("%d rows stored, %d counted inserted", n, f.inserted)
+	}
+	return nil
+}
+
+func (st *ReplayStep) fromReplay(r *replay.Report) {
+	st.Density, st.Sent, st.Datagrams, st.Achieved = r.Density, r.Flows, r.Datagrams, r.FlowsPerSecond
+}
+
+// waitStable polls get until it reaches want, or has not moved for
+// 1.5 s, or most has passed, and returns its last value.
+func waitStable(ctx context.Context, get func() (uint64, error), want uint64, most time.Duration) (uint64, error) {
+	start, moved := time.Now(), time.Now()
+	last, err := get()
+	for err == nil && last < want && time.Since(moved) < 1500*time.Millisecond && time.Since(start) < most {
+		select {
+		case <-ctx.Done():
+			return last, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+		var n uint64
+		if n, err = get(); n != last {
+			last, moved = n, time.Now()
+		}
+	}
+	return last, err
+}
+
+// perStep is a collector started afresh for each step (goflow2, nfcapd:
+// they start in milliseconds, and their outputs are counted per process).
+type perStep struct {
+	start func() (*extCollector, error)
+}
+
+func (p perStep) stop() error { return nil }
+
+func (p perStep) step(ctx context.Context, send func(netip.AddrPort) (*replay.Report, error)) (ReplayStep, error) {
+	var st ReplayStep
+	c, err := p.start()
+	if err != nil {
+		return st, err
+	}
+	defer c.proc.kill()
+	cpu0, _ := processCPU(c.proc.pid())
+	k0 := udpReceiveErrors()
+	rep, err := send(netip.AddrPortFrom(loopbackIP, uint16(c.port)))
+	if err != nil {
+		return st, err
+	}
+	st.fromReplay(rep)
+	sendEnd := time.Now()
+	// Drained when the count stops moving (goflow2's lines) or the
+	// process stops using CPU (nfcapd, which writes on exit), or after
+	// replayDrain: goflow2 queues what it reads in memory and decodes
+	// far slower than a high step offers, and what it has not written by
+	// then is not delivered.
+	_, err = waitStable(ctx, c.progress, rep.Flows, replayDrain)
+	st.DrainSeconds = time.Since(sendEnd).Seconds()
+	cpu1, _ := processCPU(c.proc.pid())
+	st.CPUSeconds = cpu1 - cpu0
+	st.PeakRSSMiB = peakRSSMiB(c.proc.pid())
+	st.KernelDrops = udpReceiveErrors() - k0
+	if err != nil {
+		return st, err
+	}
+	if c.kill {
+		c.proc.kill()
+	} else if err := c.proc.stop(); err != nil {
+		return st, err
+	}
+	st.Delivered, err = c.delivered()
+	return st, err
+}
+
+// extCollector is a goflow2 or nfcapd process and how to count its flows.
+type extCollector struct {
+	proc      *proc
+	port      int
+	progress  func() (uint64, error) // moves while it works
+	delivered func() (uint64, error) // once it has stopped
+	// kill stops it with SIGKILL: goflow2 would go on through its queue
+	// on SIGTERM; nfcapd writes its file on SIGTERM.
+	kill bool
+}
+
+// replayDrain is how long after a step's last datagram a goflow2 or
+// nfcapd may take to deliver.
+const replayDrain = 5 * time.Second
+
+func startGoflow2(ctx context.Context, env *replayEnvironment) (*extCollector, error) {
+	port, err := freePort("udp")
+	if err != nil {
+		return nil, err
+	}
+	httpPort, err := freePort("tcp")
+	if err != nil {
+		return nil, err
+	}
+	// JSON to its file output left empty is stdout; counted as it comes,
+	// one line a flow, instead of gigabytes written to disk.
+	var lines atomic.Uint64
+	p, err := startProc(ctx, env.tmp, func(r io.Reader) {
+		buf := make([]byte, 1<<20)
+		for {
+			n, err := r.Read(buf)
+			lines.Add(uint64(bytes.Count(buf[:n], []byte{'\n'})))
+			if err != nil {
+				return
+			}
+		}
+	}, env.goflow2, "-listen", fmt.Sprintf("netflow://127.0.0.1:%d", port), "-transport", "file", "-format", "json",
+		"-addr", fmt.Sprintf("127.0.0.1:%d", httpPort), "-loglevel", "warn")
+	if err != nil {
+		return nil, err
+	}
+	count := func() (uint64, error) { return lines.Load(), nil }
+	c := &extCollector{proc: p, port: port, progress: count, delivered: func() (uint64, error) { <-p.outDone; return count() }, kill: true}
+	return c, p.waitUDP(port)
+}
+
+func startNfcapd(ctx context.Context, env *replayEnvironment) (*extCollector, error) {
+	port, err := freePort("udp")
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp(env.tmp, "nfcapd-")
+	if err != nil {
+		return nil, err
+	}
+	// One file for the step (rotation every hour); nfcapd writes it out
+	// on SIGTERM.
+	p, err := startProc(ctx, env.tmp, nil, "nfcapd", "-w", dir, "-b", "127.0.0.1", "-p", strconv.Itoa(port), "-t", "3600")
+	if err != nil {
+		return nil, err
+	}
+	c := &extCollector{proc: p, port: port,
+		progress:  func() (uint64, error) { cpu, err := processCPU(p.pid()); return uint64(cpu * 100), err },
+		delivered: func() (uint64, error) { defer os.RemoveAll(dir); return nfdumpFlows(dir) }}
+	return c, p.waitUDP(port)
+}
+
+var nfdumpFlowsLine = regexp.MustCompile(`(?m)^Flows: (\d+)$`)
+
+// nfdumpFlows counts the flows of the nfcapd files in dir (nfdump -I
+// sums their statistics records).
+func nfdumpFlows(dir string) (uint64, error) {
+	out, err := exec.Command("nfdump", "-R", dir, "-I").CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("nfdump -R %s -I: %w\n%s", dir, err, out)
+	}
+	var total uint64
+	ms := nfdumpFlowsLine.FindAllSubmatch(out, -1)
+	if ms == nil {
+		return 0, fmt.Errorf("nfdump -I: no flow count in:\n%s", out)
+	}
+	for _, m := range ms {
+		n, _ := strconv.ParseUint(string(m[1]), 10, 64)
+		total += n
+	}
+	return total, nil
+}
+
+// proc is an external collector process; its output goes to a log file
+// unless out reads it.
+type proc struct {
+	cmd     *exec.Cmd
+	log     *os.File
+	done    chan struct{}
+	outDone chan struct{}
+	stopped bool
+}
+
+func startProc(ctx context.Context, tmp string, out func(io.Reader), name string, args ...string) (*proc, error) {
+	log, err := os.CreateTemp(tmp, filepath.Base(name)+"-*.log")
+	if err != nil {
+		return nil, err
+	}
+	p := &proc{log: log, done: make(chan struct{}), outDone: make(chan struct{})}
+	p.cmd = exec.CommandContext(ctx, name, args...)
+	p.cmd.Stderr = log
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var stdout io.ReadCloser
+	if out != nil {
+		if stdout, err = p.cmd.StdoutPipe(); err != nil {
+			return nil, err
+		}
+	} else {
+		p.cmd.Stdout = log
+		close(p.outDone)
+	}
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	if out != nil {
+		go func() { out(stdout); close(p.outDone) }()
+	}
+	go func() { <-p.outDone; _ = p.cmd.Wait(); close(p.done) }()
+	return p, nil
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+// waitUDP waits until the process has bound 127.0.0.1:port (the
+// templates a replay sends first must not go to a closed port).
+func (p *proc) waitUDP(port int) error {
+	want := fmt.Sprintf(" 0100007F:%04X ", port)
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+		if b, err := os.ReadFile("/proc/net/udp"); err == nil && strings.Contains(string(b), want) {
+			return nil
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s exited before listening: %s", p.cmd.Path, p.logTail())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	p.kill()
+	return fmt.Errorf("%s did not listen on port %d", p.cmd.Path, port)
+}
+
+func (p *proc) logTail() string {
+	b, _ := os.ReadFile(p.log.Name())
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return string(b)
+}
+
+// stop ends the process with SIGTERM (SIGKILL after 30 s) and waits.
+func (p *proc) stop() error {
+	if p.stopped {
+		return nil
+	}
+	p.stopped = true
+	defer os.Remove(p.log.Name())
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("%s did not stop on SIGTERM", p.cmd.Path)
+	}
+}
+
+func (p *proc) kill() {
+	if !p.stopped {
+		p.stopped = true
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		os.Remove(p.log.Name())
+	}
+}
+
+// buildGoflow2 installs goflow2 at goflow2Version (from the module cache,
+// or the module proxy) under bin/, once.
+func buildGoflow2(ctx context.Context, tmp string) (string, error) {
+	bin, err := filepath.Abs(filepath.Join("bin", "goflow2-"+goflow2Version))
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	gobin := filepath.Join(tmp, "gobin")
+	cmd := exec.CommandContext(ctx, "go", "install", "github.com/netsampler/goflow2/v2/cmd/goflow2@"+goflow2Version)
+	cmd.Env = append(os.Environ(), "GOBIN="+gobin, "GOFLAGS=-mod=mod")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go install goflow2@%s: %w\n%s", goflow2Version, err, out)
+	}
+	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+		return "", err
+	}
+	if err := os.Rename(filepath.Join(gobin, "goflow2"), bin); err != nil {
+		return "", fmt.Errorf("goflow2 binary: %w", err)
+	}
+	return bin, nil
+}
+
+// commandVersion is the first line a command prints for its version flag.
+func commandVersion(name, flag string) string {
+	out, err := exec.Command(name, flag).CombinedOutput()
+	if err != nil && len(out) == 0 {
+		return "unknown"
+	}
+	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return line
+}
