@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -12,7 +13,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -65,14 +65,16 @@ func startFlowhouseReplay(ctx context.Context, o options, env *replayEnvironment
 	return f, err
 }
 
-func (f *fhReplay) rowsInserted() (uint64, error) {
+// progress is the rows inserted, and whether the spool still holds rows
+// to replay (what backpressure spilled to disk is delivered later).
+func (f *fhReplay) progress() (uint64, bool, error) {
 	m, err := scrape(f.srv.httpAddr)
-	return uint64(m["flowhouse_store_rows_inserted_total"]), err
+	return uint64(m["flowhouse_store_rows_inserted_total"]), m["flowhouse_spool_segments_pending"] > 0, err
 }
 
 func (f *fhReplay) step(ctx context.Context, send func(netip.AddrPort) (*replay.Report, error)) (ReplayStep, error) {
 	var st ReplayStep
-	m0, err := f.rowsInserted()
+	m0, _, err := f.progress()
 	if err != nil {
 		return st, err
 	}
@@ -85,9 +87,9 @@ func (f *fhReplay) step(ctx context.Context, send func(netip.AddrPort) (*replay.
 	}
 	st.fromReplay(rep)
 	sendEnd := time.Now()
-	// As long as it takes (at most a minute): what is still queued would
-	// be counted in the next step.
-	m1, err := waitStable(ctx, f.rowsInserted, m0+rep.Flows, time.Minute)
+	// As long as it takes (at most a minute): what is still queued or
+	// spooled would be counted in the next step.
+	m1, err := waitStable(ctx, f.progress, m0+rep.Flows, time.Minute)
 	st.DrainSeconds = time.Since(sendEnd).Seconds()
 	cpu1, _ := processCPU(f.srv.pid())
 	st.CPUSeconds = cpu1 - cpu0
@@ -119,18 +121,18 @@ func (st *ReplayStep) fromReplay(r *replay.Report) {
 }
 
 // waitStable polls get until it reaches want, or has not moved for
-// 1.5 s, or most has passed, and returns its last value.
-func waitStable(ctx context.Context, get func() (uint64, error), want uint64, most time.Duration) (uint64, error) {
+// 1.5 s while not busy, or most has passed, and returns its last value.
+func waitStable(ctx context.Context, get func() (uint64, bool, error), want uint64, most time.Duration) (uint64, error) {
 	start, moved := time.Now(), time.Now()
-	last, err := get()
-	for err == nil && last < want && time.Since(moved) < 1500*time.Millisecond && time.Since(start) < most {
+	last, busy, err := get()
+	for err == nil && last < want && (busy || time.Since(moved) < 1500*time.Millisecond) && time.Since(start) < most {
 		select {
 		case <-ctx.Done():
 			return last, ctx.Err()
 		case <-time.After(250 * time.Millisecond):
 		}
 		var n uint64
-		if n, err = get(); n != last {
+		if n, busy, err = get(); n != last {
 			last, moved = n, time.Now()
 		}
 	}
@@ -187,8 +189,8 @@ func (p perStep) step(ctx context.Context, send func(netip.AddrPort) (*replay.Re
 type extCollector struct {
 	proc      *proc
 	port      int
-	progress  func() (uint64, error) // moves while it works
-	delivered func() (uint64, error) // once it has stopped
+	progress  func() (uint64, bool, error) // moves while it works
+	delivered func() (uint64, error)       // once it has stopped
 	// kill stops it with SIGKILL: goflow2 would go on through its queue
 	// on SIGTERM; nfcapd writes its file on SIGTERM.
 	kill bool
@@ -196,7 +198,7 @@ type extCollector struct {
 
 // replayDrain is how long after a step's last datagram a goflow2 or
 // nfcapd may take to deliver.
-const replayDrain = 5 * time.Second
+const replayDrain = 3 * time.Second
 
 func startGoflow2(ctx context.Context, env *replayEnvironment) (*extCollector, error) {
 	port, err := freePort("udp")
@@ -207,26 +209,49 @@ func startGoflow2(ctx context.Context, env *replayEnvironment) (*extCollector, e
 	if err != nil {
 		return nil, err
 	}
-	// JSON to its file output left empty is stdout; counted as it comes,
-	// one line a flow, instead of gigabytes written to disk.
-	var lines atomic.Uint64
-	p, err := startProc(ctx, env.tmp, func(r io.Reader) {
-		buf := make([]byte, 1<<20)
-		for {
-			n, err := r.Read(buf)
-			lines.Add(uint64(bytes.Count(buf[:n], []byte{'\n'})))
-			if err != nil {
-				return
-			}
-		}
-	}, env.goflow2, "-listen", fmt.Sprintf("netflow://127.0.0.1:%d", port), "-transport", "file", "-format", "json",
+	out := filepath.Join(env.tmp, fmt.Sprintf("goflow2-%d.json", port))
+	p, err := startProc(ctx, env.tmp, env.goflow2, "-listen", fmt.Sprintf("netflow://127.0.0.1:%d", port),
+		"-transport", "file", "-transport.file", out, "-format", "json",
 		"-addr", fmt.Sprintf("127.0.0.1:%d", httpPort), "-loglevel", "warn")
 	if err != nil {
 		return nil, err
 	}
-	count := func() (uint64, error) { return lines.Load(), nil }
-	c := &extCollector{proc: p, port: port, progress: count, delivered: func() (uint64, error) { <-p.outDone; return count() }, kill: true}
+	size := func() (uint64, bool, error) {
+		fi, err := os.Stat(out)
+		if errors.Is(err, os.ErrNotExist) {
+			return 0, false, nil
+		}
+		if err != nil {
+			return 0, false, err
+		}
+		return uint64(fi.Size()), false, nil
+	}
+	c := &extCollector{proc: p, port: port, progress: size, delivered: func() (uint64, error) { defer os.Remove(out); return countLines(out) }, kill: true}
 	return c, p.waitUDP(port)
+}
+
+// countLines counts the newlines of a file (goflow2 writes a flow a line).
+func countLines(path string) (uint64, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil // nothing written
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	var n uint64
+	for {
+		k, err := f.Read(buf)
+		n += uint64(bytes.Count(buf[:k], []byte{'\n'}))
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
 }
 
 func startNfcapd(ctx context.Context, env *replayEnvironment) (*extCollector, error) {
@@ -240,12 +265,12 @@ func startNfcapd(ctx context.Context, env *replayEnvironment) (*extCollector, er
 	}
 	// One file for the step (rotation every hour); nfcapd writes it out
 	// on SIGTERM.
-	p, err := startProc(ctx, env.tmp, nil, "nfcapd", "-w", dir, "-b", "127.0.0.1", "-p", strconv.Itoa(port), "-t", "3600")
+	p, err := startProc(ctx, env.tmp, "nfcapd", "-w", dir, "-b", "127.0.0.1", "-p", strconv.Itoa(port), "-t", "3600")
 	if err != nil {
 		return nil, err
 	}
 	c := &extCollector{proc: p, port: port,
-		progress:  func() (uint64, error) { cpu, err := processCPU(p.pid()); return uint64(cpu * 100), err },
+		progress:  func() (uint64, bool, error) { cpu, err := processCPU(p.pid()); return uint64(cpu * 100), false, err },
 		delivered: func() (uint64, error) { defer os.RemoveAll(dir); return nfdumpFlows(dir) }}
 	return c, p.waitUDP(port)
 }
@@ -271,41 +296,27 @@ func nfdumpFlows(dir string) (uint64, error) {
 	return total, nil
 }
 
-// proc is an external collector process; its output goes to a log file
-// unless out reads it.
+// proc is an external collector process, its output to a log file.
 type proc struct {
 	cmd     *exec.Cmd
 	log     *os.File
 	done    chan struct{}
-	outDone chan struct{}
 	stopped bool
 }
 
-func startProc(ctx context.Context, tmp string, out func(io.Reader), name string, args ...string) (*proc, error) {
+func startProc(ctx context.Context, tmp string, name string, args ...string) (*proc, error) {
 	log, err := os.CreateTemp(tmp, filepath.Base(name)+"-*.log")
 	if err != nil {
 		return nil, err
 	}
-	p := &proc{log: log, done: make(chan struct{}), outDone: make(chan struct{})}
+	p := &proc{log: log, done: make(chan struct{})}
 	p.cmd = exec.CommandContext(ctx, name, args...)
-	p.cmd.Stderr = log
+	p.cmd.Stdout, p.cmd.Stderr = log, log
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	var stdout io.ReadCloser
-	if out != nil {
-		if stdout, err = p.cmd.StdoutPipe(); err != nil {
-			return nil, err
-		}
-	} else {
-		p.cmd.Stdout = log
-		close(p.outDone)
-	}
 	if err := p.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	if out != nil {
-		go func() { out(stdout); close(p.outDone) }()
-	}
-	go func() { <-p.outDone; _ = p.cmd.Wait(); close(p.done) }()
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
 	return p, nil
 }
 

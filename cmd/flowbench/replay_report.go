@@ -13,16 +13,16 @@ func writeReplay(b *strings.Builder, r *ReplayResult) {
 		"from %d exporters (127.0.0.11 up, one socket each), its records re-packed N to a datagram with the capture's templates "+
 		"(sent first, again every 1000 datagrams or minute), each exporter numbering its own datagrams, for %.0f s per step, "+
 		"looping the capture. Collectors: flowhouse with the embedded engine (chDB, in-process), flowhouse with ClickHouse %s, "+
-		"goflow2 %s (`-format json`, file transport to stdout, a pipe the bench reads), nfcapd (%s, binary files).\n\n",
+		"goflow2 %s (`-format json`, file transport to a file), nfcapd (%s, binary files).\n\n",
 		r.Capture, r.Version, r.CaptureRecords, r.CaptureDensity, r.Exporters, r.StepSeconds, r.ClickHouse, r.Goflow2, r.Nfcapd)
 	b.WriteString("Sent = data records the replayer sent (template and options datagrams not counted). Delivered: flowhouse, the rows its store " +
 		"inserted during the step (`flowhouse_store_rows_inserted_total`; at the end of each run the rows in the database are checked against their sum); " +
-		"goflow2, the JSON lines it wrote (one per flow); nfcapd, `nfdump -R DIR -I` on its files after it stopped. " +
+		"goflow2, the lines of its JSON file (one per flow); nfcapd, `nfdump -R DIR -I` on its files after it stopped. " +
 		"CPU = user+system seconds of the collector's process (/proc/PID/stat) from the first datagram until delivery stopped moving, per million flows sent and delivered: " +
 		"for embedded that includes the engine, which runs in flowhouse's process; for server it is flowhouse alone, the ClickHouse server's own CPU is its own column. " +
 		"Peak RSS = VmHWM: flowhouse runs one process for all the steps of a density (rates ascending, so a row's peak is that of the run so far), " +
 		"goflow2 and nfcapd one process per step. Kernel drops = UDP RcvbufErrors during the step (all collectors at their default socket buffers). " +
-		"Delivery is waited for until it stops moving for 1.5 s; goflow2 and nfcapd get at most 5 s after the last datagram " +
+		"Delivery is waited for until it stops moving for 1.5 s (flowhouse: and its spool, where backpressure spills rows, is empty); goflow2 and nfcapd get at most 3 s after the last datagram " +
 		"(goflow2 queues what it reads in memory and decodes far slower than the high steps offer; it is then killed, and what it has not written is not delivered), " +
 		"flowhouse up to a minute (its process goes on to the next step). Ratios are to flowhouse embedded at the same density and rate (CPU per flow sent; RSS). The replayer shares the 2 CPUs with the collector: " +
 		"achieved is what it managed to send.\n")
