@@ -42,7 +42,7 @@ func (r *replayOptions) flags() func() error {
 	flag.StringVar(&rates, "replay-rates", "35000,141000,352000,703000", "offered rates (flows/s) at the first density")
 	flag.StringVar(&dense, "replay-dense-rates", "352000,703000", "offered rates (flows/s) at the other densities")
 	flag.StringVar(&densities, "replay-densities", "4,10,30", "records per datagram (0: the capture's own, rounded); rates are -replay-rates at the first, -replay-dense-rates at the others")
-	flag.DurationVar(&r.duration, "replay-duration", 5*time.Second, "load duration of each replay step")
+	flag.DurationVar(&r.duration, "replay-duration", 4*time.Second, "load duration of each replay step")
 	flag.IntVar(&r.exporters, "replay-exporters", 4, "simulated exporters of the replay")
 	flag.StringVar(&collectors, "replay-collectors", strings.Join(replayCollectors, ","), "collectors the replay measures")
 	flag.StringVar(&r.goflow2, "goflow2", "", "goflow2 binary (empty: go install goflow2@"+goflow2Version+" into a temporary directory)")
@@ -206,13 +206,16 @@ func replayEnv(ctx context.Context, o options, res *ReplayResult) (*replayEnviro
 			}
 			res.ClickHouse = env.server.Version()
 		case "goflow2":
+			// A binary built by go install says no version of its own.
+			res.Goflow2 = goflow2Version
 			if env.goflow2 == "" {
 				if env.goflow2, err = buildGoflow2(ctx, env.tmp); err != nil {
 					env.close()
 					return nil, err
 				}
+			} else {
+				res.Goflow2 = commandVersion(env.goflow2, "-v")
 			}
-			res.Goflow2 = commandVersion(env.goflow2, "-v")
 		case "nfcapd":
 			res.Nfcapd = commandVersion("nfcapd", "-V")
 		}

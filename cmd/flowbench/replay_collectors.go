@@ -65,11 +65,17 @@ func startFlowhouseReplay(ctx context.Context, o options, env *replayEnvironment
 	return f, err
 }
 
-// progress is the rows inserted, and whether the spool still holds rows
-// to replay (what backpressure spilled to disk is delivered later).
+// progress is the rows inserted, and whether flows are still on their
+// way: datagrams queued for decoding, decoded flows neither inserted nor
+// dropped yet (in the batcher, or spilled to the spool by backpressure,
+// to be replayed later).
 func (f *fhReplay) progress() (uint64, bool, error) {
 	m, err := scrape(f.srv.httpAddr)
-	return uint64(m["flowhouse_store_rows_inserted_total"]), m["flowhouse_spool_segments_pending"] > 0, err
+	inserted := m["flowhouse_store_rows_inserted_total"]
+	done := inserted + m["flowhouse_store_rows_dropped_total"] + m["flowhouse_spool_rows_dropped_total"]
+	busy := m["flowhouse_collector_queue_depth"] > 0 || m["flowhouse_spool_segments_pending"] > 0 ||
+		done < m["flowhouse_collector_flows_total"]
+	return uint64(inserted), busy, err
 }
 
 func (f *fhReplay) step(ctx context.Context, send func(netip.AddrPort) (*replay.Report, error)) (ReplayStep, error) {
@@ -89,7 +95,7 @@ func (f *fhReplay) step(ctx context.Context, send func(netip.AddrPort) (*replay.
 	sendEnd := time.Now()
 	// As long as it takes (at most a minute): what is still queued or
 	// spooled would be counted in the next step.
-	m1, err := waitStable(ctx, f.progress, m0+rep.Flows, time.Minute)
+	m1, err := waitStable(ctx, f.progress, time.Minute)
 	st.DrainSeconds = time.Since(sendEnd).Seconds()
 	cpu1, _ := processCPU(f.srv.pid())
 	st.CPUSeconds = cpu1 - cpu0
@@ -120,12 +126,19 @@ func (st *ReplayStep) fromReplay(r *replay.Report) {
 	st.Density, st.Sent, st.Datagrams, st.Achieved = r.Density, r.Flows, r.Datagrams, r.FlowsPerSecond
 }
 
-// waitStable polls get until it reaches want, or has not moved for
-// 1.5 s while not busy, or most has passed, and returns its last value.
-func waitStable(ctx context.Context, get func() (uint64, bool, error), want uint64, most time.Duration) (uint64, error) {
+// waitStable polls get until it has not moved for 1 s while not busy (3 s
+// while busy: a starved process may pause), or most has passed, and
+// returns its last value.
+func waitStable(ctx context.Context, get func() (uint64, bool, error), most time.Duration) (uint64, error) {
 	start, moved := time.Now(), time.Now()
 	last, busy, err := get()
-	for err == nil && last < want && (busy || time.Since(moved) < 1500*time.Millisecond) && time.Since(start) < most {
+	quiet := func() time.Duration {
+		if busy {
+			return 3 * time.Second
+		}
+		return time.Second
+	}
+	for err == nil && time.Since(moved) < quiet() && time.Since(start) < most {
 		select {
 		case <-ctx.Done():
 			return last, ctx.Err()
@@ -167,7 +180,7 @@ func (p perStep) step(ctx context.Context, send func(netip.AddrPort) (*replay.Re
 	// replayDrain: goflow2 queues what it reads in memory and decodes
 	// far slower than a high step offers, and what it has not written by
 	// then is not delivered.
-	_, err = waitStable(ctx, c.progress, rep.Flows, replayDrain)
+	_, err = waitStable(ctx, c.progress, replayDrain)
 	st.DrainSeconds = time.Since(sendEnd).Seconds()
 	cpu1, _ := processCPU(c.proc.pid())
 	st.CPUSeconds = cpu1 - cpu0

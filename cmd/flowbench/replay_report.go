@@ -22,7 +22,7 @@ func writeReplay(b *strings.Builder, r *ReplayResult) {
 		"for embedded that includes the engine, which runs in flowhouse's process; for server it is flowhouse alone, the ClickHouse server's own CPU is its own column. " +
 		"Peak RSS = VmHWM: flowhouse runs one process for all the steps of a density (rates ascending, so a row's peak is that of the run so far), " +
 		"goflow2 and nfcapd one process per step. Kernel drops = UDP RcvbufErrors during the step (all collectors at their default socket buffers). " +
-		"Delivery is waited for until it stops moving for 1.5 s (flowhouse: and its spool, where backpressure spills rows, is empty); goflow2 and nfcapd get at most 3 s after the last datagram " +
+		"Delivery is waited for until it stops moving for 1 s (flowhouse: and its metrics show nothing on the way, or 3 s without movement while they do: no datagram queued, every decoded flow inserted or dropped, the spool where backpressure spills rows empty); goflow2 and nfcapd get at most 3 s after the last datagram " +
 		"(goflow2 queues what it reads in memory and decodes far slower than the high steps offer; it is then killed, and what it has not written is not delivered), " +
 		"flowhouse up to a minute (its process goes on to the next step). Ratios are to flowhouse embedded at the same density and rate (CPU per flow sent; RSS). The replayer shares the 2 CPUs with the collector: " +
 		"achieved is what it managed to send.\n")
