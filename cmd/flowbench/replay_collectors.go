@@ -21,10 +21,10 @@ import (
 
 var loopbackIP = netip.MustParseAddr("127.0.0.1")
 
-func startReplayCollector(ctx context.Context, o options, env *replayEnvironment, name, database string) (replayCollector, error) {
+func startReplayCollector(ctx context.Context, o options, env *replayEnvironment, name string) (replayCollector, error) {
 	switch name {
 	case "embedded", "server":
-		return startFlowhouseReplay(ctx, o, env, name, database)
+		return fhReplay{o: o, env: env, name: name}, nil
 	case "goflow2":
 		return perStep{start: func() (*extCollector, error) { return startGoflow2(ctx, env) }}, nil
 	case "nfcapd":
@@ -33,44 +33,89 @@ func startReplayCollector(ctx context.Context, o options, env *replayEnvironment
 	return nil, fmt.Errorf("unknown collector %q", name)
 }
 
-// fhReplay is flowhouse serve, one process for a run of steps: a step's
-// delivered flows are what its rows-inserted counter gained, and the rows
-// in the database are checked against their sum at the end.
+// fhReplay runs flowhouse serve afresh for each step, in a database (or
+// embedded data directory) of its own, as the ingest stage does: what a
+// step delivered is the rows in the database once serve has stopped (it
+// inserts what it still holds before it exits).
 type fhReplay struct {
-	srv       *served
-	target    storeTarget
-	database  string
-	serverPid int // the ClickHouse server's (target with a server)
-	inserted  uint64
+	o    options
+	env  *replayEnvironment
+	name string
 }
 
-func startFlowhouseReplay(ctx context.Context, o options, env *replayEnvironment, name, database string) (*fhReplay, error) {
-	f := &fhReplay{database: database}
-	if name == "server" {
-		f.target = storeTarget{name: "server", addr: env.server.Addr()}
-		f.serverPid = env.server.Pid()
-	} else {
-		lib, err := filepath.Abs(o.library)
-		if err != nil {
-			return nil, err
-		}
-		dir, err := os.MkdirTemp(env.tmp, "embedded-")
-		if err != nil {
-			return nil, err
-		}
-		f.target = storeTarget{name: "embedded", library: lib, path: dir}
+func (f fhReplay) stop() error { return nil }
+
+func (f fhReplay) target() (storeTarget, func(), error) {
+	if f.name == "server" {
+		return storeTarget{name: "server", addr: f.env.server.Addr()}, func() {}, nil
 	}
-	var err error
-	f.srv, err = startServe(ctx, o, f.target, database, disableRulesEnv()...)
-	return f, err
+	lib, err := filepath.Abs(f.o.library)
+	if err != nil {
+		return storeTarget{}, nil, err
+	}
+	dir, err := os.MkdirTemp(f.env.tmp, "embedded-")
+	if err != nil {
+		return storeTarget{}, nil, err
+	}
+	return storeTarget{name: "embedded", library: lib, path: dir}, func() { os.RemoveAll(dir) }, nil
 }
 
-// progress is the rows inserted, and whether flows are still on their
+func (f fhReplay) step(ctx context.Context, send func(netip.AddrPort) (*replay.Report, error)) (ReplayStep, error) {
+	var st ReplayStep
+	target, done, err := f.target()
+	if err != nil {
+		return st, err
+	}
+	defer done()
+	f.env.runs++
+	database := fmt.Sprintf("replay_%d", f.env.runs)
+	srv, err := startServe(ctx, f.o, target, database, disableRulesEnv()...)
+	if err != nil {
+		return st, err
+	}
+	defer srv.stop()
+	serverPid := 0
+	if f.name == "server" {
+		serverPid = f.env.server.Pid()
+	}
+	cpu0, _ := processCPU(srv.pid())
+	ch0, _ := processCPU(serverPid)
+	k0 := udpReceiveErrors()
+	rep, err := send(netip.AddrPortFrom(loopbackIP, uint16(srv.udpPort)))
+	if err != nil {
+		return st, err
+	}
+	st.fromReplay(rep)
+	sendEnd := time.Now()
+	// What it has not inserted after 10 s it inserts when it stops.
+	_, err = waitStable(ctx, func() (uint64, bool, error) { return fhProgress(srv) }, 10*time.Second)
+	st.DrainSeconds = time.Since(sendEnd).Seconds()
+	st.KernelDrops = udpReceiveErrors() - k0
+	if err != nil {
+		return st, err
+	}
+	srv.stop()
+	if ps := srv.cmd.ProcessState; ps != nil {
+		st.CPUSeconds = (ps.UserTime() + ps.SystemTime()).Seconds() - cpu0
+		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+			st.PeakRSSMiB = float64(ru.Maxrss) / 1024 // KiB on Linux
+		}
+	}
+	if st.Delivered, err = target.countRows(ctx, database); err != nil {
+		return st, fmt.Errorf("counting the stored rows: %w", err)
+	}
+	if serverPid > 0 {
+		ch1, _ := processCPU(serverPid)
+		st.ServerCPUSeconds = ch1 - ch0
+	}
+	return st, nil
+}
+
+// fhProgress is the rows inserted, and whether flows are still on their
 // way: datagrams queued for decoding, decoded flows neither inserted nor
-// dropped yet (in the batcher, or spilled to the spool by backpressure,
-// to be replayed later).
-func (f *fhReplay) progress() (uint64, bool, error) {
-	m, err := scrape(f.srv.httpAddr)
+// dropped yet (in the batcher, or spilled to the spool by backpressure).
+func fhProgress(srv *served) (uint64, bool, error) {
+	m, err := scrape(srv.httpAddr)
 	inserted := m["flowhouse_store_rows_inserted_total"]
 	done := inserted + m["flowhouse_store_rows_dropped_total"] + m["flowhouse_spool_rows_dropped_total"]
 	busy := m["flowhouse_collector_queue_depth"] > 0 || m["flowhouse_spool_segments_pending"] > 0 ||
@@ -78,67 +123,18 @@ func (f *fhReplay) progress() (uint64, bool, error) {
 	return uint64(inserted), busy, err
 }
 
-func (f *fhReplay) step(ctx context.Context, send func(netip.AddrPort) (*replay.Report, error)) (ReplayStep, error) {
-	var st ReplayStep
-	m0, _, err := f.progress()
-	if err != nil {
-		return st, err
-	}
-	cpu0, _ := processCPU(f.srv.pid())
-	ch0, _ := processCPU(f.serverPid)
-	k0 := udpReceiveErrors()
-	rep, err := send(netip.AddrPortFrom(loopbackIP, uint16(f.srv.udpPort)))
-	if err != nil {
-		return st, err
-	}
-	st.fromReplay(rep)
-	sendEnd := time.Now()
-	// As long as it takes (at most a minute): what is still queued or
-	// spooled would be counted in the next step.
-	m1, err := waitStable(ctx, f.progress, time.Minute)
-	st.DrainSeconds = time.Since(sendEnd).Seconds()
-	cpu1, _ := processCPU(f.srv.pid())
-	st.CPUSeconds = cpu1 - cpu0
-	if f.serverPid > 0 {
-		ch1, _ := processCPU(f.serverPid)
-		st.ServerCPUSeconds = ch1 - ch0
-	}
-	st.PeakRSSMiB = peakRSSMiB(f.srv.pid())
-	st.KernelDrops = udpReceiveErrors() - k0
-	st.Delivered = m1 - m0
-	f.inserted = m1
-	return st, err
-}
-
-func (f *fhReplay) stop() error {
-	f.srv.stop()
-	n, err := f.target.countRows(context.Background(), f.database)
-	if err != nil {
-		return fmt.Errorf("counting the stored rows: %w", err)
-	}
-	if n != f.inserted {
-		return fmt.Errorf("%d rows stored, %d counted inserted", n, f.inserted)
-	}
-	return nil
-}
-
 func (st *ReplayStep) fromReplay(r *replay.Report) {
 	st.Density, st.Sent, st.Datagrams, st.Achieved = r.Density, r.Flows, r.Datagrams, r.FlowsPerSecond
 }
 
-// waitStable polls get until it has not moved for 1 s while not busy (3 s
-// while busy: a starved process may pause), or most has passed, and
-// returns its last value.
+// waitStable polls get until it is not busy and has not moved for 1 s, or
+// most has passed, and returns its last value. While busy it waits
+// however long the value stands still: a starved server's insert of one
+// batch takes seconds.
 func waitStable(ctx context.Context, get func() (uint64, bool, error), most time.Duration) (uint64, error) {
 	start, moved := time.Now(), time.Now()
 	last, busy, err := get()
-	quiet := func() time.Duration {
-		if busy {
-			return 3 * time.Second
-		}
-		return time.Second
-	}
-	for err == nil && time.Since(moved) < quiet() && time.Since(start) < most {
+	for err == nil && (busy || time.Since(moved) < time.Second) && time.Since(start) < most {
 		select {
 		case <-ctx.Done():
 			return last, ctx.Err()

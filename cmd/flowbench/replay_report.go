@@ -15,16 +15,16 @@ func writeReplay(b *strings.Builder, r *ReplayResult) {
 		"looping the capture. Collectors: flowhouse with the embedded engine (chDB, in-process), flowhouse with ClickHouse %s, "+
 		"goflow2 %s (`-format json`, file transport to a file), nfcapd (%s, binary files).\n\n",
 		r.Capture, r.Version, r.CaptureRecords, r.CaptureDensity, r.Exporters, r.StepSeconds, r.ClickHouse, r.Goflow2, r.Nfcapd)
-	b.WriteString("Sent = data records the replayer sent (template and options datagrams not counted). Delivered: flowhouse, the rows its store " +
-		"inserted during the step (`flowhouse_store_rows_inserted_total`; at the end of each run the rows in the database are checked against their sum); " +
+	b.WriteString("Sent = data records the replayer sent (template and options datagrams not counted). Every collector runs one process per step. " +
+		"Delivered: flowhouse, the rows in the step's database (or embedded data directory) of its own once serve has stopped (it inserts what it holds before it exits); " +
 		"goflow2, the lines of its JSON file (one per flow); nfcapd, `nfdump -R DIR -I` on its files after it stopped. " +
-		"CPU = user+system seconds of the collector's process (/proc/PID/stat) from the first datagram until delivery stopped moving, per million flows sent and delivered: " +
+		"CPU = user+system seconds of the collector's process from the first datagram on (/proc/PID/stat; flowhouse: to its exit, from its rusage), per million flows sent and delivered: " +
 		"for embedded that includes the engine, which runs in flowhouse's process; for server it is flowhouse alone, the ClickHouse server's own CPU is its own column. " +
-		"Peak RSS = VmHWM: flowhouse runs one process for all the steps of a density (rates ascending, so a row's peak is that of the run so far), " +
-		"goflow2 and nfcapd one process per step. Kernel drops = UDP RcvbufErrors during the step (all collectors at their default socket buffers). " +
-		"Delivery is waited for until it stops moving for 1 s (flowhouse: and its metrics show nothing on the way, or 3 s without movement while they do: no datagram queued, every decoded flow inserted or dropped, the spool where backpressure spills rows empty); goflow2 and nfcapd get at most 3 s after the last datagram " +
-		"(goflow2 queues what it reads in memory and decodes far slower than the high steps offer; it is then killed, and what it has not written is not delivered), " +
-		"flowhouse up to a minute (its process goes on to the next step). Ratios are to flowhouse embedded at the same density and rate (CPU per flow sent; RSS). The replayer shares the 2 CPUs with the collector: " +
+		"Peak RSS = VmHWM (flowhouse: its rusage maxrss). Kernel drops = UDP RcvbufErrors of the whole machine during the step (all collectors at their default socket buffers). " +
+		"Delivery is waited for until it stops moving for 1 s (flowhouse: and its metrics show nothing on the way: no datagram queued, every decoded flow inserted or dropped, " +
+		"the spool where backpressure spills rows empty; at most 10 s, then it is stopped); goflow2 and nfcapd get at most 3 s after the last datagram " +
+		"(goflow2 queues what it reads in memory and decodes far slower than the high steps offer; it is then killed, and what it has not written is not delivered). " +
+		"Ratios are to flowhouse embedded at the same density and rate (CPU per flow sent; RSS). The replayer shares the 2 CPUs with the collector: " +
 		"achieved is what it managed to send.\n")
 	if r.WallSeconds > 0 {
 		fmt.Fprintf(b, "\nStage wall time: %.0f s.\n", r.WallSeconds)
