@@ -253,8 +253,9 @@ func (s *stream) parseTemplates(b []byte, ipfix, options bool) error {
 			return nil // padding (v9) or a malformed record: the rest is not templates
 		}
 		if n == 0 {
-			// An IPFIX withdrawal: the replay keeps the last definition.
-			b = b[hdr:]
+			// An IPFIX withdrawal (ID and a field count of 0, RFC 7011
+			// section 8.1): the replay keeps the last definition.
+			b = b[4:]
 			continue
 		}
 		off := hdr
