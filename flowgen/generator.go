@@ -238,15 +238,13 @@ func (g *Generator) setup(startMs int64) error {
 	}
 	for i, x := range g.exporters {
 		if cfg.Send {
-			c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(x.src))
+			c, src, err := ListenExporter(x.src)
 			if err != nil {
 				g.closeConns()
-				return fmt.Errorf("flowgen: exporter %d: bind %s: %w", i, x.src, err)
+				return fmt.Errorf("flowgen: exporter %d: %w", i, err)
 			}
-			_ = c.SetWriteBuffer(4 << 20)
 			g.conns = append(g.conns, c)
-			x.src = c.LocalAddr().(*net.UDPAddr).AddrPort()
-			x.src = netip.AddrPortFrom(x.src.Addr().Unmap(), x.src.Port())
+			x.src = src
 		} else if x.src.Port() == 0 {
 			x.src = netip.AddrPortFrom(x.src.Addr(), uint16(49152+i%16384))
 		}
@@ -267,6 +265,19 @@ func (g *Generator) setup(startMs int64) error {
 		}
 	}
 	return nil
+}
+
+// ListenExporter binds an exporter's socket to src (port 0: ephemeral),
+// with a send buffer deep enough for paced bursts, and returns it with
+// the address bound.
+func ListenExporter(src netip.AddrPort) (*net.UDPConn, netip.AddrPort, error) {
+	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(src))
+	if err != nil {
+		return nil, src, fmt.Errorf("bind %s: %w", src, err)
+	}
+	_ = c.SetWriteBuffer(4 << 20)
+	a := c.LocalAddr().(*net.UDPAddr).AddrPort()
+	return c, netip.AddrPortFrom(a.Addr().Unmap(), a.Port()), nil
 }
 
 func (g *Generator) closeConns() {
@@ -313,11 +324,11 @@ func (g *Generator) Run(ctx context.Context) (*Report, error) {
 		nowMs       = startMs
 		interrupted bool
 	)
-	// Stopped until a paced run has nothing due (Go 1.23 timers: Reset
-	// after Stop sees no stale tick).
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
+	var pacer *Pacer
+	if pace {
+		pacer = NewPacer(rate, wallStart)
+		defer pacer.Stop()
+	}
 	for unit < limit && g.fatal == nil {
 		if ctx.Err() != nil {
 			interrupted = true
@@ -325,8 +336,8 @@ func (g *Generator) Run(ctx context.Context) (*Report, error) {
 		}
 		end := min(limit, unit+burstMax)
 		if pace {
-			el := time.Since(wallStart)
-			due := uint64(el.Seconds()*rate) + 1
+			el := pacer.Elapsed()
+			due := pacer.Due(el)
 			if due <= unit {
 				// Nothing due: send what has waited too long, then sleep.
 				now := startMs + int64(el/time.Millisecond)
@@ -334,12 +345,7 @@ func (g *Generator) Run(ctx context.Context) (*Report, error) {
 					now = time.Now().UnixMilli()
 				}
 				g.flushStale(el, now)
-				wait := max(sched(unit)-el, time.Millisecond)
-				timer.Reset(wait)
-				select {
-				case <-ctx.Done():
-				case <-timer.C:
-				}
+				pacer.Sleep(ctx, unit)
 				continue
 			}
 			end = min(end, due)

@@ -35,11 +35,12 @@ PACKAGES=(
 )
 # --bench adds what only `make bench` uses: FastNetMon CE, the detector
 # the bench compares detection with (its service stays stopped; the
-# bench runs it with a configuration of its own, usage reports off).
+# bench runs it with a configuration of its own, usage reports off), and
+# nfdump, whose nfcapd the replay stage compares ingest with.
 list=0
 for arg in "$@"; do
 	case "$arg" in
-	--bench) PACKAGES+=(fastnetmon) ;;
+	--bench) PACKAGES+=(fastnetmon nfdump) ;;
 	--list) list=1 ;;
 	*) echo "deps.sh: unknown argument $arg" >&2; exit 2 ;;
 	esac

@@ -48,6 +48,7 @@ type options struct {
 	rules     ruleOptions
 	api       apiOptions
 	burst     burstOptions
+	replay    replayOptions
 }
 
 func main() {
@@ -68,6 +69,7 @@ func main() {
 	checkRules := ruleFlags(&o.rules)
 	checkAPI := apiFlags(&o.api)
 	o.burst.flags()
+	checkReplay := o.replay.flags()
 	only := flag.String("only", "", "run only these stages (comma-separated): "+strings.Join(stageNames, ", "))
 	rewriteOnly := flag.Bool("rewrite", false, "only rewrite report.md and report.json from the report.json in -out (derived figures recomputed), measuring nothing")
 	flag.Parse()
@@ -79,7 +81,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "flowbench: -rates: %v\n", err)
 		os.Exit(2)
 	}
-	for _, check := range []func() error{checkRules, checkAPI, o.burst.check, func() error { return onlyStages(&o, *only) }} {
+	for _, check := range []func() error{checkRules, checkAPI, o.burst.check, checkReplay, func() error { return onlyStages(&o, *only) }} {
 		if err := check(); err != nil {
 			fmt.Fprintf(os.Stderr, "flowbench: %v\n", err)
 			os.Exit(2)
@@ -167,6 +169,7 @@ type Report struct {
 	Delay       *DelayResult      `json:"detection_delay,omitempty"`
 	API         []APIEngine       `json:"api_latency,omitempty"`
 	Burst       *BurstResult      `json:"burst,omitempty"`
+	Replay      *ReplayResult     `json:"replay,omitempty"`
 	StageErrors map[string]string `json:"stage_errors,omitempty"`
 }
 
@@ -237,6 +240,7 @@ func run(o options) error {
 		}
 	}
 	burstStageRun(ctx, o, rep, protocols)
+	replayStageRun(ctx, o, rep)
 	detectionStages(ctx, o, rep, protocols)
 	if o.api.on {
 		t := time.Now()
@@ -253,7 +257,7 @@ func run(o options) error {
 }
 
 // stageNames are the stages -only names.
-var stageNames = []string{"decode", "ingest", "burst", "rules-cost", "rules-load", "rules-delay", "fastnetmon", "api"}
+var stageNames = []string{"decode", "ingest", "burst", "replay", "rules-cost", "rules-load", "rules-delay", "fastnetmon", "api"}
 
 // onlyStages turns off every stage not named in only (when it is set).
 func onlyStages(o *options, only string) error {
@@ -280,6 +284,7 @@ func onlyStages(o *options, only string) error {
 	o.fnm = on["fastnetmon"]
 	o.api.on = on["api"]
 	o.burst.on = on["burst"]
+	o.replay.on = on["replay"]
 	return nil
 }
 
@@ -639,6 +644,9 @@ func write(dir string, rep *Report) error {
 	}
 	if rep.Burst != nil {
 		writeBurst(&b, rep.Burst)
+	}
+	if rep.Replay != nil {
+		writeReplay(&b, rep.Replay)
 	}
 	writeDetection(&b, rep)
 	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(b.String()), 0o644)

@@ -50,6 +50,7 @@ sample, its bytes the IP total length of the sampled packet, its packets 1.
 
 Usage:
   flowgen -count N | -duration D [flags]
+  flowgen replay -pcap FILE -count N | -duration D [flags]   (flowgen replay -h)
 
 Examples:
   flowgen -count 100000 -rate 20000                    # 4 exporters: v5, v9, ipfix, sflow
@@ -73,6 +74,9 @@ Flags:
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "replay" {
+		return runReplay(ctx, args[1:], stdout, stderr)
+	}
 	d := flowgen.DefaultConfig()
 	fs := flag.NewFlagSet("flowgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)

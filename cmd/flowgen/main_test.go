@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -140,6 +141,37 @@ func TestReportOutputs(t *testing.T) {
 	for _, s := range []string{"netflow_v5", "sflow_v5", "127.0.1.4:", "portscan", "total"} {
 		if !strings.Contains(out.String(), s) {
 			t.Errorf("text report lacks %q:\n%s", s, out.String())
+		}
+	}
+}
+
+// TestReplayCommand replays a capture to a socket of the test's and
+// reports what it sent as JSON.
+func TestReplayCommand(t *testing.T) {
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	var out, errb bytes.Buffer
+	err = run(context.Background(), []string{"replay", "-pcap", "../../collector/testdata/captures/pmacct_ipfix.pcap",
+		"-target", pc.LocalAddr().String(), "-exporters", "2", "-density", "10", "-count", "100", "-rate", "0", "-report", "-"}, &out, &errb)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errb.String())
+	}
+	var rep struct {
+		Flows   uint64 `json:"flows_sent"`
+		Density int    `json:"records_per_datagram"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	if rep.Flows != 100 || rep.Density != 10 {
+		t.Fatalf("report %+v, want 100 flows at 10 a datagram", rep)
+	}
+	for _, args := range [][]string{{"replay", "-count", "1"}, {"replay", "-pcap", "../../collector/testdata/captures/sflow5.pcap", "-count", "1"}} {
+		if err := run(context.Background(), args, &out, &errb); err == nil {
+			t.Errorf("%v: no error", args)
 		}
 	}
 }

@@ -83,6 +83,9 @@ func (s *Server) Version() string { return s.version }
 // Dir is the server's temporary directory (config, data, logs).
 func (s *Server) Dir() string { return s.dir }
 
+// Pid is the server process's, for benchmarks that read its CPU time.
+func (s *Server) Pid() int { return s.pid }
+
 // Start runs a new server and waits until it answers queries.
 func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.StartTimeout <= 0 {

@@ -1,4 +1,4 @@
-package testkit
+package pcapfile
 
 import (
 	"encoding/binary"
@@ -52,7 +52,7 @@ func TestCaptures(t *testing.T) {
 			if err := json.Unmarshal(raw, &want); err != nil {
 				t.Fatal(err)
 			}
-			ds := ReadCapture(t, file)
+			ds := readOrFail(t, file)
 			if len(ds) != want.Totals.Datagrams || len(ds) != len(want.Datagrams) {
 				t.Fatalf("read %d datagrams, tshark saw %d", len(ds), want.Totals.Datagrams)
 			}
@@ -88,7 +88,7 @@ func TestCaptures(t *testing.T) {
 func TestRealLinkTypes(t *testing.T) {
 	for _, file := range []string{"lo_sll.pcap", "lo_sll2.pcap", "lo_ethernet.pcapng"} {
 		t.Run(file, func(t *testing.T) {
-			ds := ReadCapture(t, filepath.Join("testdata", file))
+			ds := readOrFail(t, filepath.Join("testdata", file))
 			if len(ds) != 4 {
 				t.Fatalf("got %d datagrams, want 4", len(ds))
 			}
@@ -154,11 +154,20 @@ func TestCutShortIsAnError(t *testing.T) {
 	notUDP := ip()
 	notUDP.Protocol = layers.IPProtocolICMPv4
 	path := write(t, 1<<16, frame(ip(), "whole"), frame(fragment, "first part"), frame(notUDP, "icmp"))
-	ds, err := readCapture(path)
+	ds, err := Read(path)
 	if err != nil || len(ds) != 1 || string(ds[0].Payload) != "whole" || ds[0].Src != netip.MustParseAddrPort("192.0.2.1:4000") {
 		t.Fatalf("got %+v, %v; want the one whole datagram", ds, err)
 	}
-	if _, err := readCapture(write(t, 14+20+8+3, frame(ip(), "cut short"))); err == nil || !strings.Contains(err.Error(), "cut short") {
+	if _, err := Read(write(t, 14+20+8+3, frame(ip(), "cut short"))); err == nil || !strings.Contains(err.Error(), "cut short") {
 		t.Fatalf("a datagram cut by the snap length: error %v", err)
 	}
+}
+
+func readOrFail(t *testing.T, path string) []Datagram {
+	t.Helper()
+	ds, err := Read(path)
+	if err != nil {
+		t.Fatalf("read capture %s: %v", path, err)
+	}
+	return ds
 }
