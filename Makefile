@@ -10,7 +10,7 @@ CLICKHOUSE_PORT ?= 19000
 # time runs out under load (go.dev/issue/75804, fixed in go1.27).
 FUZZTIME ?= 100000x
 
-.PHONY: all build run run-server test test-deps deps vet fmt-check unit fuzz fuzz-short bench clean
+.PHONY: all build run run-server test test-deps deps vet fmt-check unit fuzz fuzz-short bench bench-detect clean
 
 all: build
 
@@ -59,11 +59,20 @@ fuzz:
 
 test: test-deps vet fmt-check unit fuzz-short
 
-# Decoder benchmarks against goflow2 and end-to-end load steps into a
-# ClickHouse server; writes bench/results/report.{md,json}. A few minutes.
+# Throughput, about 12 minutes: decoder benchmarks against goflow2, load
+# steps into both engines, the burst into a slowed server, and the capture
+# replay side by side with goflow2 and nfcapd; writes
+# bench/results/report.{md,json}.
 bench: deps build
 	@scripts/deps.sh --bench
-	$(GO) run ./cmd/flowbench -flowhouse $(BIN) -out bench/results
+	$(GO) run ./cmd/flowbench -flowhouse $(BIN) -out bench/results -only decode,ingest,burst,replay
+
+# Detection, about 15 minutes more: the rules' cost, rules on and off under
+# load, detection delay, FastNetMon side by side and API latency; writes
+# bench/results/detect/report.{md,json}.
+bench-detect: deps build
+	@scripts/deps.sh --bench
+	$(GO) run ./cmd/flowbench -flowhouse $(BIN) -out bench/results/detect -only rules-cost,rules-load,rules-delay,fastnetmon,api
 
 clean:
 	rm -rf bin
