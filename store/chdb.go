@@ -160,10 +160,18 @@ type chdbConn struct {
 }
 
 // connectChdb opens a connection on the data directory dir. The first
-// connection of a process boots the engine on dir; every later one must
-// name the same dir (the engine has one path per process).
-func (l *chdbLib) connectChdb(dir string) (*chdbConn, error) {
+// connection of a process boots the engine on dir with the server
+// settings server (name=value, passed as clickhouse-local passes them:
+// after "--"); every later one must name the same dir (the engine has one
+// path per process), and its server settings are those of the boot.
+func (l *chdbLib) connectChdb(dir string, server []string) (*chdbConn, error) {
 	argv := []*byte{cString("clickhouse"), cString("--path=" + dir)}
+	if len(server) > 0 {
+		argv = append(argv, cString("--"))
+		for _, s := range server {
+			argv = append(argv, cString("--"+s))
+		}
+	}
 	h := l.connect(int32(len(argv)), &argv[0])
 	if h == nil || *h == 0 {
 		// chdb_connect returns no reason (the engine may have printed one

@@ -32,6 +32,7 @@ import (
 // it iterates.
 type Embedded struct {
 	dir    string
+	server []string // the engine's server settings, name=value (serverSettings)
 	lock   *os.File
 	logger *slog.Logger
 	loc    *time.Location // the engine's time zone, for DateTime without one
@@ -106,6 +107,7 @@ func OpenEmbedded(ctx context.Context, cfg Config, logger *slog.Logger) (*Embedd
 		dir:     dir,
 		lock:    lock,
 		logger:  logger,
+		server:  cfg.Embedded.serverSettings(),
 		closing: make(chan struct{}),
 	}
 	// Writers may insert in parallel; two more serve queries meanwhile.
@@ -119,7 +121,7 @@ func OpenEmbedded(ctx context.Context, cfg Config, logger *slog.Logger) (*Embedd
 		return nil, err
 	}
 	for i := range n {
-		c, err := l.connectChdb(dir)
+		c, err := l.connectChdb(dir, e.server)
 		if err != nil {
 			return fail(err)
 		}

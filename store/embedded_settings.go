@@ -192,7 +192,7 @@ func (r *ReadOnly) limitStatements(name string, l limit, value string) ([]string
 // session is a connection of its own for one query with settings: the
 // limits, then sets, then readonly=1. Close it after the query.
 func (r *ReadOnly) session(sets []string) (*chdbConn, error) {
-	c, err := r.e.all[0].lib.connectChdb(r.e.dir)
+	c, err := r.e.all[0].lib.connectChdb(r.e.dir, r.e.server)
 	if err != nil {
 		return nil, err
 	}

@@ -735,3 +735,80 @@ func TestEmbeddedRetentionExpiresOldFlows(t *testing.T) {
 		t.Errorf("flows_1m keeps bytes %d, want both rows (3): its retention is 90 days", rollup)
 	}
 }
+
+// The engine's merges run at clickhouse.embedded.merge_nice, below the
+// collector's threads, and the other engine threads stay at theirs.
+func TestEmbeddedMergesRunAtMergeNice(t *testing.T) {
+	cfg := embeddedConfig(t, t.TempDir())
+	cfg.Embedded.MergeNice = 13
+	db, err := store.OpenEmbedded(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	if _, err := migrations.Apply(ctx, db, migrations.Options{Retention: cfg.Retention}); err != nil {
+		t.Fatal(err)
+	}
+	var setting string
+	if err := store.QueryRow(ctx, db, []any{&setting}, "SELECT value FROM system.server_settings WHERE name = 'os_threads_nice_value_merge_mutate'"); err != nil || setting != "13" {
+		t.Fatalf("the engine's os_threads_nice_value_merge_mutate = %q (%v), want 13", setting, err)
+	}
+	// The engine sets a merge thread's nice value for the time of each
+	// merge task, so the threads are watched while parts are inserted
+	// and merged until one is seen in a merge.
+	batch := store.NewFlowBatch(20000)
+	batch.Append(benchFlows(20000))
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if err := db.InsertFlows(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+		for range 200 {
+			nice := threadNice(t)
+			for name, ns := range nice {
+				if name != "MergeMutate" && slices.Contains(ns, 13) {
+					t.Fatalf("%s threads at nice %v: only the merges should run at 13", name, ns)
+				}
+			}
+			if slices.Contains(nice["MergeMutate"], 13) {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no MergeMutate thread seen at nice 13 in 60 s of inserts: %v", threadNice(t))
+		}
+	}
+}
+
+// threadNice is the nice value of each thread of this process, by name.
+func threadNice(t *testing.T) map[string][]int {
+	t.Helper()
+	tasks, err := filepath.Glob("/proc/self/task/*/stat")
+	if err != nil || len(tasks) == 0 {
+		t.Fatalf("threads of this process: %v", err)
+	}
+	nice := map[string][]int{}
+	for _, p := range tasks {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue // the thread ended
+		}
+		// pid (comm) state ppid ...: the name may hold spaces, so the
+		// fields are counted from its closing parenthesis; nice is field 19.
+		s := string(b)
+		open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		f := strings.Fields(s[end+1:])
+		if open < 0 || len(f) < 17 {
+			t.Fatalf("%s: %q", p, s)
+		}
+		n, err := strconv.Atoi(f[16])
+		if err != nil {
+			t.Fatalf("%s: nice %q: %v", p, f[16], err)
+		}
+		name := s[open+1 : end]
+		nice[name] = append(nice[name], n)
+	}
+	return nice
+}

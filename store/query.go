@@ -102,7 +102,7 @@ func (e *Embedded) OpenReadOnly(ctx context.Context, opts ReadOnlyOptions) (*Rea
 	r.db = db
 	setup := readOnlySetup(db, opts)
 	for range opts.Conns {
-		c, err := e.all[0].lib.connectChdb(e.dir)
+		c, err := e.all[0].lib.connectChdb(e.dir, e.server)
 		if err != nil {
 			r.closeAll()
 			return nil, err
