@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,9 +34,16 @@ import (
 type Embedded struct {
 	dir    string
 	server []string // the engine's server settings, name=value (serverSettings)
-	lock   *os.File
-	logger *slog.Logger
-	loc    *time.Location // the engine's time zone, for DateTime without one
+	// nice is clickhouse.embedded.engine_nice; with it above 0, inserts
+	// run on insertThreads, OS threads kept for them: the engine lowers
+	// the priority of the thread that calls it, and without CAP_SYS_NICE
+	// cannot raise it back, so a thread Go's scheduler reused would run
+	// the collector at the engine's priority.
+	nice          int
+	insertThreads chan func()
+	lock          *os.File
+	logger        *slog.Logger
+	loc           *time.Location // the engine's time zone, for DateTime without one
 
 	conns     chan *chdbConn
 	all       []*chdbConn
@@ -108,18 +116,23 @@ func OpenEmbedded(ctx context.Context, cfg Config, logger *slog.Logger) (*Embedd
 		lock:    lock,
 		logger:  logger,
 		server:  cfg.Embedded.serverSettings(),
+		nice:    cfg.Embedded.EngineNice,
 		closing: make(chan struct{}),
 	}
 	// Writers may insert in parallel; two more serve queries meanwhile.
 	n := cfg.Writers + 2
 	e.conns = make(chan *chdbConn, n)
 	fail := func(err error) (*Embedded, error) {
+		if e.insertThreads != nil {
+			close(e.insertThreads)
+		}
 		for _, c := range e.all {
 			c.close()
 		}
 		unlockDir(lock)
 		return nil, err
 	}
+	e.startInsertThreads(n)
 	for i := range n {
 		c, err := l.connectChdb(dir, e.server)
 		if err != nil {
@@ -260,6 +273,11 @@ func (e *Embedded) Close() error {
 		for range e.all {
 			<-e.conns
 		}
+		// Every insert holds a connection: none runs on the insert
+		// threads any more.
+		if e.insertThreads != nil {
+			close(e.insertThreads)
+		}
 		for _, c := range e.all {
 			c.close()
 		}
@@ -315,7 +333,34 @@ func (e *Embedded) insertNative(ctx context.Context, query string, input proto.I
 		return err
 	}
 	defer e.release(c)
-	return c.insert(query, "Native", buf.Buf)
+	if e.insertThreads == nil {
+		return c.insert(query, "Native", buf.Buf)
+	}
+	// The insert's threads, the calling one included, run at the
+	// engine's nice value (os_thread_priority).
+	query += " SETTINGS os_thread_priority = " + strconv.Itoa(e.nice)
+	done := make(chan error, 1)
+	e.insertThreads <- func() { done <- c.insert(query, "Native", buf.Buf) }
+	return <-done
+}
+
+// startInsertThreads starts n goroutines, each locked to an OS thread of
+// its own for its whole life, that run inserts when engine_nice is set.
+// They end when Close closes the channel, and their threads with them
+// (a goroutine that exits locked takes its thread along).
+func (e *Embedded) startInsertThreads(n int) {
+	if e.nice == 0 {
+		return
+	}
+	e.insertThreads = make(chan func())
+	for range n {
+		go func() {
+			runtime.LockOSThread()
+			for f := range e.insertThreads {
+				f()
+			}
+		}()
+	}
 }
 
 // InsertFlows inserts the batch as one Native block of the table's

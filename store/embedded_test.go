@@ -736,11 +736,11 @@ func TestEmbeddedRetentionExpiresOldFlows(t *testing.T) {
 	}
 }
 
-// The engine's merges run at clickhouse.embedded.merge_nice, below the
+// The engine's merges run at clickhouse.embedded.engine_nice, below the
 // collector's threads, and the other engine threads stay at theirs.
-func TestEmbeddedMergesRunAtMergeNice(t *testing.T) {
+func TestEmbeddedMergesRunAtEngineNice(t *testing.T) {
 	cfg := embeddedConfig(t, t.TempDir())
-	cfg.Embedded.MergeNice = 13
+	cfg.Embedded.EngineNice = 13
 	db, err := store.OpenEmbedded(context.Background(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -210,20 +210,20 @@ func TestValidateEmbeddedKeys(t *testing.T) {
 	}
 	c = DefaultConfig()
 	for _, n := range []int{-1, 20} {
-		c.Embedded.MergeNice = n
-		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "embedded.merge_nice:") {
-			t.Errorf("merge_nice %d: err = %v, want it named", n, err)
+		c.Embedded.EngineNice = n
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "embedded.engine_nice:") {
+			t.Errorf("engine_nice %d: err = %v, want it named", n, err)
 		}
 	}
-	c.Embedded.MergeNice = 0
+	c.Embedded.EngineNice = 0
 	if err := c.Validate(); err != nil {
-		t.Errorf("merge_nice 0: %v", err)
+		t.Errorf("engine_nice 0: %v", err)
 	}
 	if got := c.Embedded.serverSettings(); !slices.Contains(got, "os_threads_nice_value_merge_mutate=0") {
 		t.Errorf("server settings %v, want the merges' nice", got)
 	}
 	// With a server, the embedded keys do not matter.
-	c.Embedded.Path, c.Embedded.Library, c.Embedded.MergeNice = "", "", -1
+	c.Embedded.Path, c.Embedded.Library, c.Embedded.EngineNice = "", "", -1
 	c.Addr = "localhost:9000"
 	if err := c.Validate(); err != nil {
 		t.Errorf("server config with empty embedded keys: %v", err)
