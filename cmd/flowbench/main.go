@@ -404,20 +404,22 @@ func (st *Step) addMetrics(m map[string]float64) {
 	}
 }
 
-// waitDrained waits for the collector and the batcher to drain: the
-// inserted row count stops moving (or reaches what was sent), for at
-// most a minute.
+// waitDrained waits for the collector, the batcher and the spool to
+// drain: the rows inserted live or replayed stop moving with no segment
+// pending (or reach what was sent), for at most two minutes.
 func waitDrained(httpAddr string, sent uint64) error {
 	start := time.Now()
 	var last float64
-	for stable := 0; stable < 6 && time.Since(start) < 60*time.Second; {
+	for stable := 0; stable < 6 && time.Since(start) < 2*time.Minute; {
 		time.Sleep(500 * time.Millisecond)
 		m, err := scrape(httpAddr)
 		if err != nil {
 			return err
 		}
-		n := m["flowhouse_store_rows_inserted_total"]
-		if n == last {
+		// Rows the batcher spilled for backpressure reach the database by
+		// the spool's replay, which the batcher does not count.
+		n := m["flowhouse_store_rows_inserted_total"] + m["flowhouse_spool_rows_replayed_total"]
+		if n == last && m["flowhouse_spool_segments_pending"] == 0 {
 			stable++
 		} else {
 			stable = 0
