@@ -88,7 +88,7 @@ func (f fhReplay) step(ctx context.Context, send func(netip.AddrPort) (*replay.R
 	st.fromReplay(rep)
 	sendEnd := time.Now()
 	// What it has not inserted after 10 s it inserts when it stops.
-	_, err = waitStable(ctx, func() (uint64, bool, error) { return fhProgress(srv) }, 10*time.Second)
+	_, err = waitStable(ctx, func() (uint64, bool, error) { return fhProgress(srv) }, fhDrain)
 	st.DrainSeconds = time.Since(sendEnd).Seconds()
 	st.KernelDrops = udpReceiveErrors() - k0
 	if err != nil {
@@ -111,12 +111,18 @@ func (f fhReplay) step(ctx context.Context, send func(netip.AddrPort) (*replay.R
 	return st, nil
 }
 
+// fhDrain bounds the wait for flowhouse to insert what it holds and to
+// replay what it spilled, before it is stopped.
+const fhDrain = 30 * time.Second
+
 // fhProgress is the rows inserted, and whether flows are still on their
 // way: datagrams queued for decoding, decoded flows neither inserted nor
 // dropped yet (in the batcher, or spilled to the spool by backpressure).
 func fhProgress(srv *served) (uint64, bool, error) {
 	m, err := scrape(srv.httpAddr)
-	inserted := m["flowhouse_store_rows_inserted_total"]
+	// Rows spilled for backpressure reach the database by the spool's
+	// replay, which the batcher does not count as inserted.
+	inserted := m["flowhouse_store_rows_inserted_total"] + m["flowhouse_spool_rows_replayed_total"]
 	done := inserted + m["flowhouse_store_rows_dropped_total"] + m["flowhouse_spool_rows_dropped_total"]
 	busy := m["flowhouse_collector_queue_depth"] > 0 || m["flowhouse_spool_segments_pending"] > 0 ||
 		done < m["flowhouse_collector_flows_total"]

@@ -22,7 +22,7 @@ func writeReplay(b *strings.Builder, r *ReplayResult) {
 		"for embedded that includes the engine, which runs in flowhouse's process; for server it is flowhouse alone, the ClickHouse server's own CPU is its own column. " +
 		"Peak RSS = VmHWM (flowhouse: its rusage maxrss). Kernel drops = UDP RcvbufErrors of the whole machine during the step (all collectors at their default socket buffers). " +
 		"Delivery is waited for until it stops moving for 1 s (flowhouse: and its metrics show nothing on the way: no datagram queued, every decoded flow inserted or dropped, " +
-		"the spool where backpressure spills rows empty; at most 10 s, then it is stopped); goflow2 and nfcapd get at most 3 s after the last datagram " +
+		"the spool where backpressure spills rows empty; at most 30 s, then it is stopped; rows replayed from the spool count as inserted); goflow2 and nfcapd get at most 3 s after the last datagram " +
 		"(goflow2 queues what it reads in memory and decodes far slower than the high steps offer; it is then killed, and what it has not written is not delivered). " +
 		"Ratios are to flowhouse embedded at the same density and rate (CPU per flow sent; RSS). The replayer shares the 2 CPUs with the collector: " +
 		"achieved is what it managed to send.\n")
