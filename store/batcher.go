@@ -255,28 +255,18 @@ func (b *Batcher) onTimer() {
 func (b *Batcher) flushLocked() {
 	b.timer.Stop()
 	full := held{fb: b.cur, size: b.cur.MemBytes()}
-	if admit(&b.queued, full.size, b.mem.Queue) {
-		select {
-		case b.queue <- full:
-			b.cur = b.newBatch()
-			return
-		default:
-			b.queued.Add(-full.size)
-		}
+	if offer(b.queue, &b.queued, full, b.mem.Queue) {
+		b.cur = b.newBatch()
+		return
 	}
 	// The database is slower than the input: the batch waits for the
 	// spiller instead, which writes it to disk without blocking Write.
 	reason := DropQueueFull
 	if b.spills != nil {
 		reason = DropSpillQueueFull
-		if admit(&b.spilling, full.size, b.mem.Spill) {
-			select {
-			case b.spills <- full:
-				b.cur = b.newBatch()
-				return
-			default:
-				b.spilling.Add(-full.size)
-			}
+		if offer(b.spills, &b.spilling, full, b.mem.Spill) {
+			b.cur = b.newBatch()
+			return
 		}
 	}
 	n := full.fb.Len()
@@ -285,16 +275,22 @@ func (b *Batcher) flushLocked() {
 	full.fb.Reset()
 }
 
-// admit counts size into used if it stays within limit, or if nothing is
-// counted yet (a batch bigger than the bound still goes, alone). Only
-// flushLocked adds, under the batcher's lock; the consumers subtract.
-func admit(used *atomic.Int64, size, limit int64) bool {
-	u := used.Load()
-	if u > 0 && u+size > limit {
+// offer queues h on q, counting its size into used, if used stays within
+// limit or nothing is counted yet (a batch bigger than the bound still
+// goes, alone), and q has a slot. Only flushLocked adds, under the
+// batcher's lock; the consumers subtract.
+func offer(q chan held, used *atomic.Int64, h held, limit int64) bool {
+	if u := used.Load(); u > 0 && u+h.size > limit {
 		return false
 	}
-	used.Add(size)
-	return true
+	used.Add(h.size)
+	select {
+	case q <- h:
+		return true
+	default:
+		used.Add(-h.size)
+		return false
+	}
 }
 
 // spillOverflow writes the batches the insert queue had no room for to the

@@ -404,6 +404,14 @@ func (st *Step) addMetrics(m map[string]float64) {
 	}
 }
 
+// rowsStored is the rows serve has put in the database, from its
+// metrics: inserted live, and replayed from the spool (rows the batcher
+// spilled for backpressure get there by the replay, which the batcher
+// does not count).
+func rowsStored(m map[string]float64) float64 {
+	return m["flowhouse_store_rows_inserted_total"] + m["flowhouse_spool_rows_replayed_total"]
+}
+
 // waitDrained waits for the collector, the batcher and the spool to
 // drain: the rows inserted live or replayed stop moving with no segment
 // pending (or reach what was sent), for at most two minutes.
@@ -416,9 +424,7 @@ func waitDrained(httpAddr string, sent uint64) error {
 		if err != nil {
 			return err
 		}
-		// Rows the batcher spilled for backpressure reach the database by
-		// the spool's replay, which the batcher does not count.
-		n := m["flowhouse_store_rows_inserted_total"] + m["flowhouse_spool_rows_replayed_total"]
+		n := rowsStored(m)
 		if n == last && m["flowhouse_spool_segments_pending"] == 0 {
 			stable++
 		} else {

@@ -120,9 +120,7 @@ const fhDrain = 30 * time.Second
 // dropped yet (in the batcher, or spilled to the spool by backpressure).
 func fhProgress(srv *served) (uint64, bool, error) {
 	m, err := scrape(srv.httpAddr)
-	// Rows spilled for backpressure reach the database by the spool's
-	// replay, which the batcher does not count as inserted.
-	inserted := m["flowhouse_store_rows_inserted_total"] + m["flowhouse_spool_rows_replayed_total"]
+	inserted := rowsStored(m)
 	done := inserted + m["flowhouse_store_rows_dropped_total"] + m["flowhouse_spool_rows_dropped_total"]
 	busy := m["flowhouse_collector_queue_depth"] > 0 || m["flowhouse_spool_segments_pending"] > 0 ||
 		done < m["flowhouse_collector_flows_total"]
