@@ -32,6 +32,8 @@ PACKAGES=(
 	ieee-data
 	prometheus-alertmanager
 	python3-aiosmtpd
+	zookeeper
+	docker-compose
 )
 # --bench adds what only `make bench` uses: FastNetMon CE, the detector
 # the bench compares detection with (its service stays stopped; the
