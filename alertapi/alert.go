@@ -100,7 +100,7 @@ func (h *Handlers) setAck(c *gin.Context, ack bool, comment string) {
 		return
 	}
 	if h.manager == nil {
-		api.WriteError(c, http.StatusServiceUnavailable, api.CodeUnavailable, "acknowledgements are not taken by this process")
+		api.WriteError(c, http.StatusServiceUnavailable, api.CodeUnavailable, "acknowledgements are taken by the process that runs the rules (rules.enabled), not by this one")
 		return
 	}
 	p := api.PrincipalOf(c)

@@ -196,6 +196,9 @@ func (c *Collector) Stats() []flow.ExporterStats {
 	for _, w := range c.workers {
 		out = append(out, w.dec.Stats()...)
 	}
+	for i := range out {
+		out[i].Collector = c.cfg.Name
+	}
 	return out
 }
 

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Config of the collector: where it listens and how it bounds its state.
@@ -60,6 +61,10 @@ type Config struct {
 	// ExtraFields map information elements the fixed set does not decode
 	// to flows columns of their own (see ExtraField).
 	ExtraFields []ExtraField `mapstructure:"extra_fields" yaml:"extra_fields"`
+	// Name identifies this collector in the exporters table, where each
+	// collector's snapshot of an exporter is its own row. Empty: the
+	// host's name. Give each of several collectors its own.
+	Name string `mapstructure:"name" yaml:"name"`
 }
 
 // SamplingRule sets the sampling rate of exporters in Prefix.
@@ -124,6 +129,9 @@ func (c Config) queueLength() int {
 // Validate names the first wrong key and says what is wrong with it.
 func (c Config) Validate() error {
 	var errs []error
+	if len(c.Name) > 128 || strings.ContainsFunc(c.Name, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		errs = append(errs, fmt.Errorf("name: %q must be at most 128 printable characters", c.Name))
+	}
 	if len(c.Listeners) == 0 {
 		errs = append(errs, errors.New("listeners: at least one address is required"))
 	}

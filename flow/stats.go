@@ -4,7 +4,11 @@ package flow
 // exporter (one source address). Counters are totals since the collector
 // started; the store writes snapshots to the exporters table.
 type ExporterStats struct {
-	Addr        Addr
+	Addr Addr
+	// Collector names the flowhouse process that heard the exporter
+	// (collector.name), so that several collectors' snapshots of one
+	// exporter are kept apart.
+	Collector   string
 	Protocols   []string // protocols seen from this exporter, e.g. "ipfix"
 	FirstSeenMs int64
 	LastSeenMs  int64

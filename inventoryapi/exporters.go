@@ -3,8 +3,10 @@ package inventoryapi
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -216,20 +218,31 @@ func (h *Handlers) state(s *SNMPStatus, unknownConfig bool) string {
 	return stateFailing
 }
 
-// readStats reads the collector's latest snapshot of each address; the
-// statistics are the address's, hence its tenant's.
+// readStats reads each collector's latest snapshot of each address and
+// adds them up: several collectors may hear one exporter (see
+// collector.name), and their streams are different transport sessions.
+// The statistics are the address's, hence its tenant's.
 func (h *Handlers) readStats(ctx context.Context, byKey map[string]*Exporter, keys, _ []string) error {
-	q := "SELECT " + keyOf("exporter_address") + ` AS k, argMax(protocols, updated_at), toUInt32(argMax(first_seen, updated_at)),
-		toUInt32(argMax(last_seen, updated_at)), argMax(datagrams, updated_at), argMax(flows, updated_at), argMax(bytes, updated_at),
-		argMax(drop_reasons, updated_at), argMax(drop_counts, updated_at), argMax(templates, updated_at),
-		argMax(sequence_expected, updated_at), argMax(sequence_lost, updated_at),
-		argMax(streams.protocol, updated_at), argMax(streams.observation_domain, updated_at), argMax(streams.last_sequence, updated_at),
-		argMax(streams.expected, updated_at), argMax(streams.lost, updated_at), argMax(streams.resets, updated_at),
-		argMax(streams.restarts, updated_at), argMax(streams.source_port, updated_at), toUInt32(max(updated_at))
-		FROM exporters WHERE has(?, k) GROUP BY k`
+	q := `SELECT k, groupUniqArrayArray(p), min(first), max(last), sum(dg), sum(fl), sum(by),
+		groupArrayArray(dr), groupArrayArray(dc), sum(tp), sum(se), sum(sl),
+		groupArrayArray(sp), groupArrayArray(sd), groupArrayArray(sq), groupArrayArray(sx), groupArrayArray(so),
+		groupArrayArray(sr), groupArrayArray(ss), groupArrayArray(sport), max(up)
+		FROM (SELECT ` + keyOf("exporter_address") + ` AS k, collector, argMax(protocols, updated_at) AS p,
+			toUInt32(argMax(first_seen, updated_at)) AS first, toUInt32(argMax(last_seen, updated_at)) AS last,
+			argMax(datagrams, updated_at) AS dg, argMax(flows, updated_at) AS fl, argMax(bytes, updated_at) AS by,
+			argMax(drop_reasons, updated_at) AS dr, argMax(drop_counts, updated_at) AS dc, toUInt64(argMax(templates, updated_at)) AS tp,
+			argMax(sequence_expected, updated_at) AS se, argMax(sequence_lost, updated_at) AS sl,
+			argMax(streams.protocol, updated_at) AS sp, argMax(streams.observation_domain, updated_at) AS sd,
+			argMax(streams.last_sequence, updated_at) AS sq, argMax(streams.expected, updated_at) AS sx,
+			argMax(streams.lost, updated_at) AS so, argMax(streams.resets, updated_at) AS sr,
+			argMax(streams.restarts, updated_at) AS ss, argMax(streams.source_port, updated_at) AS sport,
+			toUInt32(max(updated_at)) AS up
+			FROM exporters WHERE has(?, k) GROUP BY k, collector)
+		GROUP BY k`
 	return dbapi.Each(ctx, h.deps.DB, q, []any{keys}, func(r dbapi.Rows) error {
 		var (
 			k                          string
+			templates                  uint64
 			first, last, updated       uint32
 			reasons, stProto           []string
 			counts, stExp, stLost, stR []uint64
@@ -238,7 +251,7 @@ func (h *Handlers) readStats(ctx context.Context, byKey map[string]*Exporter, ke
 			stDom, stSeq               []uint32
 			x                          Exporter
 		)
-		if err := r.Scan(&k, &x.Protocols, &first, &last, &x.Datagrams, &x.Flows, &x.Bytes, &reasons, &counts, &x.Templates,
+		if err := r.Scan(&k, &x.Protocols, &first, &last, &x.Datagrams, &x.Flows, &x.Bytes, &reasons, &counts, &templates,
 			&x.Sequence.Expected, &x.Sequence.Lost, &stProto, &stDom, &stSeq, &stExp, &stLost, &stR, &stRestarts, &stPort, &updated); err != nil {
 			return err
 		}
@@ -246,11 +259,12 @@ func (h *Handlers) readStats(ctx context.Context, byKey map[string]*Exporter, ke
 		if e == nil {
 			return nil
 		}
-		e.Protocols, e.Datagrams, e.Flows, e.Bytes, e.Templates = x.Protocols, x.Datagrams, x.Flows, x.Bytes, x.Templates
+		slices.Sort(x.Protocols)
+		e.Protocols, e.Datagrams, e.Flows, e.Bytes, e.Templates = x.Protocols, x.Datagrams, x.Flows, x.Bytes, uint32(min(templates, math.MaxUint32))
 		e.FirstSeen, e.LastSeen, e.StatsUpdatedAt = timeOf(first), timeOf(last), timeOf(updated)
 		for i, reason := range reasons {
 			if i < len(counts) {
-				e.Drops[reason] = counts[i]
+				e.Drops[reason] += counts[i]
 			}
 		}
 		e.Sequence.Expected, e.Sequence.Lost = x.Sequence.Expected, x.Sequence.Lost

@@ -30,7 +30,8 @@ func extraRecordName(column string) string { return "extra_field_" + column }
 // error, because its stored values would be read as the new type. Nothing
 // is ever dropped: a mapping removed from the configuration leaves its
 // column and its data, and inserts leave it at its default.
-func applyExtra(ctx context.Context, db store.DB, caps store.Capabilities, extra []flow.ExtraColumn, logger *slog.Logger) error {
+func applyExtra(ctx context.Context, db store.DB, p Params, extra []flow.ExtraColumn, logger *slog.Logger) error {
+	caps := p.Caps
 	if len(extra) == 0 {
 		return nil
 	}
@@ -58,9 +59,8 @@ func applyExtra(ctx context.Context, db store.DB, caps store.Capabilities, extra
 			return fmt.Errorf("migrations: mapped column %s: flows has it as %s, the mapping (type %s) makes it %s: the type of a mapped column is never changed; map the element to a new column (the old one keeps its data)",
 				x.Name, got.typ, x.Kind, want)
 		case !exists:
-			stmt := "ALTER TABLE flows ADD COLUMN " + ifNotExists + x.Name + " " + want
-			if err := db.Exec(ctx, stmt); err != nil && !columnAdded(caps, stmt, err) {
-				return fmt.Errorf("migrations: add mapped column %s: %w\n%s", x.Name, err, stmt)
+			if err := addExtraColumn(ctx, db, p, "ALTER TABLE flows ADD COLUMN "+ifNotExists+x.Name+" "+want); err != nil {
+				return fmt.Errorf("migrations: add mapped column %s: %w", x.Name, err)
 			}
 		}
 		if recorded[x.Name] {
@@ -72,6 +72,24 @@ func applyExtra(ctx context.Context, db store.DB, caps store.Capabilities, extra
 			return fmt.Errorf("migrations: record mapped column %s: %w", x.Name, err)
 		}
 		logger.Info("added mapped column", "column", x.Name, "type", want, "server_version", caps.Version)
+	}
+	return nil
+}
+
+// addExtraColumn runs the ALTER of a mapped column, on a cluster on each
+// shard's tables and the front.
+func addExtraColumn(ctx context.Context, db store.DB, p Params, stmt string) error {
+	stmts := []string{stmt}
+	if p.Layout.Clustered() {
+		var err error
+		if stmts, err = clusterStatements(p.Layout, stmt); err != nil {
+			return err
+		}
+	}
+	for _, s := range stmts {
+		if err := db.Exec(ctx, s); err != nil && !columnAdded(p.Caps, s, err) {
+			return fmt.Errorf("%w\n%s", err, s)
+		}
 	}
 	return nil
 }

@@ -37,6 +37,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/flowhouse/flowhouse/flow"
+	"github.com/flowhouse/flowhouse/internal/dbapi"
 	"github.com/flowhouse/flowhouse/store"
 )
 
@@ -109,12 +110,20 @@ type Options struct {
 	// Extra are the mapped columns (collector.Config.ExtraColumns) that
 	// Apply adds to flows after the versioned migrations.
 	Extra []flow.ExtraColumn
+	// Layout is one server (the zero value) or a cluster, whose DDL is
+	// rendered ON CLUSTER with Replicated engines and Distributed fronts
+	// (cluster.go). Apply then also holds a cluster-wide lock.
+	Layout dbapi.Layout
+	// LockWait bounds the wait for another process's migration lock on a
+	// cluster (DefaultLockWait when 0).
+	LockWait time.Duration
 }
 
 // Params is what templates see.
 type Params struct {
 	Caps      store.Capabilities
 	Retention store.RetentionConfig
+	Layout    dbapi.Layout
 }
 
 func (m Migration) parse() (*template.Template, error) {
@@ -126,7 +135,8 @@ func (m Migration) parse() (*template.Template, error) {
 	return t, nil
 }
 
-// Render returns the statements of m for a server with caps.
+// Render returns the statements of m for a server with caps, in p's
+// layout.
 func (m Migration) Render(p Params) ([]string, error) {
 	t, err := m.parse()
 	if err != nil {
@@ -136,7 +146,19 @@ func (m Migration) Render(p Params) ([]string, error) {
 	if err := t.Funcs(funcs(p)).Execute(&b, p); err != nil {
 		return nil, fmt.Errorf("migrations: render %s: %w", m.File(), err)
 	}
-	return splitStatements(b.String()), nil
+	stmts := splitStatements(b.String())
+	if !p.Layout.Clustered() {
+		return stmts, nil
+	}
+	var out []string
+	for _, stmt := range stmts {
+		rewritten, err := clusterStatements(p.Layout, stmt)
+		if err != nil {
+			return nil, fmt.Errorf("migrations: %s: %w", m.File(), err)
+		}
+		out = append(out, rewritten...)
+	}
+	return out, nil
 }
 
 // splitStatements cuts at ";" ending a line and drops comment lines.
@@ -176,12 +198,15 @@ type State struct {
 	AppliedChecksum string
 }
 
-const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
+// migrationsTable is schema_migrations, rendered as a migration is so
+// that a cluster has it on every node, replicated: every process then
+// reads the same record of what was applied.
+var migrationsTable = Migration{Name: "schema_migrations", source: `CREATE TABLE IF NOT EXISTS schema_migrations (
     version    UInt32,
     name       String,
     checksum   String,
     applied_at DateTime('UTC')
-) ENGINE = MergeTree() ORDER BY version`
+) ENGINE = {{engine "MergeTree()"}} ORDER BY version;`}
 
 // Status reports each embedded migration's state on db. A database that
 // was never migrated has every migration pending.
@@ -278,9 +303,12 @@ func appliedVersions(ctx context.Context, db store.DB) (map[int]appliedRecord, e
 // migration's file has changed since, because the schema would then not
 // be what the files say.
 //
-// Two flowhouse instances applying at the same time are not locked
-// against each other; every statement tolerates a rerun, so the worst
-// outcome is a version recorded twice.
+// On one server, two flowhouse instances applying at the same time are not
+// locked against each other; every statement tolerates a rerun, so the
+// worst outcome is a version recorded twice. On a cluster, where DDL runs
+// on every node and processes start together, Apply holds a cluster-wide
+// lock (lock.go): one process migrates, the others wait and then find
+// nothing pending.
 func Apply(ctx context.Context, db store.DB, opts Options) ([]Migration, error) {
 	logger := opts.Logger
 	if logger == nil {
@@ -290,7 +318,15 @@ func Apply(ctx context.Context, db store.DB, opts Options) ([]Migration, error) 
 	if err != nil {
 		return nil, fmt.Errorf("migrations: %w", err)
 	}
-	if err := db.Exec(ctx, createMigrationsTable); err != nil {
+	if opts.Layout.Clustered() {
+		release, err := lockCluster(ctx, db, opts.Layout, opts.LockWait, logger)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+	}
+	params := Params{Caps: caps, Retention: opts.Retention, Layout: opts.Layout}
+	if err := execMigration(ctx, db, migrationsTable, params); err != nil {
 		return nil, fmt.Errorf("migrations: create schema_migrations: %w", err)
 	}
 	states, err := Status(ctx, db)
@@ -303,20 +339,13 @@ func Apply(ctx context.Context, db store.DB, opts Options) ([]Migration, error) 
 				s.File(), s.AppliedChecksum, s.Checksum)
 		}
 	}
-	params := Params{Caps: caps, Retention: opts.Retention}
 	var done []Migration
 	for _, s := range states {
 		if s.Applied {
 			continue
 		}
-		stmts, err := s.Render(params)
-		if err != nil {
+		if err := execMigration(ctx, db, s.Migration, params); err != nil {
 			return done, err
-		}
-		for i, stmt := range stmts {
-			if err := db.Exec(ctx, stmt); err != nil && !columnAdded(caps, stmt, err) {
-				return done, fmt.Errorf("migrations: %s statement %d: %w\n%s", s.File(), i+1, err, stmt)
-			}
 		}
 		// INSERT ... SELECT rather than VALUES: 18.16 waits for a data block
 		// after an INSERT ... VALUES sent as a query.
@@ -324,10 +353,24 @@ func Apply(ctx context.Context, db store.DB, opts Options) ([]Migration, error) 
 			uint32(s.Version), s.Name, s.Checksum); err != nil {
 			return done, fmt.Errorf("migrations: record %s: %w", s.File(), err)
 		}
-		logger.Info("applied migration", "migration", s.File(), "server_version", caps.Version)
+		logger.Info("applied migration", "migration", s.File(), "server_version", caps.Version, "cluster", opts.Layout.Cluster)
 		done = append(done, s.Migration)
 	}
-	return done, applyExtra(ctx, db, caps, opts.Extra, logger)
+	return done, applyExtra(ctx, db, params, opts.Extra, logger)
+}
+
+// execMigration runs m's statements rendered with p.
+func execMigration(ctx context.Context, db store.DB, m Migration, p Params) error {
+	stmts, err := m.Render(p)
+	if err != nil {
+		return err
+	}
+	for i, stmt := range stmts {
+		if err := db.Exec(ctx, stmt); err != nil && !columnAdded(p.Caps, stmt, err) {
+			return fmt.Errorf("migrations: %s statement %d: %w\n%s", m.File(), i+1, err, stmt)
+		}
+	}
+	return nil
 }
 
 // columnAdded tells the error of an ADD COLUMN rerun on a server without

@@ -104,7 +104,7 @@ func TestTablesHaveExpectedColumns(t *testing.T) {
 		{"flows_1m", rollup},
 		{"flows_1h", rollup},
 		{"exporters", []string{
-			"exporter_address FixedString(16)", "protocols Array(String)", "first_seen DateTime('UTC')", "last_seen DateTime('UTC')",
+			"exporter_address FixedString(16)", "collector String", "protocols Array(String)", "first_seen DateTime('UTC')", "last_seen DateTime('UTC')",
 			"datagrams UInt64", "flows UInt64", "bytes UInt64", "drop_reasons Array(String)", "drop_counts Array(UInt64)",
 			"templates UInt32", "sequence_expected UInt64", "sequence_lost UInt64",
 			"streams.protocol Array(String)", "streams.observation_domain Array(UInt32)", "streams.last_sequence Array(UInt32)",

@@ -8,8 +8,8 @@ import (
 
 // funcs are the template functions that turn one logical schema into the
 // SQL a given server accepts. Each decision lives here, in one place, so
-// that a new variant (ON CLUSTER with Replicated engines) is a change of
-// these functions and of Params, not of every SQL file.
+// that a variant (ON CLUSTER with Replicated engines, cluster.go) is a
+// change of these functions and of Params, not of every SQL file.
 func funcs(p Params) template.FuncMap {
 	return template.FuncMap{
 		// ip is the type of a column holding an IPv4-mapped or IPv6 address.
@@ -57,8 +57,14 @@ func funcs(p Params) template.FuncMap {
 			}
 			return ""
 		},
-		// engine is where Replicated engines will be chosen.
-		"engine": func(engine string) string { return engine },
+		// engine is a table's engine, or on a cluster its Replicated form,
+		// whose replication path and replica clusterStatements fill in.
+		"engine": func(engine string) string {
+			if p.Layout.Clustered() {
+				return replicatedEngine(engine)
+			}
+			return engine
+		},
 	}
 }
 

@@ -46,6 +46,9 @@ type Deps struct {
 	// Tenants gives each exporter address its tenant.
 	Tenants *tenant.Tenants
 	Logger  *slog.Logger
+	// Layout is one server or a cluster, where the sharded tables' rows
+	// are deleted on every shard.
+	Layout dbapi.Layout
 }
 
 // Deleter runs deletion jobs one at a time in the background. A job that
@@ -257,13 +260,21 @@ func (d *Deleter) deleteTable(ctx context.Context, j *Job, table string) (uint64
 	if n == 0 {
 		return 0, nil
 	}
-	if d.lightweight {
-		return n, d.deps.DB.Exec(ctx, "DELETE FROM "+table+" WHERE "+where, args...)
+	// The rows were counted through the front; they are deleted in the
+	// tables that hold them. Tables replicated to every node apply a
+	// deletion made on one of them by themselves.
+	l := d.deps.Layout
+	local, onCluster := l.Local(table), ""
+	if l.Sharded(table) {
+		onCluster = l.OnCluster()
 	}
-	if err := d.deps.DB.Exec(ctx, "ALTER TABLE "+table+" DELETE WHERE "+where, args...); err != nil {
+	if d.lightweight {
+		return n, d.deps.DB.Exec(ctx, "DELETE FROM "+local+onCluster+" WHERE "+where, args...)
+	}
+	if err := d.deps.DB.Exec(ctx, "ALTER TABLE "+local+onCluster+" DELETE WHERE "+where, args...); err != nil {
 		return 0, err
 	}
-	return n, d.waitMutations(ctx, table)
+	return n, d.waitMutations(ctx, local)
 }
 
 // waitMutations waits until table has no mutation left to do.
@@ -274,8 +285,9 @@ func (d *Deleter) waitMutations(ctx context.Context, table string) error {
 	defer t.Stop()
 	for {
 		var pending uint64
+		mutations, database := d.deps.Layout.System("mutations")
 		err := dbapi.QueryRow(ctx, d.deps.DB, []any{&pending},
-			"SELECT count() FROM system.mutations WHERE database = currentDatabase() AND table = ? AND is_done = 0", table)
+			"SELECT count() FROM "+mutations+" WHERE database = "+database+" AND table = ? AND is_done = 0", table)
 		if err != nil {
 			return err
 		}

@@ -30,9 +30,10 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (DB, error) {
 
 // Server is a DB on a ClickHouse server, over the native protocol.
 type Server struct {
-	conn   driver.Conn
-	flows  *nativePool // INSERTs of flows (native.go)
-	logger *slog.Logger
+	conn      driver.Conn
+	clustered bool
+	flows     *nativePool // INSERTs of flows (native.go)
+	logger    *slog.Logger
 }
 
 // NewServer prepares a connection pool to a ClickHouse server without
@@ -47,7 +48,7 @@ func NewServer(cfg Config, logger *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{conn: conn, flows: newNativePool(cfg), logger: logger}, nil
+	return &Server{conn: conn, clustered: cfg.Layout().Clustered(), flows: newNativePool(cfg), logger: logger}, nil
 }
 
 // OpenServer connects to a ClickHouse server and creates the configured
@@ -135,13 +136,13 @@ func createDatabase(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer conn.Close()
-	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+quoteIdent(cfg.Database)); err != nil {
+	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+quoteIdent(cfg.Database)+cfg.Layout().OnCluster()); err != nil {
 		return fmt.Errorf("store: create database %s: %w", cfg.Database, err)
 	}
 	return nil
 }
 
-func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "\\`") + "`" }
+func quoteIdent(s string) string { return dbapi.QuoteIdent(s) }
 
 func (s *Server) Exec(ctx context.Context, query string, args ...any) error {
 	return s.conn.Exec(ctx, query, args...)
@@ -224,7 +225,17 @@ func (s *Server) InsertFlows(ctx context.Context, b *FlowBatch) error {
 	}
 	var settings []proto.Setting
 	if token, ok := ctx.Value(dedupTokenKey{}).(string); ok {
-		settings = []proto.Setting{{Key: "insert_deduplication_token", Value: token}}
+		settings = append(settings, proto.Setting{Key: "insert_deduplication_token", Value: token})
+	}
+	if s.clustered {
+		// The insert returns once every shard has its rows: a failure is
+		// then the insert's, and its retry (same rows, same shards by the
+		// front's key, same blocks) is dropped by the shards that have it
+		// already. In the background mode (0) the node that took the
+		// insert queues the rows on its disk and sends them later, so an
+		// acknowledged batch could still be lost with that node's disk,
+		// and a full queue is not pushed back to the collector.
+		settings = append(settings, proto.Setting{Key: "insert_distributed_sync", Value: "1"})
 	}
 	if err := s.flows.insertFlows(ctx, b, settings); err != nil {
 		return fmt.Errorf("insert %d rows into flows: %w", b.Len(), err)
@@ -238,7 +249,7 @@ func (s *Server) InsertFlows(ctx context.Context, b *FlowBatch) error {
 func isFixedString(t column.Type) bool { return strings.HasPrefix(string(t), "FixedString") }
 
 var exporterColumns = []string{
-	"exporter_address", "protocols", "first_seen", "last_seen",
+	"exporter_address", "collector", "protocols", "first_seen", "last_seen",
 	"datagrams", "flows", "bytes", "drop_reasons", "drop_counts", "templates",
 	"sequence_expected", "sequence_lost",
 	"streams.protocol", "streams.observation_domain", "streams.last_sequence",

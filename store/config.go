@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/flowhouse/flowhouse/internal/dbapi"
 	"github.com/flowhouse/flowhouse/internal/loopback"
 )
 
@@ -22,6 +23,13 @@ type Config struct {
 	Embedded EmbeddedConfig `mapstructure:"embedded" yaml:"embedded"`
 	// Database holds all flowhouse tables; it is created when missing.
 	Database string `mapstructure:"database" yaml:"database"`
+	// Cluster is the name of a cluster in the servers' <remote_servers>.
+	// Empty (the default) is one server. Set, every table is made ON
+	// CLUSTER with a Replicated engine, the flows tables sharded behind
+	// Distributed fronts (dbapi.Layout), and inserts of flows wait until
+	// every shard has its rows. A database is made in one mode for good:
+	// there is no migration between them.
+	Cluster  string `mapstructure:"cluster" yaml:"cluster"`
 	Username string `mapstructure:"username" yaml:"username"`
 	// Password is a secret (package secret: plain, enc:..., or read from
 	// PasswordFile); config.Load hands it over as plain text, and
@@ -103,6 +111,9 @@ type EmbeddedConfig struct {
 	// engine at the collector's priority.
 	EngineNice int `mapstructure:"engine_nice" yaml:"engine_nice"`
 }
+
+// Layout is where the tables are: one server, or the cluster.
+func (c Config) Layout() dbapi.Layout { return dbapi.Layout{Cluster: c.Cluster, Database: c.Database} }
 
 // serverSettings are the engine's server settings, name=value, given to
 // it when it boots.
@@ -195,6 +206,11 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("addr: %q is not host:port", c.Addr))
 	} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 		errs = append(errs, fmt.Errorf("addr: port %q is not 1..65535", port))
+	}
+	if c.Cluster != "" && c.Addr == "" {
+		errs = append(errs, fmt.Errorf("cluster: %q needs addr: the embedded engine is one process, not a cluster", c.Cluster))
+	} else if c.Cluster != "" && !identifier.MatchString(c.Cluster) {
+		errs = append(errs, fmt.Errorf("cluster: %q must be letters, digits and _, not starting with a digit (a name in the servers' remote_servers)", c.Cluster))
 	}
 	if !identifier.MatchString(c.Database) {
 		errs = append(errs, fmt.Errorf("database: %q must be letters, digits and _, not starting with a digit", c.Database))

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/flowhouse/flowhouse/internal/dbapi"
 )
 
 // bindArgs replaces each `?` placeholder of query with args[i] written as
@@ -109,11 +111,7 @@ func bindArgs(query string, args []any) (string, error) {
 	return out.String(), nil
 }
 
-// stringEscaper escapes for a single-quoted ClickHouse string: backslash
-// first, so the others are not escaped twice.
-var stringEscaper = strings.NewReplacer(`\`, `\\`, `'`, `\'`, "\x00", `\0`)
-
-func quoteString(s string) string { return "'" + stringEscaper.Replace(s) + "'" }
+func quoteString(s string) string { return dbapi.QuoteString(s) }
 
 // sqlLiteral writes v as a SQL literal. nested is true inside an array or
 // map, where []byte is an array of UInt8 rather than a string (as in

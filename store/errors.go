@@ -27,6 +27,7 @@ const (
 	CodeUnknownFunction              = 46
 	CodeUnknownIdentifier            = 47
 	CodeTypeMismatch                 = 53
+	CodeTableAlreadyExists           = 57
 	CodeUnknownTable                 = 60
 	CodeSyntaxError                  = 62
 	CodeUnknownFormat                = 73
@@ -55,6 +56,7 @@ const (
 	CodeTableIsReadOnly              = 242
 	CodeNotEnoughSpace               = 243
 	CodeTooManyParts                 = 252
+	CodeReplicaAlreadyExists         = 253
 	CodeAllConnectionTriesFailed     = 279
 	CodeTooFewLiveReplicas           = 285
 	CodeUnsatisfiedQuorumForPrevious = 286

@@ -17,6 +17,7 @@ func exporterValues(at time.Time, stats []flow.ExporterStats) []any {
 	n := len(stats)
 	var (
 		addrs      = make([]proto.IPv6, n)
+		collectors = make([]string, n)
 		protocols  = make([][]string, n)
 		firstSeen  = make([]int64, n)
 		lastSeen   = make([]int64, n)
@@ -40,6 +41,7 @@ func exporterValues(at time.Time, stats []flow.ExporterStats) []any {
 	)
 	for i, e := range stats {
 		addrs[i] = proto.IPv6(e.Addr)
+		collectors[i] = e.Collector
 		protocols[i] = nonNil(e.Protocols)
 		firstSeen[i] = max(e.FirstSeenMs, 0) / 1000
 		lastSeen[i] = max(e.LastSeenMs, 0) / 1000
@@ -66,7 +68,7 @@ func exporterValues(at time.Time, stats []flow.ExporterStats) []any {
 		}
 		updated[i] = at.Unix()
 	}
-	return []any{addrs, protocols, firstSeen, lastSeen, datagrams, flows, bytes, reasons, counts, templates,
+	return []any{addrs, collectors, protocols, firstSeen, lastSeen, datagrams, flows, bytes, reasons, counts, templates,
 		seqExp, seqLost, stProto, stDomain, stLastSeq, stExpected, stLost, stResets, stRestarts, stPort, updated}
 }
 
@@ -87,6 +89,8 @@ func exporterInput(values []any) proto.Input {
 		switch v := v.(type) {
 		case []proto.IPv6:
 			col = proto.ColIPv6(v)
+		case []string:
+			col = colStr(v)
 		case []uint32:
 			col = proto.ColUInt32(v)
 		case []uint64:
@@ -111,6 +115,14 @@ func exporterInput(values []any) proto.Input {
 		in[i] = proto.InputColumn{Name: exporterColumns[i], Data: col}
 	}
 	return in
+}
+
+func colStr(v []string) *proto.ColStr {
+	c := new(proto.ColStr)
+	for _, s := range v {
+		c.Append(s)
+	}
+	return c
 }
 
 func arrayOf[T any](elem proto.ColumnOf[T], rows [][]T) *proto.ColArr[T] {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -150,6 +151,25 @@ func (c *nativeConn) flush() error {
 	return err
 }
 
+// encodeSettings writes settings as strings, or for servers older than
+// that (18.16) in their binary form: an unsigned varint is every integer
+// and boolean setting's, and flowhouse sends no other kind to them.
+func (c *nativeConn) encodeSettings(settings []proto.Setting) error {
+	for _, s := range settings {
+		if proto.FeatureSettingsSerializedAsStrings.In(c.version) {
+			s.Encode(&c.buf)
+			continue
+		}
+		n, err := strconv.ParseUint(s.Value, 10, 64)
+		if err != nil {
+			return fmt.Errorf("setting %s: the server speaks protocol revision %d, where only integer settings can be sent (string settings need %d)", s.Key, c.version, nativeRevision)
+		}
+		c.buf.PutString(s.Key)
+		c.buf.PutUVarInt(n)
+	}
+	return nil
+}
+
 // sendQuery sends the query packet and the empty block that ends the
 // (no) external tables.
 func (c *nativeConn) sendQuery(body string, settings []proto.Setting) error {
@@ -161,13 +181,8 @@ func (c *nativeConn) sendQuery(body string, settings []proto.Setting) error {
 	// initial address as host:port, even when empty.
 	proto.ClientInfo{ProtocolVersion: nativeRevision, Major: 1, Interface: proto.InterfaceTCP,
 		Query: proto.ClientQueryInitial, ClientName: "flowhouse", InitialAddress: "0.0.0.0:0"}.EncodeAware(&c.buf, c.version)
-	if len(settings) > 0 && !proto.FeatureSettingsSerializedAsStrings.In(c.version) {
-		// Older servers read settings in a binary form of each one's
-		// type, and none of them knows the settings flowhouse sends.
-		return fmt.Errorf("setting %s: the server speaks protocol revision %d, settings need %d", settings[0].Key, c.version, nativeRevision)
-	}
-	for _, s := range settings {
-		s.Encode(&c.buf)
+	if err := c.encodeSettings(settings); err != nil {
+		return err
 	}
 	c.buf.PutString("") // end of settings
 	proto.StageComplete.Encode(&c.buf)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flowhouse/flowhouse/internal/dbapi"
 )
 
 // RetentionDeps of the retention job.
@@ -28,6 +30,7 @@ type RetentionDeps struct {
 type Retention struct {
 	db      DB
 	cfg     RetentionConfig
+	layout  dbapi.Layout
 	log     *slog.Logger
 	now     func() time.Time
 	dropped *prometheus.CounterVec
@@ -45,11 +48,12 @@ func NewRetention(cfg Config, deps RetentionDeps) (*Retention, error) {
 		return nil, errors.New("store: retention needs a DB")
 	}
 	r := &Retention{
-		db:   deps.DB,
-		cfg:  cfg.Retention,
-		log:  deps.Logger,
-		now:  deps.Now,
-		stop: make(chan struct{}),
+		db:     deps.DB,
+		cfg:    cfg.Retention,
+		layout: cfg.Layout(),
+		log:    deps.Logger,
+		now:    deps.Now,
+		stop:   make(chan struct{}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowhouse_store_retention_partitions_dropped_total",
 			Help: "Partitions dropped by the retention job (servers without TTL), by table.",
@@ -155,8 +159,12 @@ func (r *Retention) RunOnce(ctx context.Context) (int, error) {
 }
 
 func (r *Retention) dropOlder(ctx context.Context, table string, cutoff time.Time) (int, error) {
+	// On a cluster, each shard has its own parts: the partitions are asked
+	// of one replica of every shard, and dropped on every shard.
+	parts, database := r.layout.System("parts")
+	local := r.layout.Local(table)
 	rows, err := r.db.Query(ctx,
-		"SELECT DISTINCT partition_id FROM system.parts WHERE database = currentDatabase() AND table = ? AND active", table)
+		"SELECT DISTINCT partition_id FROM "+parts+" WHERE database = "+database+" AND table = ? AND active", local)
 	if err != nil {
 		return 0, fmt.Errorf("list partitions: %w", err)
 	}
@@ -187,7 +195,13 @@ func (r *Retention) dropOlder(ctx context.Context, table string, cutoff time.Tim
 			continue
 		}
 		// The id of a toYYYYMMDD / toYYYYMM partition is the number itself.
-		if err := r.db.Exec(ctx, fmt.Sprintf("ALTER TABLE %s DROP PARTITION %s", quoteIdent(table), id)); err != nil {
+		onCluster := ""
+		if r.layout.Sharded(table) {
+			// The other tables are replicated to every node, which apply
+			// the drop of one of them by themselves.
+			onCluster = r.layout.OnCluster()
+		}
+		if err := r.db.Exec(ctx, fmt.Sprintf("ALTER TABLE %s%s DROP PARTITION %s", quoteIdent(local), onCluster, id)); err != nil {
 			return dropped, fmt.Errorf("drop partition %s: %w", id, err)
 		}
 		dropped++

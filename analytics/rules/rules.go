@@ -23,6 +23,11 @@ import (
 
 // Config is the rules section.
 type Config struct {
+	// Enabled runs the rules, the alert lifecycle and notifications in
+	// this process. Of several processes on one database (collectors in
+	// front of a cluster), exactly one must have it: each would otherwise
+	// evaluate every rule and notify every alert.
+	Enabled bool `mapstructure:"enabled" yaml:"enabled"`
 	// Concurrency: rules evaluated at once.
 	Concurrency int `mapstructure:"concurrency" yaml:"concurrency"`
 	// Jitter: each run starts up to this share of the interval late (0 to
@@ -43,7 +48,7 @@ const (
 
 // DefaultConfig has every built-in rule with its defaults and no SQL rule.
 func DefaultConfig() Config {
-	c := Config{Concurrency: DefaultConcurrency, Jitter: DefaultJitter}
+	c := Config{Enabled: true, Concurrency: DefaultConcurrency, Jitter: DefaultJitter}
 	for _, k := range builtins {
 		k.setDefaults(&c.Builtin)
 	}

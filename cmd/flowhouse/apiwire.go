@@ -34,7 +34,7 @@ type apiParts struct {
 // before the server serves); what they read is opened at start.
 func (p *parts) newAPI(cfg *config.Config, db store.DB, log *slog.Logger, reg *prometheus.Registry) error {
 	p.api.reader = &readOnly{name: "api", timeout: max(cfg.HTTP.WriteTimeout-5*time.Second, time.Second)}
-	p.api.deleter = privacy.New(cfg.Privacy, privacy.Deps{DB: db, Tenants: p.tenants, Logger: log.With("component", "privacy")})
+	p.api.deleter = privacy.New(cfg.Privacy, privacy.Deps{DB: db, Tenants: p.tenants, Layout: cfg.ClickHouse.Layout(), Logger: log.With("component", "privacy")})
 	var err error
 	if p.tokens, err = newTokenParts(cfg, db, p.tenants, log, reg); err != nil {
 		return err
@@ -43,7 +43,13 @@ func (p *parts) newAPI(cfg *config.Config, db store.DB, log *slog.Logger, reg *p
 	p.tokens.register(p.server)
 	pages := api.NewPageTokens(nil)
 
-	alertsH, err := alertapi.New(cfg.API.Alerts, alertapi.Deps{Reader: alerts.NewReader(db), Manager: p.alerts,
+	var acks alertapi.AckManager
+	if p.alerts != nil {
+		// Only the process running the rules takes acknowledgements: they
+		// change the alerts its rules evaluate.
+		acks = p.alerts
+	}
+	alertsH, err := alertapi.New(cfg.API.Alerts, alertapi.Deps{Reader: alerts.NewReader(db), Manager: acks,
 		PageTokens: pages, Logger: log.With("component", "alertapi")})
 	if err != nil {
 		return err

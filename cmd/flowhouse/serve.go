@@ -58,6 +58,12 @@ func openDB(ctx context.Context, cfg *config.Config, log *slog.Logger) (store.DB
 	}
 }
 
+// migrationOptions are the schema's, from the configuration: retention,
+// mapped columns and the layout (one server or a cluster).
+func migrationOptions(cfg *config.Config, log *slog.Logger) migrations.Options {
+	return migrations.Options{Retention: cfg.ClickHouse.Retention, Logger: log, Extra: cfg.Collector.ExtraColumns(), Layout: cfg.ClickHouse.Layout()}
+}
+
 func migrate(ctx context.Context, cfg *config.Config, out io.Writer) error {
 	log := cfg.Log.NewLogger(os.Stderr)
 	db, err := openDB(ctx, cfg, log)
@@ -65,7 +71,7 @@ func migrate(ctx context.Context, cfg *config.Config, out io.Writer) error {
 		return err
 	}
 	defer db.Close()
-	applied, err := migrations.Apply(ctx, db, migrations.Options{Retention: cfg.ClickHouse.Retention, Logger: log, Extra: cfg.Collector.ExtraColumns()})
+	applied, err := migrations.Apply(ctx, db, migrationOptions(cfg, log))
 	if err != nil {
 		return err
 	}
@@ -140,7 +146,7 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, h hook
 	}
 	defer db.Close()
 	// Apply logs each migration it applies.
-	if _, err := migrations.Apply(ctx, db, migrations.Options{Retention: cfg.ClickHouse.Retention, Logger: log, Extra: cfg.Collector.ExtraColumns()}); err != nil {
+	if _, err := migrations.Apply(ctx, db, migrationOptions(cfg, log)); err != nil {
 		return err
 	}
 	p, err := newParts(ctx, cfg, db, log, reg)
@@ -240,6 +246,11 @@ func newParts(ctx context.Context, cfg *config.Config, db store.DB, log *slog.Lo
 	}
 	ccfg := cfg.Collector
 	ccfg.QueueLength = queueLength
+	if ccfg.Name == "" {
+		// The host's name keeps collectors on several machines apart
+		// without configuration; one that fails to say leaves it empty.
+		ccfg.Name, _ = os.Hostname()
+	}
 	if p.coll, err = collector.New(ccfg, collector.Deps{Sink: p.enricher, Counters: p.enricher, Logger: log, Registerer: reg}); err != nil {
 		return nil, err
 	}
@@ -255,7 +266,15 @@ func newParts(ctx context.Context, cfg *config.Config, db store.DB, log *slog.Lo
 
 // newDetection builds what reads the store for alerts: the rules, the
 // alert lifecycle they feed and the notifier it hands alerts to.
+//
+// With rules.enabled false there is none of it: in a deployment of several
+// processes on one database, one runs the rules, so that each runs once
+// per interval and each alert is notified once.
 func (p *parts) newDetection(cfg *config.Config, db store.DB, log *slog.Logger, reg *prometheus.Registry) error {
+	if !cfg.Rules.Enabled {
+		log.Info("rules are run by another process (rules.enabled is false): no rules, alert lifecycle or notifications here")
+		return nil
+	}
 	var err error
 	if p.notifier, err = notify.New(cfg.Notify, notify.Deps{Logger: log, Registerer: reg}); err != nil {
 		return err
@@ -292,13 +311,15 @@ func (p *parts) components(cfg *config.Config, h hooks) []lifecycle.Component {
 			Stop:  withTimeout(5*time.Second, p.queries.stop)},
 	}
 	cs = append(cs, p.apiComponents(cfg)...)
-	cs = append(cs, []lifecycle.Component{
-		{Name: "http", Start: p.server.Start, Stop: withTimeout(5*time.Second, p.server.Stop)},
-		{Name: "notify", Start: p.notifier.Start, Stop: noContext(p.notifier.Stop)},
-		p.alerts.Component(),
-		{Name: "rule reader", Start: func(ctx context.Context) error { return p.reader.start(ctx, cfg, p.db) }, Stop: noContext(p.reader.stop)},
-		p.rules.Component(),
-	}...)
+	cs = append(cs, lifecycle.Component{Name: "http", Start: p.server.Start, Stop: withTimeout(5*time.Second, p.server.Stop)})
+	if p.rules != nil {
+		cs = append(cs, []lifecycle.Component{
+			{Name: "notify", Start: p.notifier.Start, Stop: noContext(p.notifier.Stop)},
+			p.alerts.Component(),
+			{Name: "rule reader", Start: func(ctx context.Context) error { return p.reader.start(ctx, cfg, p.db) }, Stop: noContext(p.reader.stop)},
+			p.rules.Component(),
+		}...)
+	}
 	if p.spool != nil {
 		cs = append(cs, lifecycle.Component{Name: "spool", Start: p.spool.Start, Stop: noContext(p.spool.Stop),
 			Checks: []lifecycle.Check{{Name: "spool", Func: p.spool.Ready}}})
