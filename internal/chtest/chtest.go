@@ -26,7 +26,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,6 +56,22 @@ type Options struct {
 	// MaxLifetime kills the server after this long whatever happens, so a
 	// hung test binary cannot keep it forever.
 	MaxLifetime time.Duration
+
+	// The fields below are for harnesses that run several servers that
+	// name each other (internal/chcluster), and restart one on its data.
+
+	// Dir is an existing directory to run in. Stop leaves it, so that a
+	// restart with the same Options finds its data; its owner removes it.
+	// Empty: a new temporary directory, removed by Stop.
+	Dir string
+	// Port is the native port. 0 picks a free one, and picks again when
+	// the server could not bind it; a given port is tried once, and an
+	// error wrapping ErrExitedEarly tells the caller to pick again.
+	Port int
+	// ExtraConfig is XML added inside config.xml's root element.
+	ExtraConfig string
+	// ProfileSettings is XML added to the default profile in users.xml.
+	ProfileSettings string
 }
 
 // Server is one running ClickHouse server.
@@ -65,11 +80,11 @@ type Server struct {
 	dir     string
 	version string
 	conn    driver.Conn
+	ownDir  bool // dir was made by Start, so Stop removes it
+	proc    *Process
 	pid     int
+	exited  <-chan struct{} // closed when the process has been reaped
 
-	stop     chan struct{} // closed to ask the owner goroutine to kill the process
-	exited   chan struct{} // closed when the process has been reaped
-	waitErr  error
 	stopOnce sync.Once
 	seq      atomic.Int64
 }
@@ -94,11 +109,14 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.MaxLifetime <= 0 {
 		opts.MaxLifetime = DefaultMaxLifetime
 	}
-	argv, err := serverCommand()
+	argv, err := ServerCommand()
 	if err != nil {
 		return nil, err
 	}
-	sweepStale()
+	SweepStale(dirPrefix)
+	if opts.Port != 0 {
+		return startOnce(ctx, argv, opts)
+	}
 
 	// A free port found by listening can be taken by someone else before the
 	// server binds it: try a few ports before giving up.
@@ -109,49 +127,37 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			return s, nil
 		}
 		lastErr = err
-		if !errors.Is(err, errExitedEarly) {
+		if !errors.Is(err, ErrExitedEarly) {
 			break
 		}
 	}
 	return nil, lastErr
 }
 
-var errExitedEarly = errors.New("clickhouse server exited during startup")
+// ErrExitedEarly is wrapped by Start's error when the server exited before
+// it answered, most often because its port was taken meanwhile.
+var ErrExitedEarly = errors.New("clickhouse server exited during startup")
 
 func startOnce(ctx context.Context, argv []string, opts Options) (*Server, error) {
-	port, err := freePort()
-	if err != nil {
+	port := opts.Port
+	if port == 0 {
+		var err error
+		if port, err = FreePort(); err != nil {
+			return nil, err
+		}
+	}
+	s := &Server{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: opts.Dir}
+	if s.dir == "" {
+		dir, err := os.MkdirTemp("", dirPrefix)
+		if err != nil {
+			return nil, fmt.Errorf("chtest: create temp dir: %w", err)
+		}
+		s.dir, s.ownDir = dir, true
+	}
+	if err := s.launch(argv, port, opts); err != nil {
+		s.removeOwnDir()
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", dirPrefix)
-	if err != nil {
-		return nil, fmt.Errorf("chtest: create temp dir: %w", err)
-	}
-	if err := writeConfig(dir, port); err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	out, err := os.Create(filepath.Join(dir, "log", "stdout.log"))
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("chtest: %w", err)
-	}
-
-	s := &Server{
-		addr:   net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-		dir:    dir,
-		stop:   make(chan struct{}),
-		exited: make(chan struct{}),
-	}
-	started := make(chan error, 1)
-	go s.own(append(argv, "--config-file="+filepath.Join(dir, "config.xml")), out, opts.MaxLifetime, started)
-	if err := <-started; err != nil {
-		out.Close()
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("chtest: start %s: %w", argv[0], err)
-	}
-	os.WriteFile(filepath.Join(dir, pidFile), []byte(strconv.Itoa(s.pid)), 0o644)
-
 	if err := s.waitReady(ctx, opts.StartTimeout); err != nil {
 		s.Stop()
 		return nil, err
@@ -159,39 +165,36 @@ func startOnce(ctx context.Context, argv []string, opts Options) (*Server, error
 	return s, nil
 }
 
-// own starts the process and reaps it on a goroutine locked to its OS
-// thread: Pdeathsig fires when the thread that forked the child exits, so
-// that thread must live exactly as long as the child is wanted.
-func (s *Server) own(argv []string, out *os.File, lifetime time.Duration, started chan<- error) {
-	runtime.LockOSThread()
-	// Never unlocked: when this goroutine returns, its thread exits with it.
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Dir = s.dir
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		started <- err
-		return
+// launch writes the configuration and starts the process. stdout.log is
+// appended to, so that a restart in the same directory keeps the first
+// run's output.
+func (s *Server) launch(argv []string, port int, opts Options) error {
+	if err := writeConfig(s.dir, port, opts.ExtraConfig, opts.ProfileSettings); err != nil {
+		return err
 	}
-	s.pid = cmd.Process.Pid
-	started <- nil
+	out, err := os.OpenFile(filepath.Join(s.dir, "log", "stdout.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("chtest: %w", err)
+	}
+	p, err := StartProcess(Command{
+		Argv:        append(argv[:len(argv):len(argv)], "--config-file="+filepath.Join(s.dir, "config.xml")),
+		Dir:         s.dir,
+		Out:         out,
+		MaxLifetime: opts.MaxLifetime,
+	})
+	if err != nil {
+		out.Close()
+		return err
+	}
+	s.proc, s.pid, s.exited = p, p.Pid(), p.Exited()
+	os.WriteFile(filepath.Join(s.dir, PidFile), []byte(strconv.Itoa(s.pid)), 0o644)
+	return nil
+}
 
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
-	killTimer := time.NewTimer(lifetime)
-	defer killTimer.Stop()
-	select {
-	case err := <-waited:
-		s.waitErr = err
-	case <-s.stop:
-		cmd.Process.Kill()
-		s.waitErr = <-waited
-	case <-killTimer.C:
-		cmd.Process.Kill()
-		s.waitErr = fmt.Errorf("killed after max lifetime %s: %w", lifetime, <-waited)
+func (s *Server) removeOwnDir() {
+	if s.ownDir {
+		os.RemoveAll(s.dir)
 	}
-	out.Close()
-	close(s.exited)
 }
 
 func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
@@ -211,7 +214,7 @@ func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
 		select {
 		case <-s.exited:
 			conn.Close()
-			return fmt.Errorf("%w (%v): %s", errExitedEarly, s.waitErr, s.logTail())
+			return fmt.Errorf("%w (%v): %s", ErrExitedEarly, s.proc.Err(), s.logTail())
 		default:
 		}
 		var version string
@@ -232,19 +235,23 @@ func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
 	}
 }
 
-// Stop kills the server, waits for it to exit and removes its directory.
-// ClickHouse needs no clean shutdown here: the data is thrown away.
+// Stop kills the server, waits for it to exit and removes its directory
+// (unless Options.Dir gave it). ClickHouse needs no clean shutdown here:
+// the data is thrown away, or, when kept, recovered like after a crash.
 func (s *Server) Stop() error {
 	s.stopOnce.Do(func() {
 		if s.conn != nil {
 			s.conn.Close()
 		}
-		close(s.stop)
-		<-s.exited
-		os.RemoveAll(s.dir)
+		s.proc.Kill()
+		s.removeOwnDir()
 	})
 	return nil
 }
+
+// Conn is the server's client connection (a small pool), for queries that
+// Exec does not cover.
+func (s *Server) Conn() driver.Conn { return s.conn }
 
 // Exec runs a statement on the server's default database; for test setup.
 func (s *Server) Exec(ctx context.Context, query string, args ...any) error {
@@ -255,7 +262,7 @@ func (s *Server) Exec(ctx context.Context, query string, args ...any) error {
 // drops it when the test ends.
 func (s *Server) NewDatabase(tb testing.TB) string {
 	tb.Helper()
-	name := fmt.Sprintf("t%d_%s", s.seq.Add(1), sanitize(tb.Name()))
+	name := DatabaseName(s.seq.Add(1), tb.Name())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := s.conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
@@ -269,6 +276,11 @@ func (s *Server) NewDatabase(tb testing.TB) string {
 		}
 	})
 	return name
+}
+
+// DatabaseName is a database name unique by seq that says which test made it.
+func DatabaseName(seq int64, testName string) string {
+	return fmt.Sprintf("t%d_%s", seq, sanitize(testName))
 }
 
 var nonIdent = regexp.MustCompile(`[^a-z0-9_]+`)
@@ -300,8 +312,9 @@ func (s *Server) logTail() string {
 // installs it in /usr/sbin, which is not on every user's PATH.
 var fallbackPaths = []string{"/usr/sbin/clickhouse-server", "/usr/bin/clickhouse-server"}
 
-// serverCommand finds the server binary.
-func serverCommand() ([]string, error) {
+// ServerCommand finds the server binary: the command to run, to which
+// --config-file=... is added.
+func ServerCommand() ([]string, error) {
 	if p := os.Getenv(EnvBinary); p != "" {
 		if _, err := os.Stat(p); err != nil {
 			return nil, fmt.Errorf("chtest: %s=%s: %w", EnvBinary, p, err)
@@ -325,30 +338,47 @@ func serverCommand() ([]string, error) {
 	return nil, fmt.Errorf("chtest: no ClickHouse server binary found (looked for clickhouse-server in PATH, /usr/sbin and /usr/bin, and clickhouse in PATH; or set %s): run `make test-deps` (or scripts/deps.sh) to install it", EnvBinary)
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort() (int, error) {
+	ports, err := FreePorts(1)
 	if err != nil {
-		return 0, fmt.Errorf("chtest: find a free port: %w", err)
+		return 0, err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports[0], nil
 }
 
-const (
-	dirPrefix = "flowhouse-chtest-"
-	pidFile   = "server.pid"
-)
+// FreePorts returns n distinct loopback TCP ports that were free a moment
+// ago: all are held open until the last is found, so none comes twice.
+func FreePorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("chtest: find a free port: %w", err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
 
-// sweepStale removes directories of earlier runs whose server is gone
-// (their test binary was killed before it could clean up).
-func sweepStale() {
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
+const dirPrefix = "flowhouse-chtest-"
+
+// PidFile, in a directory SweepStale looks at, holds the pid whose exit
+// makes the directory stale.
+const PidFile = "server.pid"
+
+// SweepStale removes the temporary directories named prefix* of earlier
+// runs whose process (the pid in their server.pid) is gone: their test
+// binary was killed before it could clean up.
+func SweepStale(prefix string) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), prefix+"*"))
 	for _, dir := range dirs {
 		info, err := os.Stat(dir)
 		if err != nil || time.Since(info.ModTime()) < time.Minute {
 			continue // possibly still starting
 		}
-		data, err := os.ReadFile(filepath.Join(dir, pidFile))
+		data, err := os.ReadFile(filepath.Join(dir, PidFile))
 		if err != nil {
 			continue
 		}

@@ -37,7 +37,7 @@ var configTemplate = template.Must(template.New("config.xml").Parse(`<?xml versi
     <uncompressed_cache_size>268435456</uncompressed_cache_size>
     <max_concurrent_queries>200</max_concurrent_queries>
     <mlock_executable>false</mlock_executable>
-</yandex>
+{{.Extra}}</yandex>
 `))
 
 // PasswordUser and Password are a user of every test server that needs
@@ -48,12 +48,14 @@ const (
 	Password     = "chtest-password"
 )
 
-var usersXML = `<?xml version="1.0"?>
+// usersXML is users.xml with profileSettings added to the default profile.
+func usersXML(profileSettings string) string {
+	return `<?xml version="1.0"?>
 <yandex>
     <profiles>
         <default>
             <max_memory_usage>4000000000</max_memory_usage>
-        </default>
+` + profileSettings + `        </default>
     </profiles>
     <users>
         <default>
@@ -89,8 +91,9 @@ var usersXML = `<?xml version="1.0"?>
     </quotas>
 </yandex>
 `
+}
 
-func writeConfig(dir string, port int) error {
+func writeConfig(dir string, port int, extra, profileSettings string) error {
 	if strings.ContainsAny(dir, "<>&") {
 		return fmt.Errorf("chtest: temp dir %q cannot be written into XML", dir)
 	}
@@ -104,16 +107,17 @@ func writeConfig(dir string, port int) error {
 		return fmt.Errorf("chtest: %w", err)
 	}
 	if err := configTemplate.Execute(f, struct {
-		Dir  string
-		Port int
-	}{dir, port}); err != nil {
+		Dir   string
+		Port  int
+		Extra string
+	}{dir, port, extra}); err != nil {
 		f.Close()
 		return fmt.Errorf("chtest: write config.xml: %w", err)
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("chtest: write config.xml: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "users.xml"), []byte(usersXML), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "users.xml"), []byte(usersXML(profileSettings)), 0o644); err != nil {
 		return fmt.Errorf("chtest: write users.xml: %w", err)
 	}
 	return nil
