@@ -226,6 +226,16 @@ func (s *Server) InsertFlows(ctx context.Context, b *FlowBatch) error {
 	var settings []proto.Setting
 	if token, ok := ctx.Value(dedupTokenKey{}).(string); ok {
 		settings = append(settings, proto.Setting{Key: "insert_deduplication_token", Value: token})
+		if s.clustered {
+			// A retried block that a shard has already is then still
+			// pushed to the rollup views, whose Replicated tables drop
+			// what they have: the rollups of a block whose first attempt
+			// died between the raw part and the view's part are not lost.
+			// (Servers without tokens, such as 18.16, skip the views of a
+			// duplicate block; README says what that costs.) Not on one
+			// server, whose rollup tables do not deduplicate.
+			settings = append(settings, proto.Setting{Key: "deduplicate_blocks_in_dependent_materialized_views", Value: "1"})
+		}
 	}
 	if s.clustered {
 		// The insert returns once every shard has its rows: a failure is

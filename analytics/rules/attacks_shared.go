@@ -368,6 +368,9 @@ func destSQL(from, end int64, d destDemand) string {
 	}
 	hash := "cityHash64(src_address)"
 	cut := setCap(d.Sources)
+	// GLOBAL IN: on a cluster (clickhouse.cluster) flows is a Distributed
+	// front, whose subquery must be answered over all shards once, not per
+	// shard (ClickHouse refuses the plain IN there); on one server it is IN.
 	return fmt.Sprintf(`SELECT %s AS s, toString(tenant), %s, ip_protocol,
     if(ip_protocol = 17 AND src_port IN (%s), src_port, 0) AS refl,
     if(ip_protocol = 17 AND refl = 0 AND dst_port IN (%s), dst_port, 0) AS svc,
@@ -377,7 +380,7 @@ func destSQL(from, end int64, d destDemand) string {
     toUInt16(anyHeavyIf(dst_port, ip_protocol != 6 OR %s)) AS top,
     arraySlice(srcset, 1, %d), arraySlice(synset, 1, %d)
 FROM flows
-WHERE %s AND (%s, dst_address) IN (
+WHERE %s AND (%s, dst_address) GLOBAL IN (
     SELECT %s, dst_address FROM flows WHERE %s
     GROUP BY %s, dst_address
     HAVING sumIf(%s, ip_protocol != 6) >= %s OR sumIf(%s, ip_protocol = 6 AND %s) >= %s OR %s)

@@ -60,11 +60,14 @@ func (q scanSpec) floorSQL(sl slicing, rate string) string {
 func (q scanSpec) sql(sl slicing, from, end int64) string {
 	base := fmt.Sprintf("time_received >= toDateTime(%d, 'UTC') AND time_received < toDateTime(%d, 'UTC') AND %s AND %s",
 		from, end, TenantIn("tenant", q.tenants), probe)
+	// GLOBAL IN: on a cluster (clickhouse.cluster) flows is a Distributed
+	// front, whose subquery must be answered over all shards once, not per
+	// shard (ClickHouse refuses the plain IN there); on one server it is IN.
 	return fmt.Sprintf(`SELECT %s AS s, toString(tenant), %s,
     toUInt64(length(groupUniqArray(%s) AS vals)) AS n, toUInt64(max(sampling_rate)) AS r, toFloat64(sum(%s)),
     arraySlice(vals, 1, %d)
 FROM flows
-WHERE %s AND (%s, src_address) IN (
+WHERE %s AND (%s, src_address) GLOBAL IN (
     SELECT %s, src_address FROM flows WHERE %s
     GROUP BY %s, src_address HAVING count() >= %s)
 GROUP BY s, tenant, %s

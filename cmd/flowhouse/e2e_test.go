@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -81,6 +80,7 @@ type server struct {
 	coll      *collector.Collector
 	cancel    context.CancelFunc
 	done      chan error
+	up        chan struct{} // closed when serve listens
 }
 
 // embeddedLibrary is where make deps installs libchdb.so.
@@ -127,6 +127,8 @@ func serverConfig(t *testing.T, engine, configYAML string) *config.Config {
 		addr, database := chtest.Database(t)
 		t.Setenv("FLOWHOUSE_CLICKHOUSE_ADDR", addr)
 		t.Setenv("FLOWHOUSE_CLICKHOUSE_DATABASE", database)
+	case "cluster":
+		// The caller set the address, database and cluster.
 	case "embedded":
 		t.Setenv("FLOWHOUSE_CLICKHOUSE_ADDR", "") // empty: the embedded engine
 		t.Setenv("FLOWHOUSE_CLICKHOUSE_EMBEDDED_LIBRARY", embeddedLibrary(t))
@@ -151,32 +153,24 @@ func serverConfig(t *testing.T, engine, configYAML string) *config.Config {
 // after the other) share its database and state.
 func startConfigured(t *testing.T, engine string, cfg *config.Config) *server {
 	t.Helper()
+	s := launchConfigured(t, cfg)
+	s.waitUp(t, engine)
+	return s
+}
+
+// launchConfigured starts serve with cfg without waiting for it: several
+// launched together start (and migrate) at once.
+func launchConfigured(t *testing.T, cfg *config.Config) *server {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &server{cfg: cfg, cancel: cancel, done: make(chan error, 1)}
-	up := make(chan struct{})
+	s := &server{cfg: cfg, cancel: cancel, done: make(chan error, 1), up: make(chan struct{})}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	go func() {
 		s.done <- runServer(ctx, cfg, log, hooks{started: func(r running) {
 			s.listeners, s.http, s.db, s.query, s.coll = r.listeners, r.httpAddr, r.db, r.queryAddr, r.collector
 			s.pprof = r.pprofAddr
-			close(up)
+			close(s.up)
 		}})
 	}()
-	select {
-	case <-up:
-	case err := <-s.done:
-		t.Fatalf("serve ended at start: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("serve did not start within 60s")
-	}
-	if engine == "server" {
-		// Query through a connection of our own, as an analyst would.
-		db, err := store.Open(context.Background(), cfg.ClickHouse, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.db, s.ownDB = db, true
-	}
 	t.Cleanup(func() {
 		s.stop(t)
 		if s.ownDB {
@@ -184,6 +178,30 @@ func startConfigured(t *testing.T, engine string, cfg *config.Config) *server {
 		}
 	})
 	return s
+}
+
+// waitUp waits until a launched serve listens; with a server engine, the
+// test then queries through a connection of its own.
+func (s *server) waitUp(t *testing.T, engine string) {
+	t.Helper()
+	select {
+	case <-s.up:
+	case err := <-s.done:
+		s.cancel()
+		s.cancel = nil // it has ended: nothing to stop
+		t.Fatalf("serve ended at start: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("serve did not start within 60s")
+	}
+	cfg := s.cfg
+	if engine != "embedded" {
+		// Query through a connection of our own, as an analyst would.
+		db, err := store.Open(context.Background(), cfg.ClickHouse, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.db, s.ownDB = db, true
+	}
 }
 
 // dbAfterStop returns a database handle usable once serve has stopped:
@@ -368,18 +386,13 @@ func testEndToEnd(t *testing.T, engine string) {
 	})
 
 	// Metrics and health while running.
-	resp, err := http.Get("http://" + s.http + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body := scrapeMetrics(t, s.http)
 	for _, metric := range []string{"flowhouse_collector_flows_total", "flowhouse_store_rows_inserted_total"} {
-		if !strings.Contains(string(body), metric) {
+		if !strings.Contains(body, metric) {
 			t.Errorf("/metrics lacks %s", metric)
 		}
 	}
-	resp, err = http.Get("http://" + s.http + "/readyz")
+	resp, err := http.Get("http://" + s.http + "/readyz")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
@@ -216,13 +214,7 @@ func checkNATRows(t *testing.T, db store.DB, protocol string, with6 bool, want m
 
 func checkMetric(t *testing.T, s *server, line string) {
 	t.Helper()
-	resp, err := http.Get("http://" + s.http + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(body), line+"\n") {
+	if !strings.Contains(scrapeMetrics(t, s.http), line+"\n") {
 		t.Errorf("/metrics lacks %s", line)
 	}
 }
