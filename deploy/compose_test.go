@@ -231,6 +231,7 @@ func checkCluster(t *testing.T, path string, f composeFile, cs []collector) {
 	// host:port of each replica -> "shard index/replica name" it must have.
 	want := map[string]string{}
 	seen := map[string]string{}
+	var cluster string
 	for name, s := range f.Services {
 		if !strings.HasPrefix(s.Image, "clickhouse/clickhouse-server") {
 			continue
@@ -245,14 +246,10 @@ func checkCluster(t *testing.T, path string, f composeFile, cs []collector) {
 				want[fmt.Sprintf("%s:%d", r.Host, r.Port)] = strconv.Itoa(i + 1)
 			}
 		}
-		for _, c := range cs {
-			if got := c.env["FLOWHOUSE_CLICKHOUSE_CLUSTER"]; got != cl.XMLName.Local {
-				t.Errorf("%s: clickhouse.cluster %q, the servers define %q", c.name, got, cl.XMLName.Local)
-			}
-			if _, ok := want[c.env["FLOWHOUSE_CLICKHOUSE_ADDR"]]; !ok {
-				t.Errorf("%s: clickhouse.addr %s is no replica of %s", c.name, c.env["FLOWHOUSE_CLICKHOUSE_ADDR"], cl.XMLName.Local)
-			}
+		if cluster != "" && cluster != cl.XMLName.Local {
+			t.Errorf("%s: cluster %q, other servers have %q", name, cl.XMLName.Local, cluster)
 		}
+		cluster = cl.XMLName.Local
 		self := s.Hostname + ":9000"
 		if shard, ok := want[self]; !ok {
 			t.Errorf("%s: %s is not in remote_servers", name, self)
@@ -268,6 +265,14 @@ func checkCluster(t *testing.T, path string, f composeFile, cs []collector) {
 			if _, ok := f.Services[zk.Host]; !ok {
 				t.Errorf("%s: zookeeper node %s is no service", name, zk.Host)
 			}
+		}
+	}
+	for _, c := range cs {
+		if got := c.env["FLOWHOUSE_CLICKHOUSE_CLUSTER"]; got != cluster {
+			t.Errorf("%s: clickhouse.cluster %q, the servers define %q", c.name, got, cluster)
+		}
+		if _, ok := want[c.env["FLOWHOUSE_CLICKHOUSE_ADDR"]]; !ok {
+			t.Errorf("%s: clickhouse.addr %s is no replica of %s", c.name, c.env["FLOWHOUSE_CLICKHOUSE_ADDR"], cluster)
 		}
 	}
 	if len(seen) != len(want) || len(want) != 4 {
