@@ -10,31 +10,16 @@ import (
 	"github.com/flowhouse/flowhouse/config"
 )
 
-// comingKeys are variables of cluster mode (issue 15), which the
-// deployment files set before the configuration has them: the check is
-// skipped for them until config.EnvVars lists them, then they are loaded
-// like every other. Delete this list once both exist.
-var comingKeys = map[string]bool{
-	"FLOWHOUSE_CLICKHOUSE_CLUSTER": true, // clickhouse.cluster
-	"FLOWHOUSE_RULES_ENABLED":      true, // rules.enabled
-}
-
 // loadEnv loads env (FLOWHOUSE_* only) with config.LoadEnviron, as
 // flowhouse would at start with no config file: an unknown variable or a
 // bad value fails the test, naming where env comes from.
 func loadEnv(t *testing.T, where string, env map[string]string) *config.Config {
 	t.Helper()
-	known := config.EnvVars()
 	var environ []string
 	for name, value := range env {
-		if !strings.HasPrefix(name, config.EnvPrefix) {
-			continue
+		if strings.HasPrefix(name, config.EnvPrefix) {
+			environ = append(environ, name+"="+value)
 		}
-		if _, ok := known[name]; !ok && comingKeys[name] {
-			t.Logf("%s: %s is not in config yet (cluster mode); not checked", where, name)
-			continue
-		}
-		environ = append(environ, name+"="+value)
 	}
 	sort.Strings(environ)
 	cfg, err := config.LoadEnviron("", environ)
