@@ -40,7 +40,7 @@ else
 fi
 
 start=$(date +%s)
-runuser -u "$USER_NAME" -- env -i PATH="$(dirname "$GO"):/usr/bin:/bin" HOME="$STATE" \
+runuser -u "$USER_NAME" -- env -i PATH="$(dirname "$GO"):/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin" HOME="$STATE" \
 	GOCACHE="$STATE/cache" GOPATH="$STATE/gopath" GOPROXY="file://$STATE/proxy" GOSUMDB=off GOFLAGS=-mod=readonly \
 	TMPDIR="$STATE" "$GO" test -count=1 "${pkgs[@]}"
 echo "test-unprivileged: ${#pkgs[@]} packages passed as $USER_NAME (uid $(id -u "$USER_NAME")) in $(( $(date +%s) - start )) s"
