@@ -10,7 +10,7 @@ CLICKHOUSE_PORT ?= 19000
 # time runs out under load (go.dev/issue/75804, fixed in go1.27).
 FUZZTIME ?= 100000x
 
-.PHONY: all build run run-server test test-deps deps vet fmt-check unit fuzz fuzz-short bench bench-detect clean
+.PHONY: all build run run-server test test-deps test-unprivileged deps vet fmt-check unit fuzz fuzz-short bench bench-detect clean
 
 all: build
 
@@ -73,6 +73,11 @@ bench: deps build
 bench-detect: deps build
 	@scripts/deps.sh --bench
 	$(GO) run ./cmd/flowbench -flowhouse $(BIN) -out bench/results/detect -only rules-cost,rules-load,rules-delay,fastnetmon,api
+
+# The tests that need no root (no network namespaces, no Open vSwitch),
+# run as an unprivileged user; PKGS limits them (default: all of those).
+test-unprivileged: test-deps
+	GO=$(shell command -v $(GO)) scripts/test-unprivileged.sh $(PKGS)
 
 clean:
 	rm -rf bin

@@ -160,3 +160,10 @@ func EnvVars() map[string]string {
 	}
 	return out
 }
+
+// LoadEnviron is Load with the environment given ("NAME=value" entries)
+// instead of the process's: for tests that check that deployment files
+// (compose, Dockerfile, systemd) set only variables Load accepts.
+func LoadEnviron(path string, environ []string) (*Config, error) {
+	return load(path, environ)
+}

@@ -8,6 +8,7 @@
 //	flowhouse seal          seal a secret for the configuration
 //	flowhouse query SQL     run a read-only query and print the result
 //	flowhouse token ...     create, list and revoke API tokens
+//	flowhouse health        probe /readyz of a serving flowhouse (exit 0/1)
 //	flowhouse version       print the version
 package main
 
@@ -42,6 +43,9 @@ Commands:
   seal          read a secret on standard input and print it sealed as enc:...
                 for any secret of the configuration (key from
                 enrich.secrets); seal -genkey prints a new random key
+  health [-url URL]
+                GET /readyz of the serving process (default: http.listen);
+                exit 0 when ready, 1 when not (for HEALTHCHECK and probes)
   version       print the version
 
 The configuration is one YAML file (--config, default ./flowhouse.yaml if it
@@ -78,6 +82,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runSeal(*configPath, rest, os.Stdin, stdout, stderr)
 	case "token":
 		return runToken(*configPath, rest, stdout, stderr)
+	case "health":
+		return runHealth(*configPath, rest, stdout, stderr)
 	}
 	if len(rest) > 0 {
 		fmt.Fprintf(stderr, "flowhouse %s: unexpected arguments %q\n", cmd, rest)
