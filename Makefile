@@ -65,7 +65,7 @@ test: test-deps vet fmt-check unit fuzz-short
 # bench/results/report.{md,json}.
 bench: deps build
 	@scripts/deps.sh --bench
-	$(GO) run ./cmd/flowbench -flowhouse $(BIN) -out bench/results -only decode,ingest,burst,replay
+	$(GO) run ./cmd/flowbench -flowhouse $(BIN) -out bench/results -only decode,ingest,burst,replay,cluster
 
 # Detection, about 15 minutes more: the rules' cost, rules on and off under
 # load, detection delay, FastNetMon side by side and API latency; writes

@@ -51,7 +51,7 @@ func lockCluster(ctx context.Context, db store.DB, l dbapi.Layout, wait time.Dur
 			return nil, fmt.Errorf("migrations: take the cluster lock: %w", err)
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("migrations: another process has held the cluster's migration lock for over %s; if none is migrating, one died holding it: run DROP TABLE %s ON CLUSTER %s",
+			return nil, fmt.Errorf("migrations: another process has held the cluster's migration lock for over %s; if none is migrating, one died holding it: run DROP TABLE IF EXISTS %s ON CLUSTER %s",
 				wait, l.Qualified(lockTable), dbapi.QuoteIdent(l.Cluster))
 		}
 		if time.Since(lastLog) > 10*time.Second {

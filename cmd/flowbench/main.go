@@ -49,6 +49,7 @@ type options struct {
 	api       apiOptions
 	burst     burstOptions
 	replay    replayOptions
+	cluster   clusterOptions
 }
 
 func main() {
@@ -69,6 +70,7 @@ func main() {
 	checkRules := ruleFlags(&o.rules)
 	checkAPI := apiFlags(&o.api)
 	o.burst.flags()
+	o.cluster.flags()
 	checkReplay := o.replay.flags()
 	only := flag.String("only", "", "run only these stages (comma-separated): "+strings.Join(stageNames, ", "))
 	rewriteOnly := flag.Bool("rewrite", false, "only rewrite report.md and report.json from the report.json in -out (derived figures recomputed), measuring nothing")
@@ -81,7 +83,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "flowbench: -rates: %v\n", err)
 		os.Exit(2)
 	}
-	for _, check := range []func() error{checkRules, checkAPI, o.burst.check, checkReplay, func() error { return onlyStages(&o, *only) }} {
+	for _, check := range []func() error{checkRules, checkAPI, o.burst.check, o.cluster.check, checkReplay, func() error { return onlyStages(&o, *only) }} {
 		if err := check(); err != nil {
 			fmt.Fprintf(os.Stderr, "flowbench: %v\n", err)
 			os.Exit(2)
@@ -170,6 +172,7 @@ type Report struct {
 	API         []APIEngine       `json:"api_latency,omitempty"`
 	Burst       *BurstResult      `json:"burst,omitempty"`
 	Replay      *ReplayResult     `json:"replay,omitempty"`
+	Cluster     *ClusterResult    `json:"cluster,omitempty"`
 	StageErrors map[string]string `json:"stage_errors,omitempty"`
 }
 
@@ -241,6 +244,7 @@ func run(o options) error {
 	}
 	burstStageRun(ctx, o, rep, protocols)
 	replayStageRun(ctx, o, rep)
+	clusterStageRun(ctx, o, rep)
 	detectionStages(ctx, o, rep, protocols)
 	if o.api.on {
 		t := time.Now()
@@ -257,7 +261,7 @@ func run(o options) error {
 }
 
 // stageNames are the stages -only names.
-var stageNames = []string{"decode", "ingest", "burst", "replay", "rules-cost", "rules-load", "rules-delay", "fastnetmon", "api"}
+var stageNames = []string{"decode", "ingest", "burst", "replay", "cluster", "rules-cost", "rules-load", "rules-delay", "fastnetmon", "api"}
 
 // onlyStages turns off every stage not named in only (when it is set).
 func onlyStages(o *options, only string) error {
@@ -285,6 +289,7 @@ func onlyStages(o *options, only string) error {
 	o.api.on = on["api"]
 	o.burst.on = on["burst"]
 	o.replay.on = on["replay"]
+	o.cluster.on = on["cluster"]
 	return nil
 }
 
@@ -655,6 +660,9 @@ func write(dir string, rep *Report) error {
 	}
 	if rep.Replay != nil {
 		writeReplay(&b, rep.Replay)
+	}
+	if rep.Cluster != nil {
+		writeCluster(&b, rep.Cluster)
 	}
 	writeDetection(&b, rep)
 	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(b.String()), 0o644)

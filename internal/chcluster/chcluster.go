@@ -238,10 +238,34 @@ func (c *Cluster) startNode(ctx context.Context, i int) error {
 	if err != nil {
 		return fmt.Errorf("chcluster: node %d (%s): %w", i, n.replica, err)
 	}
+	if err := waitZooKeeperSession(ctx, srv, c.startWait); err != nil {
+		srv.Stop()
+		return fmt.Errorf("chcluster: node %d (%s): %w", i, n.replica, err)
+	}
 	c.mu.Lock()
 	n.srv = srv
 	c.mu.Unlock()
 	return nil
+}
+
+// waitZooKeeperSession waits until the node reads ZooKeeper: a server
+// answers queries before its session is up, and an ON CLUSTER statement
+// sent in between had the connection closed (seen once in a few runs).
+func waitZooKeeperSession(ctx context.Context, srv *chtest.Server, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		var n uint64
+		err := srv.Conn().QueryRow(ctx, "SELECT count() FROM system.zookeeper WHERE path = '/'").Scan(&n)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no ZooKeeper session within %s: %w", timeout, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // Name is the cluster's, for ON CLUSTER and Distributed(...).
