@@ -7,31 +7,14 @@ import (
 	"time"
 
 	"github.com/flowhouse/flowhouse/flow"
+	"github.com/flowhouse/flowhouse/internal/flowtest"
 	"github.com/flowhouse/flowhouse/store"
 )
 
 // benchFlows are varied like real traffic: a few exporters and
 // interfaces, many addresses and ports, so compression and the rollup
 // views do realistic work.
-func benchFlows(n int) []flow.Flow {
-	now := time.Now().UnixMilli()
-	fs := make([]flow.Flow, n)
-	names := []string{"xe-0/0/0", "xe-0/0/1", "ae0", "ae1"}
-	for i := range fs {
-		fs[i] = flow.Flow{
-			TimeReceivedMs: now + int64(i/1000), TimeStartMs: now - 1000, TimeEndMs: now,
-			Protocol: flow.ProtoIPFIX, ExporterAddr: flow.AddrFrom4([4]byte{192, 0, 2, byte(i % 4)}), ExporterPort: 4739,
-			SamplingRate: 1000, Direction: flow.DirIngress, InIf: uint32(i % 16), OutIf: uint32(i % 7),
-			SrcAddr: flow.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}),
-			DstAddr: flow.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i * 7)}),
-			SrcPort: uint16(i * 13), DstPort: 443, IPProto: 6, IPVersion: 4, TCPFlags: 0x18,
-			SrcAS: 64500 + uint32(i%50), DstAS: 64600, Bytes: uint64(40 + i%1460), Packets: 1 + uint64(i%10),
-			Tenant: "acme", ExporterName: "edge1", InIfName: names[i%4], OutIfName: names[(i+1)%4],
-			InIfSpeedMbps: 10000, OutIfSpeedMbps: 100000, InIfBoundary: "external", OutIfBoundary: "internal",
-		}
-	}
-	return fs
-}
+func benchFlows(n int) []flow.Flow { return flowtest.Realistic(n, 0) }
 
 // BenchmarkInsertFlows measures rows per second into the local server,
 // rollup views included, in batches of the default batch_rows, and what

@@ -9,9 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/flowhouse/flowhouse/flow"
 	"github.com/flowhouse/flowhouse/internal/chcluster"
 	"github.com/flowhouse/flowhouse/internal/chtest"
+	"github.com/flowhouse/flowhouse/internal/flowtest"
 	"github.com/flowhouse/flowhouse/migrations"
 	"github.com/flowhouse/flowhouse/store"
 )
@@ -136,30 +136,13 @@ func clusterCase(ctx context.Context, res *ClusterResult, name string, schema, i
 	return nil
 }
 
-// benchBatches are rows flows shaped like exporters' (a few exporters and
-// interfaces, many addresses and ports, times of now) in batches.
+// benchBatches are rows realistic flows in batches.
 func benchBatches(rows, batches int) []*store.FlowBatch {
-	now := time.Now().UnixMilli()
-	names := []string{"xe-0/0/0", "xe-0/0/1", "ae0", "ae1"}
 	per := rows / batches
 	out := make([]*store.FlowBatch, batches)
-	for bi := range out {
-		fs := make([]flow.Flow, per)
-		for j := range fs {
-			i := bi*per + j
-			fs[j] = flow.Flow{
-				TimeReceivedMs: now + int64(i/1000), TimeStartMs: now - 1000, TimeEndMs: now,
-				Protocol: flow.ProtoIPFIX, ExporterAddr: flow.AddrFrom4([4]byte{192, 0, 2, byte(i % 4)}), ExporterPort: 4739,
-				SamplingRate: 1000, Direction: flow.DirIngress, InIf: uint32(i % 16), OutIf: uint32(i % 7),
-				SrcAddr: flow.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}),
-				DstAddr: flow.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i * 7)}),
-				SrcPort: uint16(i * 13), DstPort: 443, IPProto: 6, IPVersion: 4, TCPFlags: 0x18,
-				Bytes: uint64(40 + i%1460), Packets: 1 + uint64(i%10),
-				Tenant: "acme", ExporterName: "edge1", InIfName: names[i%4], OutIfName: names[(i+1)%4],
-			}
-		}
-		out[bi] = store.NewFlowBatch(per)
-		out[bi].Append(fs)
+	for i := range out {
+		out[i] = store.NewFlowBatch(per)
+		out[i].Append(flowtest.Realistic(per, i*per))
 	}
 	return out
 }

@@ -166,23 +166,7 @@ func runTruthFlowgen(t *testing.T, target netip.AddrPort, rate float64, d time.D
 		out = dec.Decode(ts, src, payload, out[:0])
 		truth.add(out)
 	}
-	g, err := flowgen.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), d+time.Minute)
-	var rep *flowgen.Report
-	var runErr error
-	done := make(chan struct{})
-	go func() { defer close(done); rep, runErr = g.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return func() *flowgen.Report {
-		<-done
-		if runErr != nil {
-			t.Fatalf("flowgen: %v", runErr)
-		}
-		return rep
-	}
+	return startFlowgen(t, cfg)
 }
 
 // checkStoredExactlyOnce reads all shards through the front until they
@@ -201,35 +185,17 @@ func checkStoredExactlyOnce(t *testing.T, db store.DB, truth *flowTruth) {
 	if n != truth.flows {
 		t.Fatalf("%d flows stored, %d sent", n, truth.flows)
 	}
-	rows, err := db.Query(context.Background(), `
-		SELECT IPv6NumToString(src_address) AS src, IPv6NumToString(dst_address) AS dst, src_port, dst_port, ip_protocol,
-		       sum(packets), sum(bytes), count()
-		FROM flows GROUP BY src, dst, src_port, dst_port, ip_protocol`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
+	sums, flows := storedPerTuple(t, db, "1")
 	bad := 0
-	seen := 0
-	for rows.Next() {
-		var src, dst string
-		var sport, dport uint16
-		var proto uint8
-		var packets, bytes, c uint64
-		if err := rows.Scan(&src, &dst, &sport, &dport, &proto, &packets, &bytes, &c); err != nil {
-			t.Fatal(err)
-		}
-		k := tuple{unmap(src), unmap(dst), sport, dport, proto}
-		seen++
-		if want := truth.tuples[k]; want != (counts{packets, bytes}) || truth.perKey[k] != c {
+	for k, got := range sums {
+		if want := truth.tuples[k]; want != got || truth.perKey[k] != flows[k] {
 			if bad++; bad <= 5 {
-				t.Errorf("%+v: stored %d flows %d packets %d bytes, sent %d flows %d packets %d bytes", k, c, packets, bytes, truth.perKey[k], want.packets, want.bytes)
+				t.Errorf("%+v: stored %d flows %d packets %d bytes, sent %d flows %d packets %d bytes",
+					k, flows[k], got.packets, got.bytes, truth.perKey[k], want.packets, want.bytes)
 			}
 		}
 	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
+	seen := len(sums)
 	if bad > 0 || seen != len(truth.tuples) {
 		t.Errorf("%d of %d stored 5-tuples differ from what was sent; %d sent", bad, seen, len(truth.tuples))
 	}

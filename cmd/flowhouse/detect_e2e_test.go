@@ -109,11 +109,18 @@ func runFlowgen(t *testing.T, s *server, rate float64, d time.Duration, scenario
 	if cfg.Scenarios, err = flowgen.ParseScenarios(scenarios, 0, 0); err != nil {
 		t.Fatal(err)
 	}
+	return startFlowgen(t, cfg)
+}
+
+// startFlowgen runs flowgen with cfg in the background; wait waits for
+// its end and its report.
+func startFlowgen(t *testing.T, cfg flowgen.Config) (wait func() *flowgen.Report) {
+	t.Helper()
 	g, err := flowgen.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), d+time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Duration+time.Minute)
 	var rep *flowgen.Report
 	var runErr error
 	done := make(chan struct{})

@@ -243,20 +243,32 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// stored reads the flows of one protocol, summed per 5-tuple.
+// stored reads the flows of one protocol, summed per 5-tuple, and how
+// many there are.
 func stored(t *testing.T, db store.DB, protocol string) (map[tuple]counts, uint64) {
+	t.Helper()
+	sums, flows := storedPerTuple(t, db, "protocol = ?", protocol)
+	var n uint64
+	for _, c := range flows {
+		n += c
+	}
+	return sums, n
+}
+
+// storedPerTuple reads the flows where where holds, summed per 5-tuple,
+// and the number of flows of each.
+func storedPerTuple(t *testing.T, db store.DB, where string, args ...any) (map[tuple]counts, map[tuple]uint64) {
 	t.Helper()
 	rows, err := db.Query(context.Background(), `
 		SELECT IPv6NumToString(src_address) AS src, IPv6NumToString(dst_address) AS dst, src_port, dst_port, ip_protocol,
 		       sum(packets), sum(bytes), count()
-		FROM flows WHERE protocol = ?
-		GROUP BY src, dst, src_port, dst_port, ip_protocol`, protocol)
+		FROM flows WHERE `+where+`
+		GROUP BY src, dst, src_port, dst_port, ip_protocol`, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rows.Close()
-	out := map[tuple]counts{}
-	var n uint64
+	sums, flows := map[tuple]counts{}, map[tuple]uint64{}
 	for rows.Next() {
 		var src, dst string
 		var sport, dport uint16
@@ -266,13 +278,13 @@ func stored(t *testing.T, db store.DB, protocol string) (map[tuple]counts, uint6
 			t.Fatal(err)
 		}
 		k := tuple{unmap(src), unmap(dst), sport, dport, proto}
-		out[k] = counts{packets, bytes}
-		n += c
+		sums[k] = counts{packets, bytes}
+		flows[k] = c
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	return out, n
+	return sums, flows
 }
 
 func unmap(s string) string {
