@@ -57,7 +57,12 @@ fuzz-short:
 fuzz:
 	$(MAKE) fuzz-short FUZZTIME=10000000x
 
+# As root (CI), make test also runs a few packages' tests as an
+# unprivileged user, servers they start included: flowhouse needs no root.
+UNPRIVILEGED_PKGS := ./config ./deploy ./secret ./internal/chtest ./internal/loopback
+
 test: test-deps vet fmt-check unit fuzz-short
+	@if [ "$$(id -u)" = 0 ]; then GO=$(shell command -v $(GO)) scripts/test-unprivileged.sh $(UNPRIVILEGED_PKGS); fi
 
 # Throughput, about 12 minutes: decoder benchmarks against goflow2, load
 # steps into both engines, the burst into a slowed server, and the capture

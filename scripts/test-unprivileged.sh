@@ -6,8 +6,10 @@
 #
 # Creates the system user flowhouse-test if missing, gives it a GOCACHE,
 # GOPATH and a read-only copy of root's module download cache (served as
-# GOPROXY=file://, so nothing is fetched) under $STATE, and runs go test
-# there with runuser. The tree must be readable by that user.
+# GOPROXY=file://, so nothing is fetched) under $STATE, copies the files
+# git tracks there (the checkout may be in a directory that user cannot
+# enter, such as /root), and runs go test on that copy with runuser.
+# Quiet unless a test fails: go test's summary and one line of timing.
 set -euo pipefail
 
 USER_NAME=flowhouse-test
@@ -31,6 +33,12 @@ id "$USER_NAME" >/dev/null 2>&1 || useradd --system --no-create-home --shell /us
 mkdir -p "$STATE/proxy"
 src=$("$GO" env GOMODCACHE)/cache/download
 cp -a -u "$src/." "$STATE/proxy/"
+rm -rf "$STATE/src" && mkdir -p "$STATE/src"
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+	git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -C "$STATE/src" -xf -
+else
+	tar --exclude=./var --exclude=./bin -cf - . | tar -C "$STATE/src" -xf -
+fi
 chown -R "$USER_NAME:" "$STATE"
 
 if [[ $# -gt 0 ]]; then
@@ -40,6 +48,7 @@ else
 fi
 
 start=$(date +%s)
+cd "$STATE/src"
 runuser -u "$USER_NAME" -- env -i PATH="$(dirname "$GO"):/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin" HOME="$STATE" \
 	GOCACHE="$STATE/cache" GOPATH="$STATE/gopath" GOPROXY="file://$STATE/proxy" GOSUMDB=off GOFLAGS=-mod=readonly \
 	TMPDIR="$STATE" "$GO" test -count=1 "${pkgs[@]}"
