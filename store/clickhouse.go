@@ -32,6 +32,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (DB, error) {
 type Server struct {
 	conn      driver.Conn
 	clustered bool
+	shards    *shardRouter // inserts of flows straight into the shards (clickhouse.cluster_inserts)
 	flows     *nativePool // INSERTs of flows (native.go)
 	logger    *slog.Logger
 }
@@ -48,7 +49,11 @@ func NewServer(cfg Config, logger *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{conn: conn, clustered: cfg.Layout().Clustered(), flows: newNativePool(cfg), logger: logger}, nil
+	s := &Server{conn: conn, clustered: cfg.Layout().Clustered(), flows: newNativePool(cfg, "flows"), logger: logger}
+	if s.clustered && cfg.ClusterInserts == ClusterInsertsShards {
+		s.shards = newShardRouter(cfg, conn)
+	}
+	return s, nil
 }
 
 // OpenServer connects to a ClickHouse server and creates the configured
@@ -156,6 +161,9 @@ func (s *Server) Ping(ctx context.Context) error { return s.conn.Ping(ctx) }
 
 func (s *Server) Close() error {
 	s.flows.close()
+	if s.shards != nil {
+		s.shards.close()
+	}
 	return s.conn.Close()
 }
 
@@ -166,8 +174,8 @@ func FlowColumns() []string { return schema.Flows.Names() }
 // insertFlowsQuery names the columns of the batch's table: servers as old
 // as 18.16 require it, and a column no longer mapped, which stays in the
 // database, gets its default.
-func insertFlowsQuery(b *FlowBatch) string {
-	return "INSERT INTO flows (" + strings.Join(b.Table().Names(), ", ") + ")"
+func insertFlowsQuery(table string, b *FlowBatch) string {
+	return "INSERT INTO " + table + " (" + strings.Join(b.Table().Names(), ", ") + ")"
 }
 
 // insertScratch is what an insert computes from a batch, reused across
@@ -237,10 +245,17 @@ func (s *Server) InsertFlows(ctx context.Context, b *FlowBatch) error {
 			settings = append(settings, proto.Setting{Key: "deduplicate_blocks_in_dependent_materialized_views", Value: "1"})
 		}
 	}
+	if s.shards != nil {
+		if err := s.shards.insert(ctx, b, settings); err != nil {
+			return fmt.Errorf("insert %d rows into flows_local: %w", b.Len(), err)
+		}
+		return nil
+	}
 	if s.clustered {
-		// The insert returns once every shard has its rows: a failure is
-		// then the insert's, and its retry (same rows, same shards by the
-		// front's key, same blocks) is dropped by the shards that have it
+		// Through the front (cluster_inserts: distributed), the insert
+		// returns once every shard has its rows: a failure is then the
+		// insert's, and its retry (same rows, same shards by the front's
+		// key, same blocks) is dropped by the shards that have it
 		// already. In the background mode (0) the node that took the
 		// insert queues the rows on its disk and sends them later, so an
 		// acknowledged batch could still be lost with that node's disk,

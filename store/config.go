@@ -29,8 +29,15 @@ type Config struct {
 	// Distributed fronts (dbapi.Layout), and inserts of flows wait until
 	// every shard has its rows. A database is made in one mode for good:
 	// there is no migration between them.
-	Cluster  string `mapstructure:"cluster" yaml:"cluster"`
-	Username string `mapstructure:"username" yaml:"username"`
+	Cluster string `mapstructure:"cluster" yaml:"cluster"`
+	// ClusterInserts is how flows reach a cluster's shards: "shards" (the
+	// default) sends each batch whole to one shard's flows_local, through
+	// one of its replicas, learnt from system.clusters; "distributed"
+	// sends every batch through the flows front, synchronously, for
+	// collectors that cannot reach every node (see shards.go for the
+	// measured difference).
+	ClusterInserts string `mapstructure:"cluster_inserts" yaml:"cluster_inserts"`
+	Username       string `mapstructure:"username" yaml:"username"`
 	// Password is a secret (package secret: plain, enc:..., or read from
 	// PasswordFile); config.Load hands it over as plain text, and
 	// Config's LogValue never shows it.
@@ -112,6 +119,12 @@ type EmbeddedConfig struct {
 	EngineNice int `mapstructure:"engine_nice" yaml:"engine_nice"`
 }
 
+// The values of Config.ClusterInserts.
+const (
+	ClusterInsertsShards      = "shards"
+	ClusterInsertsDistributed = "distributed"
+)
+
 // Layout is where the tables are: one server, or the cluster.
 func (c Config) Layout() dbapi.Layout { return dbapi.Layout{Cluster: c.Cluster, Database: c.Database} }
 
@@ -162,14 +175,15 @@ func DefaultConfig() Config {
 			QueryMaxBytesToRead: 200 << 30,
 			EngineNice:          10,
 		},
-		Database:      "flowhouse",
-		Username:      "default",
-		DialTimeout:   5 * time.Second,
-		Compression:   "auto",
-		InsertTimeout: 30 * time.Second,
-		BatchRows:     50000,
-		BatchInterval: time.Second,
-		Writers:       2,
+		Database:       "flowhouse",
+		Username:       "default",
+		DialTimeout:    5 * time.Second,
+		Compression:    "auto",
+		ClusterInserts: ClusterInsertsShards,
+		InsertTimeout:  30 * time.Second,
+		BatchRows:      50000,
+		BatchInterval:  time.Second,
+		Writers:        2,
 		Retry: RetryConfig{
 			Initial:    500 * time.Millisecond,
 			Max:        30 * time.Second,
@@ -211,6 +225,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("cluster: %q needs addr: the embedded engine is one process, not a cluster", c.Cluster))
 	} else if c.Cluster != "" && !identifier.MatchString(c.Cluster) {
 		errs = append(errs, fmt.Errorf("cluster: %q must be letters, digits and _, not starting with a digit (a name in the servers' remote_servers)", c.Cluster))
+	}
+	if c.ClusterInserts != ClusterInsertsShards && c.ClusterInserts != ClusterInsertsDistributed {
+		errs = append(errs, fmt.Errorf("cluster_inserts: %q is not shards or distributed", c.ClusterInserts))
 	}
 	if !identifier.MatchString(c.Database) {
 		errs = append(errs, fmt.Errorf("database: %q must be letters, digits and _, not starting with a digit", c.Database))

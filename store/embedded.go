@@ -371,7 +371,7 @@ func (e *Embedded) InsertFlows(ctx context.Context, b *FlowBatch) error {
 	}
 	scratch := scratchPool.Get().(*insertScratch)
 	defer scratch.release()
-	if err := e.insertNative(ctx, insertFlowsQuery(b), b.Insert(&scratch.Scratch), b.Len()); err != nil {
+	if err := e.insertNative(ctx, insertFlowsQuery("flows", b), b.Insert(&scratch.Scratch), b.Len()); err != nil {
 		return fmt.Errorf("insert %d rows into flows: %w", b.Len(), err)
 	}
 	return nil

@@ -302,7 +302,7 @@ func (h *headerResult) DecodeResult(r *proto.Reader, _ int, b proto.Block) error
 // insertFlows runs one INSERT of the batch in blocks of blockRows rows.
 // Any error leaves the connection unusable: the caller closes it, and the
 // server then cancels the whole INSERT, blocks already sent included.
-func (c *nativeConn) insertFlows(ctx context.Context, b *FlowBatch, settings []proto.Setting, blockRows int) (sent bool, err error) {
+func (c *nativeConn) insertFlows(ctx context.Context, table string, b *FlowBatch, settings []proto.Setting, blockRows int) (sent bool, err error) {
 	stop := context.AfterFunc(ctx, func() { c.conn.SetDeadline(time.Unix(1, 0)) })
 	defer func() {
 		if !stop() {
@@ -312,7 +312,7 @@ func (c *nativeConn) insertFlows(ctx context.Context, b *FlowBatch, settings []p
 			}
 		}
 	}()
-	if err := c.sendQuery(insertFlowsQuery(b)+" VALUES", settings); err != nil {
+	if err := c.sendQuery(insertFlowsQuery(table, b)+" VALUES", settings); err != nil {
 		return false, err
 	}
 	if err := c.receive(proto.ServerCodeData); err != nil {
@@ -346,12 +346,13 @@ func (c *nativeConn) insertFlows(ctx context.Context, b *FlowBatch, settings []p
 // writers and a few more.
 type nativePool struct {
 	cfg    Config
+	table  string // flows, or a shard's flows_local
 	idle   chan *nativeConn
 	closed atomic.Bool // connections of inserts that end after Close are closed
 }
 
-func newNativePool(cfg Config) *nativePool {
-	return &nativePool{cfg: cfg, idle: make(chan *nativeConn, max(cfg.Writers, 1)+2)}
+func newNativePool(cfg Config, table string) *nativePool {
+	return &nativePool{cfg: cfg, table: table, idle: make(chan *nativeConn, max(cfg.Writers, 1)+2)}
 }
 
 // insertFlows inserts on an idle connection, or a new one. An idle
@@ -366,7 +367,7 @@ func (p *nativePool) insertFlows(ctx context.Context, b *FlowBatch, settings []p
 				return err
 			}
 		}
-		sent, err := c.insertFlows(ctx, b, settings, insertBlockRows)
+		sent, err := c.insertFlows(ctx, p.table, b, settings, insertBlockRows)
 		if err == nil && !c.broken {
 			p.put(c)
 			return nil

@@ -54,10 +54,11 @@ type ClusterResult struct {
 	Cases     []ClusterCase `json:"cases"`
 }
 
-// clusterStage inserts into a fresh server, then through the cluster's
-// front as flowhouse does (insert_distributed_sync=1), then through the
-// front with ClickHouse's default background sends, each into a database
-// of its own; every case is checked to have stored every row.
+// clusterStage inserts into a fresh server, then into the cluster both
+// ways flowhouse can (straight into the shards, and through the front
+// synchronously), then through the front with ClickHouse's default
+// background sends, each into a database of its own; every case is
+// checked to have stored every row.
 func clusterStage(ctx context.Context, o clusterOptions) (*ClusterResult, error) {
 	batches := benchBatches(o.rows, o.batches)
 	res := &ClusterResult{BatchRows: o.rows / o.batches}
@@ -79,9 +80,13 @@ func clusterStage(ctx context.Context, o clusterOptions) (*ClusterResult, error)
 		return res, err
 	}
 	defer c.Stop()
-	front := store.DefaultConfig()
-	front.Addr, front.Database, front.Cluster = c.Nodes()[0].Addr(), "bench_sync", c.Name()
-	if err := clusterCase(ctx, res, "2x2 cluster, through the front, synchronous (flowhouse)", front, front, batches); err != nil {
+	// flowhouse's default last: each case's merges go on into the next,
+	// so the last case runs on the busiest cluster.
+	shards := store.DefaultConfig()
+	shards.Addr, shards.Database, shards.Cluster = c.Nodes()[0].Addr(), "bench_shards", c.Name()
+	front := shards
+	front.Database, front.ClusterInserts = "bench_sync", store.ClusterInsertsDistributed
+	if err := clusterCase(ctx, res, "2x2 cluster, through the front, synchronous (cluster_inserts: distributed)", front, front, batches); err != nil {
 		return res, err
 	}
 	// The same schema, written by a store that does not know it is a
@@ -90,7 +95,10 @@ func clusterStage(ctx context.Context, o clusterOptions) (*ClusterResult, error)
 	front.Database = "bench_async"
 	async := front
 	async.Cluster = ""
-	return res, clusterCase(ctx, res, "2x2 cluster, through the front, background sends", front, async, batches)
+	if err := clusterCase(ctx, res, "2x2 cluster, through the front, background sends (not offered)", front, async, batches); err != nil {
+		return res, err
+	}
+	return res, clusterCase(ctx, res, "2x2 cluster, each batch straight to one shard (cluster_inserts: shards, the default)", shards, shards, batches)
 }
 
 // clusterCase migrates with schema's layout, inserts every batch with a
@@ -117,9 +125,14 @@ func clusterCase(ctx context.Context, res *ClusterResult, name string, schema, i
 		}
 		want += uint64(b.Len())
 	}
+	return countCase(ctx, res, name, sdb, want, len(batches), start)
+}
+
+// countCase waits until db's flows has want rows and records the case.
+func countCase(ctx context.Context, res *ClusterResult, name string, db store.DB, want uint64, batches int, start time.Time) error {
 	var n uint64
 	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
-		if err := store.QueryRow(ctx, sdb, []any{&n}, "SELECT count() FROM flows"); err != nil {
+		if err := store.QueryRow(ctx, db, []any{&n}, "SELECT count() FROM flows"); err != nil {
 			return err
 		}
 		if n >= want || time.Now().After(deadline) {
@@ -128,7 +141,7 @@ func clusterCase(ctx context.Context, res *ClusterResult, name string, schema, i
 	}
 	d := time.Since(start)
 	res.Cases = append(res.Cases, ClusterCase{Name: name, Rows: n, Seconds: d.Seconds(),
-		RowsPerSec: float64(n) / d.Seconds(), MsPerBatch: float64(d.Milliseconds()) / float64(len(batches))})
+		RowsPerSec: float64(n) / d.Seconds(), MsPerBatch: float64(d.Milliseconds()) / float64(batches)})
 	fmt.Fprintf(os.Stderr, "cluster stage: %s: %d rows in %s\n", name, n, d.Round(time.Millisecond))
 	if n != want {
 		return fmt.Errorf("%s: %d rows stored of %d inserted", name, n, want)

@@ -35,9 +35,10 @@ rules:
 const clusterProbeInterval = 2 * time.Second
 
 // Two collectors on a 2 shards x 2 replicas cluster of Debian's
-// ClickHouse 18.16 with ZooKeeper: they migrate at once, flowgen load goes
-// into both, and one replica (the second collector's only server) is
-// killed during the load and started again. Every flow sent is stored
+// ClickHouse 18.16 with ZooKeeper, one inserting straight into the shards
+// and one through the Distributed front: they migrate at once, flowgen
+// load goes into both, and one replica (the second collector's only
+// server) is killed during the load and started again. Every flow sent is stored
 // exactly once, rules ran once per interval, and each collector's
 // statistics of an exporter are kept.
 func TestClusterTwoCollectors(t *testing.T) {
@@ -52,9 +53,11 @@ func TestClusterTwoCollectors(t *testing.T) {
 	database := c.NewDatabase(t)
 	nodes := c.Nodes()
 
-	// Launched together: both migrate at once, on different shards.
-	a := launchConfigured(t, clusterConfig(t, c, database, nodes[0].Addr(), "collector-a", true))
-	b := launchConfigured(t, clusterConfig(t, c, database, nodes[2].Addr(), "collector-b", false))
+	// Launched together: both migrate at once, on different shards. The
+	// first inserts straight into the shards (the default), the second
+	// through the front.
+	a := launchConfigured(t, clusterConfig(t, c, database, nodes[0].Addr(), "collector-a", true, store.ClusterInsertsShards))
+	b := launchConfigured(t, clusterConfig(t, c, database, nodes[2].Addr(), "collector-b", false, store.ClusterInsertsDistributed))
 	a.waitUp(t, "cluster")
 	b.waitUp(t, "cluster")
 	checkMigratedOnce(t, c, database)
@@ -66,8 +69,8 @@ func TestClusterTwoCollectors(t *testing.T) {
 	waitA := runTruthFlowgen(t, a.listeners[0], 1500, d, 11, truth)
 	waitB := runTruthFlowgen(t, b.listeners[0], 1500, d, 12, truth)
 	// The second collector's server goes away for a third of the load:
-	// its batches wait in its spool, the first collector's go to the
-	// other replica of that shard.
+	// its batches wait in its spool; the first collector's batches for
+	// that shard go to the shard's other replica.
 	time.Sleep(d / 3)
 	if err := c.Kill(2); err != nil {
 		t.Fatal(err)
@@ -90,8 +93,9 @@ func TestClusterTwoCollectors(t *testing.T) {
 }
 
 // clusterConfig is serve's configuration on the cluster through addr.
-func clusterConfig(t *testing.T, c *chcluster.Cluster, database, addr, name string, rules bool) *config.Config {
+func clusterConfig(t *testing.T, c *chcluster.Cluster, database, addr, name string, rules bool, inserts string) *config.Config {
 	t.Helper()
+	t.Setenv("FLOWHOUSE_CLICKHOUSE_CLUSTER_INSERTS", inserts)
 	t.Setenv("FLOWHOUSE_CLICKHOUSE_ADDR", addr)
 	t.Setenv("FLOWHOUSE_CLICKHOUSE_DATABASE", database)
 	t.Setenv("FLOWHOUSE_CLICKHOUSE_CLUSTER", c.Name())
