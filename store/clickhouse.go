@@ -33,7 +33,7 @@ type Server struct {
 	conn      driver.Conn
 	clustered bool
 	shards    *shardRouter // inserts of flows straight into the shards (clickhouse.cluster_inserts)
-	flows     *nativePool // INSERTs of flows (native.go)
+	flows     *nativePool  // INSERTs of flows (native.go)
 	logger    *slog.Logger
 }
 
