@@ -3,7 +3,7 @@ package inventoryapi
 import (
 	"context"
 	"fmt"
-	"math"
+	"maps"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -219,65 +219,100 @@ func (h *Handlers) state(s *SNMPStatus, unknownConfig bool) string {
 }
 
 // readStats reads each collector's latest snapshot of each address and
-// adds them up: several collectors may hear one exporter (see
-// collector.name), and their streams are different transport sessions.
-// The statistics are the address's, hence its tenant's.
+// adds up those of the collectors that still write: several collectors may
+// hear one exporter (see collector.name), and their streams are different
+// transport sessions. The statistics are the address's, hence its
+// tenant's.
 func (h *Handlers) readStats(ctx context.Context, byKey map[string]*Exporter, keys, _ []string) error {
-	q := `SELECT k, groupUniqArrayArray(p), min(first), max(last), sum(dg), sum(fl), sum(by),
-		groupArrayArray(dr), groupArrayArray(dc), sum(tp), sum(se), sum(sl),
-		groupArrayArray(sp), groupArrayArray(sd), groupArrayArray(sq), groupArrayArray(sx), groupArrayArray(so),
-		groupArrayArray(sr), groupArrayArray(ss), groupArrayArray(sport), max(up)
-		FROM (SELECT ` + keyOf("exporter_address") + ` AS k, collector, argMax(protocols, updated_at) AS p,
-			toUInt32(argMax(first_seen, updated_at)) AS first, toUInt32(argMax(last_seen, updated_at)) AS last,
-			argMax(datagrams, updated_at) AS dg, argMax(flows, updated_at) AS fl, argMax(bytes, updated_at) AS by,
-			argMax(drop_reasons, updated_at) AS dr, argMax(drop_counts, updated_at) AS dc, toUInt64(argMax(templates, updated_at)) AS tp,
-			argMax(sequence_expected, updated_at) AS se, argMax(sequence_lost, updated_at) AS sl,
-			argMax(streams.protocol, updated_at) AS sp, argMax(streams.observation_domain, updated_at) AS sd,
-			argMax(streams.last_sequence, updated_at) AS sq, argMax(streams.expected, updated_at) AS sx,
-			argMax(streams.lost, updated_at) AS so, argMax(streams.resets, updated_at) AS sr,
-			argMax(streams.restarts, updated_at) AS ss, argMax(streams.source_port, updated_at) AS sport,
-			toUInt32(max(updated_at)) AS up
-			FROM exporters WHERE has(?, k) GROUP BY k, collector)
-		GROUP BY k`
-	return dbapi.Each(ctx, h.deps.DB, q, []any{keys}, func(r dbapi.Rows) error {
+	q := "SELECT " + keyOf("exporter_address") + ` AS k, argMax(protocols, updated_at),
+		toUInt32(argMax(first_seen, updated_at)), toUInt32(argMax(last_seen, updated_at)),
+		argMax(datagrams, updated_at), argMax(flows, updated_at), argMax(bytes, updated_at),
+		argMax(drop_reasons, updated_at), argMax(drop_counts, updated_at), argMax(templates, updated_at),
+		argMax(sequence_expected, updated_at), argMax(sequence_lost, updated_at),
+		argMax(streams.protocol, updated_at), argMax(streams.observation_domain, updated_at), argMax(streams.last_sequence, updated_at),
+		argMax(streams.expected, updated_at), argMax(streams.lost, updated_at), argMax(streams.resets, updated_at),
+		argMax(streams.restarts, updated_at), argMax(streams.source_port, updated_at), toUInt32(max(updated_at)) AS up
+		FROM exporters WHERE has(?, k) GROUP BY k, collector ORDER BY k, up DESC`
+	snaps := map[string][]statsSnapshot{}
+	err := dbapi.Each(ctx, h.deps.DB, q, []any{keys}, func(r dbapi.Rows) error {
 		var (
 			k                          string
-			templates                  uint64
-			first, last, updated       uint32
-			reasons, stProto           []string
-			counts, stExp, stLost, stR []uint64
-			stRestarts                 []uint64
+			s                          statsSnapshot
+			stProto                    []string
+			stExp, stLost, stR, stRest []uint64
 			stPort                     []uint16
 			stDom, stSeq               []uint32
-			x                          Exporter
 		)
-		if err := r.Scan(&k, &x.Protocols, &first, &last, &x.Datagrams, &x.Flows, &x.Bytes, &reasons, &counts, &templates,
-			&x.Sequence.Expected, &x.Sequence.Lost, &stProto, &stDom, &stSeq, &stExp, &stLost, &stR, &stRestarts, &stPort, &updated); err != nil {
+		if err := r.Scan(&k, &s.protocols, &s.first, &s.last, &s.datagrams, &s.flows, &s.bytes, &s.reasons, &s.counts, &s.templates,
+			&s.expected, &s.lost, &stProto, &stDom, &stSeq, &stExp, &stLost, &stR, &stRest, &stPort, &s.updated); err != nil {
 			return err
 		}
-		e := byKey[k]
-		if e == nil {
-			return nil
-		}
-		slices.Sort(x.Protocols)
-		e.Protocols, e.Datagrams, e.Flows, e.Bytes, e.Templates = x.Protocols, x.Datagrams, x.Flows, x.Bytes, uint32(min(templates, math.MaxUint32))
-		e.FirstSeen, e.LastSeen, e.StatsUpdatedAt = timeOf(first), timeOf(last), timeOf(updated)
-		for i, reason := range reasons {
-			if i < len(counts) {
-				e.Drops[reason] += counts[i]
-			}
-		}
-		e.Sequence.Expected, e.Sequence.Lost = x.Sequence.Expected, x.Sequence.Lost
-		e.Sequence.LossRatio = ratio(x.Sequence.Lost, x.Sequence.Expected)
 		for i := range stProto {
-			if i >= len(stDom) || i >= len(stSeq) || i >= len(stExp) || i >= len(stLost) || i >= len(stR) || i >= len(stRestarts) || i >= len(stPort) {
+			if i >= len(stDom) || i >= len(stSeq) || i >= len(stExp) || i >= len(stLost) || i >= len(stR) || i >= len(stRest) || i >= len(stPort) {
 				break
 			}
-			e.Sequence.Streams = append(e.Sequence.Streams, Stream{Protocol: stProto[i], ObservationDomain: stDom[i], LastSequence: stSeq[i],
-				Expected: stExp[i], Lost: stLost[i], LossRatio: ratio(stLost[i], stExp[i]), Resets: stR[i], Restarts: stRestarts[i], SourcePort: stPort[i]})
+			s.streams = append(s.streams, Stream{Protocol: stProto[i], ObservationDomain: stDom[i], LastSequence: stSeq[i],
+				Expected: stExp[i], Lost: stLost[i], LossRatio: ratio(stLost[i], stExp[i]), Resets: stR[i], Restarts: stRest[i], SourcePort: stPort[i]})
 		}
+		snaps[k] = append(snaps[k], s)
 		return nil
 	})
+	for k, ss := range snaps {
+		if e := byKey[k]; e != nil {
+			e.addSnapshots(ss)
+		}
+	}
+	return err
+}
+
+// staleSnapshot: a collector's snapshot of an exporter this much older
+// than the newest one is of a collector that stopped (or was renamed),
+// and no longer counts. Live collectors write every 30 s.
+const staleSnapshot = 10 * time.Minute
+
+// statsSnapshot is one collector's latest snapshot of an exporter.
+type statsSnapshot struct {
+	protocols               []string
+	first, last, updated    uint32
+	datagrams, flows, bytes uint64
+	reasons                 []string
+	counts                  []uint64
+	templates               uint32
+	expected, lost          uint64
+	streams                 []Stream
+}
+
+// addSnapshots adds up the snapshots, newest first, of the collectors
+// that still write.
+func (e *Exporter) addSnapshots(ss []statsSnapshot) {
+	newest := ss[0].updated
+	protocols := map[string]bool{}
+	for _, s := range ss {
+		if int64(newest)-int64(s.updated) > int64(staleSnapshot/time.Second) {
+			continue
+		}
+		for _, p := range s.protocols {
+			protocols[p] = true
+		}
+		e.Datagrams, e.Flows, e.Bytes, e.Templates = e.Datagrams+s.datagrams, e.Flows+s.flows, e.Bytes+s.bytes, e.Templates+s.templates
+		if t := timeOf(s.first); t != nil && (e.FirstSeen == nil || t.Before(*e.FirstSeen)) {
+			e.FirstSeen = t
+		}
+		if t := timeOf(s.last); t != nil && (e.LastSeen == nil || t.After(*e.LastSeen)) {
+			e.LastSeen = t
+		}
+		for i, reason := range s.reasons {
+			if i < len(s.counts) {
+				e.Drops[reason] += s.counts[i]
+			}
+		}
+		e.Sequence.Expected += s.expected
+		e.Sequence.Lost += s.lost
+		e.Sequence.Streams = append(e.Sequence.Streams, s.streams...)
+	}
+	e.Protocols = append([]string{}, slices.Sorted(maps.Keys(protocols))...)
+	e.StatsUpdatedAt = timeOf(newest)
+	e.Sequence.LossRatio = ratio(e.Sequence.Lost, e.Sequence.Expected)
 }
 
 // readAttributes reads the latest exporter_attributes row of each

@@ -135,6 +135,17 @@ func (w *world) fillStats(t *testing.T, ctx context.Context) {
 	if err := w.e.DB.InsertExporterStats(ctx, w.now, stats); err != nil {
 		t.Fatal(err)
 	}
+	// edgeB is heard by a second collector too, and was by a third that
+	// stopped an hour ago: the second adds up, the third no longer counts.
+	second := []flow.ExporterStats{{Addr: addr(edgeB), Collector: "second", Protocols: []string{"ipfix"}, FirstSeenMs: ms - 120e3, LastSeenMs: ms - 5e3,
+		Datagrams: 5, Flows: 7, SequenceExpected: 7, SequenceLost: 1, Streams: []flow.StreamStats{{Protocol: "ipfix", ObservationDomain: 9, Expected: 7, Lost: 1}}}}
+	if err := w.e.DB.InsertExporterStats(ctx, w.now.Add(-30*time.Second), second); err != nil {
+		t.Fatal(err)
+	}
+	gone := []flow.ExporterStats{{Addr: addr(edgeB), Collector: "gone", Protocols: []string{"netflow_v5"}, FirstSeenMs: ms - 7200e3, LastSeenMs: ms - 3600e3, Datagrams: 1000, Flows: 1000}}
+	if err := w.e.DB.InsertExporterStats(ctx, w.now.Add(-time.Hour), gone); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // ip is the SQL of an address column's value from its text.

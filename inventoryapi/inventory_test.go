@@ -169,6 +169,11 @@ func (w *world) testExporter(t *testing.T) {
 		t.Errorf("discovered exporter: %+v", x)
 	}
 	// b's polling row for a's address is not a's status.
+	// Two live collectors' snapshots added up; the stopped one's left out.
+	if x := w.exporter(t, apitest.ReadB, edgeB); x.Datagrams != 25 || x.Flows != 47 || !slices.Equal(x.Protocols, []string{"ipfix", "sflow_v5"}) ||
+		x.Sequence.Expected != 7 || x.Sequence.Lost != 1 || len(x.Sequence.Streams) != 1 || x.FirstSeen == nil || !x.FirstSeen.Equal(w.now.Add(-120e9)) {
+		t.Errorf("edge-b over collectors: %+v", x)
+	}
 	if x := w.exporter(t, apitest.ReadB, edgeB); x.Name != w.sysName || x.SNMP.State != "ok" {
 		t.Errorf("b's exporter: %+v", x)
 	}
