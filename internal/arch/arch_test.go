@@ -206,7 +206,7 @@ func TestFunctionLength(t *testing.T) {
 // testSupportPackages are imported by tests only: real servers, peers and
 // engines started for a test, and helpers; and the bench, which starts
 // them too. They may use each other.
-var testSupportPackages = []string{"internal/testkit", "internal/apitest", "internal/chtest", "internal/peers", "internal/enginetest", "internal/receivers", "internal/flowtest", "cmd/flowbench"}
+var testSupportPackages = []string{"internal/testkit", "internal/apitest", "internal/chtest", "internal/chcluster", "internal/peers", "internal/enginetest", "internal/receivers", "internal/flowtest", "cmd/flowbench"}
 
 func testSupport(pkg string) bool {
 	for _, s := range testSupportPackages {
