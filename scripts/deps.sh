@@ -34,6 +34,7 @@ PACKAGES=(
 	python3-aiosmtpd
 	zookeeper
 	docker-compose
+	nftables
 )
 # --bench adds what only `make bench` uses: FastNetMon CE, the detector
 # the bench compares detection with (its service stays stopped; the
