@@ -13,18 +13,6 @@ import (
 	"github.com/flowhouse/flowhouse/store"
 )
 
-// startCluster is a 2x2 cluster of this test's own.
-func startCluster(t *testing.T) *chcluster.Cluster {
-	t.Helper()
-	chcluster.Require(t)
-	c, err := chcluster.Start(context.Background(), chcluster.Options{Shards: 2, Replicas: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Stop() })
-	return c
-}
-
 func clusterStore(t *testing.T, c *chcluster.Cluster, node int, database string) (store.Config, store.DB) {
 	t.Helper()
 	cfg := store.DefaultConfig()
@@ -43,7 +31,7 @@ func clusterStore(t *testing.T, c *chcluster.Cluster, node int, database string)
 // left behind (a process killed while migrating) stops the next one with
 // the statement that frees it, and once freed it migrates.
 func TestClusterMigrationsRunOnce(t *testing.T) {
-	c := startCluster(t)
+	c := chcluster.Own(t)
 	ctx := context.Background()
 	database := c.NewDatabase(t)
 	applied := make([]int, len(c.Nodes()))
@@ -95,7 +83,7 @@ func TestClusterMigrationsRunOnce(t *testing.T) {
 // The retention job of a server without TTL (18.16) drops old partitions
 // on every shard, listing them on every shard, through one node.
 func TestClusterRetentionDropsOnEveryShard(t *testing.T) {
-	c := startCluster(t)
+	c := chcluster.Own(t)
 	ctx := context.Background()
 	database := c.NewDatabase(t)
 	cfg, db := clusterStore(t, c, 0, database)

@@ -86,12 +86,8 @@ func addExtraColumn(ctx context.Context, db store.DB, p Params, stmt string) err
 			return err
 		}
 	}
-	for _, s := range stmts {
-		if err := db.Exec(ctx, s); err != nil && !columnAdded(p.Caps, s, err) {
-			return fmt.Errorf("%w\n%s", err, s)
-		}
-	}
-	return nil
+	_, err := execStatements(ctx, db, p.Caps, stmts)
+	return err
 }
 
 type columnInfo struct {

@@ -365,12 +365,21 @@ func execMigration(ctx context.Context, db store.DB, m Migration, p Params) erro
 	if err != nil {
 		return err
 	}
-	for i, stmt := range stmts {
-		if err := db.Exec(ctx, stmt); err != nil && !columnAdded(p.Caps, stmt, err) {
-			return fmt.Errorf("migrations: %s statement %d: %w\n%s", m.File(), i+1, err, stmt)
-		}
+	if i, err := execStatements(ctx, db, p.Caps, stmts); err != nil {
+		return fmt.Errorf("migrations: %s statement %d: %w", m.File(), i+1, err)
 	}
 	return nil
+}
+
+// execStatements runs stmts in order, taking an ADD COLUMN rerun as done,
+// and says which failed.
+func execStatements(ctx context.Context, db store.DB, caps store.Capabilities, stmts []string) (int, error) {
+	for i, stmt := range stmts {
+		if err := db.Exec(ctx, stmt); err != nil && !columnAdded(caps, stmt, err) {
+			return i, fmt.Errorf("%w\n%s", err, stmt)
+		}
+	}
+	return 0, nil
 }
 
 // columnAdded tells the error of an ADD COLUMN rerun on a server without

@@ -17,13 +17,8 @@ import (
 // every shard and every replica, its alerts (replicated to every node)
 // everywhere, and another tenant's rows stay.
 func TestDeletionOnCluster(t *testing.T) {
-	chcluster.Require(t)
 	ctx := context.Background()
-	c, err := chcluster.Start(ctx, chcluster.Options{Shards: 2, Replicas: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Stop() })
+	c := chcluster.Own(t)
 	database := c.NewDatabase(t)
 	cfg := store.DefaultConfig()
 	cfg.Addr, cfg.Database, cfg.Cluster = c.Nodes()[0].Addr(), database, c.Name()

@@ -42,14 +42,9 @@ const clusterProbeInterval = 2 * time.Second
 // exactly once, rules ran once per interval, and each collector's
 // statistics of an exporter are kept.
 func TestClusterTwoCollectors(t *testing.T) {
-	chcluster.Require(t)
+	c := chcluster.Own(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	c, err := chcluster.Start(ctx, chcluster.Options{Shards: 2, Replicas: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Stop() })
 	database := c.NewDatabase(t)
 	nodes := c.Nodes()
 

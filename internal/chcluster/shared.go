@@ -60,6 +60,24 @@ func Shared(tb testing.TB) *Cluster {
 	return shared.cluster
 }
 
+// Own starts a 2x2 cluster (DefaultName) of the test's own, which it may
+// kill nodes of freely, and stops it when the test ends; see Require for
+// when it skips.
+func Own(tb testing.TB) *Cluster {
+	tb.Helper()
+	Require(tb)
+	c, err := Start(context.Background(), Options{})
+	if err != nil {
+		tb.Fatalf("%v", err)
+	}
+	tb.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			tb.Errorf("chcluster: stop: %v", err)
+		}
+	})
+	return c
+}
+
 // Main runs the tests, then stops the shared cluster if a test started
 // it. Call it from TestMain.
 func Main(m *testing.M) {
