@@ -23,10 +23,21 @@ const DefaultLockWait = 10 * time.Minute
 // beyond what the cluster already runs.
 const lockTable = "schema_migrations_lock"
 
+// maxKeeperRaces bounds the retries of a CREATE that lost a race with the
+// holder's DROP: the creator saw the table's znode, and the DROP removed
+// its children before they were read (code 999, "node doesn't exist").
+// That passes in milliseconds; ZooKeeper being down does not, and is
+// reported after these retries rather than after the whole wait.
+const maxKeeperRaces = 40
+
 // lockCluster takes the lock, waiting while another process holds it, and
 // returns its release. A process killed while holding it leaves the table
 // behind; the error after the wait names the statement that frees it.
 func lockCluster(ctx context.Context, db store.DB, l dbapi.Layout, wait time.Duration, log *slog.Logger) (func(), error) {
+	return lockClusterEvery(ctx, db, l, wait, 250*time.Millisecond, log)
+}
+
+func lockClusterEvery(ctx context.Context, db store.DB, l dbapi.Layout, wait, poll time.Duration, log *slog.Logger) (func(), error) {
 	if wait <= 0 {
 		wait = DefaultLockWait
 	}
@@ -34,6 +45,7 @@ func lockCluster(ctx context.Context, db store.DB, l dbapi.Layout, wait time.Dur
 		quoteString("/clickhouse/flowhouse/"+l.Database+"/"+lockTable) + ", 'holder') ORDER BY holder"
 	deadline := time.Now().Add(wait)
 	lastLog := time.Now()
+	keeperRaces := 0
 	for {
 		err := db.Exec(ctx, create)
 		if err == nil {
@@ -47,7 +59,14 @@ func lockCluster(ctx context.Context, db store.DB, l dbapi.Layout, wait time.Dur
 				}
 			}, nil
 		}
-		if code := store.ExceptionCode(err); code != store.CodeReplicaAlreadyExists && code != store.CodeTableAlreadyExists {
+		switch store.ExceptionCode(err) {
+		case store.CodeReplicaAlreadyExists, store.CodeTableAlreadyExists:
+			keeperRaces = 0
+		case store.CodeKeeperException:
+			if keeperRaces++; keeperRaces > maxKeeperRaces {
+				return nil, fmt.Errorf("migrations: take the cluster lock: ZooKeeper failed %d times in a row: %w", keeperRaces, err)
+			}
+		default:
 			return nil, fmt.Errorf("migrations: take the cluster lock: %w", err)
 		}
 		if time.Now().After(deadline) {
@@ -61,7 +80,7 @@ func lockCluster(ctx context.Context, db store.DB, l dbapi.Layout, wait time.Dur
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("migrations: waiting for the cluster lock: %w", ctx.Err())
-		case <-time.After(250 * time.Millisecond):
+		case <-time.After(poll):
 		}
 	}
 }
