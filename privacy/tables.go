@@ -40,6 +40,8 @@ var Tables = []Table{
 	{"interfaces", "interface", ""},
 	{"interface_counters", "interface_counter", ""},
 	{"arp_observations", "arp_observation", ""},
+	{"neighbors", "neighbor", ""},
+	{"neighbor_observations", "neighbor_observation", ""},
 	{"exporter_attributes", "exporter_attributes", ""},
 	{"exporter_polls", "exporter_poll", ""},
 }
