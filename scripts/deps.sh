@@ -35,6 +35,8 @@ PACKAGES=(
 	zookeeper
 	docker-compose
 	nftables
+	lldpd
+	snmpsim
 )
 # --bench adds what only `make bench` uses: FastNetMon CE, the detector
 # the bench compares detection with (its service stays stopped; the
