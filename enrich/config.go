@@ -88,6 +88,8 @@ type PollingConfig struct {
 	ARP time.Duration `mapstructure:"arp" yaml:"arp"`
 	// Counters: ifHCInOctets/ifHCOutOctets.
 	Counters time.Duration `mapstructure:"counters" yaml:"counters"`
+	// Neighbors: LLDP-MIB and CISCO-CDP-MIB neighbour tables.
+	Neighbors time.Duration `mapstructure:"neighbors" yaml:"neighbors"`
 	// Jitter is the fraction of an interval by which each poll is moved
 	// at random (0.1: +-10%), so exporters are not polled in lockstep.
 	Jitter float64 `mapstructure:"jitter" yaml:"jitter"`
@@ -99,7 +101,7 @@ type PollingConfig struct {
 	BreakerFailures    int           `mapstructure:"breaker_failures" yaml:"breaker_failures"`
 	BreakerCooldown    time.Duration `mapstructure:"breaker_cooldown" yaml:"breaker_cooldown"`
 	BreakerMaxCooldown time.Duration `mapstructure:"breaker_max_cooldown" yaml:"breaker_max_cooldown"`
-	// ObservationRefresh: an unchanged ARP entry or device is written
+	// ObservationRefresh: an unchanged ARP entry, device or neighbour is written
 	// again after this long (changes are written at once).
 	ObservationRefresh time.Duration `mapstructure:"observation_refresh" yaml:"observation_refresh"`
 	// WriteTimeout bounds one write of poll results to the database.
@@ -137,6 +139,7 @@ func DefaultConfig() Config {
 			Interfaces:         5 * time.Minute,
 			ARP:                time.Minute,
 			Counters:           time.Minute,
+			Neighbors:          5 * time.Minute,
 			Jitter:             0.1,
 			MaxConcurrent:      16,
 			BreakerFailures:    3,
@@ -199,6 +202,7 @@ func (c Config) Validate() error {
 		{"polling.interfaces", p.Interfaces, time.Second},
 		{"polling.arp", p.ARP, time.Second},
 		{"polling.counters", p.Counters, time.Second},
+		{"polling.neighbors", p.Neighbors, time.Second},
 		{"polling.breaker_cooldown", p.BreakerCooldown, time.Millisecond},
 		{"polling.breaker_max_cooldown", p.BreakerMaxCooldown, p.BreakerCooldown},
 		{"polling.observation_refresh", p.ObservationRefresh, time.Second},

@@ -11,7 +11,8 @@
 // database, and what it cannot answer is counted as a cache miss. SNMP
 // pollers run on their own goroutines, swap the caches whole, and keep
 // their results in ClickHouse (interfaces, interface_counters,
-// arp_observations, devices, exporter_attributes), from which a restart
+// arp_observations, devices, exporter_attributes, neighbors,
+// neighbor_observations), from which a restart
 // reloads them.
 //
 // Every cache is keyed by tenant and exporter: tenants may reuse the same
@@ -83,6 +84,7 @@ type Enricher struct {
 	started atomic.Bool
 
 	dbErrLog rate.Sometimes // failed writes of poll results
+	nbrLog   rate.Sometimes // malformed LLDP/CDP values, unmapped local ports
 }
 
 // New checks cfg and prepares the Enricher without I/O.
@@ -120,6 +122,7 @@ func New(cfg Config, deps Deps) (*Enricher, error) {
 		inv:         newInventory(cfg.Polling.MaxIPHistory),
 		sflow:       newSFlowCounters(cfg.SFlowCounters),
 		dbErrLog:    rate.Sometimes{Interval: 10 * time.Second},
+		nbrLog:      rate.Sometimes{Interval: time.Minute},
 	}
 	for i := range e.cfg.Exporters {
 		ec := &e.cfg.Exporters[i]
@@ -186,7 +189,7 @@ func (e *Enricher) exporterFor(a flow.Addr) *exporter {
 	if v, ok := e.exporters.Load(a); ok {
 		return v.(*exporter)
 	}
-	x := &exporter{addr: a, ip: netip.AddrFrom16(a).Unmap()}
+	x := &exporter{addr: a, ip: netip.AddrFrom16(a).Unmap(), links: map[linkKey]*LinkNeighbor{}, linkWritten: map[linkKey]int64{}}
 	m := e.tenantMatch.Match(x.ip)
 	x.tenant = m.Tenant
 	if m.Discovered() {
@@ -385,6 +388,7 @@ func (x *exporter) statusOf() ExporterStatus {
 	if p := x.arp.Load(); p != nil {
 		s.ARPEntries = len(*p)
 	}
+	s.LinkNeighbors = int(x.linkCount.Load())
 	x.status.mu.Lock()
 	s.LastSuccessMs, s.LastError, s.LastReason, s.Failures = x.status.lastSuccess, x.status.lastError, x.status.lastReason, x.status.failures
 	s.CircuitOpen = time.Now().UnixMilli() < x.status.openUntil

@@ -272,7 +272,7 @@ func fill[T any](n int, v T) []T {
 // from restarts and counter deltas continue. Rows of an exporter whose
 // tenant changed in the configuration since are ignored.
 func (e *Enricher) reload(ctx context.Context) error {
-	var counts [6]int
+	var counts [7]int
 	for i, step := range []struct {
 		table string
 		load  func(context.Context) (int, error)
@@ -283,6 +283,7 @@ func (e *Enricher) reload(ctx context.Context) error {
 		{"interface_counters", e.reloadCounters},
 		{"devices", e.reloadDevices},
 		{"exporter_polls", e.reloadPolls},
+		{"neighbors", e.reloadNeighbors},
 	} {
 		n, err := step.load(ctx)
 		if err != nil {
@@ -290,7 +291,7 @@ func (e *Enricher) reload(ctx context.Context) error {
 		}
 		counts[i] = n
 	}
-	e.log.Info("reloaded enrichment state", "exporters", counts[0], "interfaces", counts[1], "arp_entries", counts[2], "counters", counts[3], "devices", counts[4], "poll_statuses", counts[5])
+	e.log.Info("reloaded enrichment state", "exporters", counts[0], "interfaces", counts[1], "arp_entries", counts[2], "counters", counts[3], "devices", counts[4], "poll_statuses", counts[5], "neighbors", counts[6])
 	return nil
 }
 

@@ -62,6 +62,8 @@ func (e *Enricher) interval(kind string) time.Duration {
 		return e.cfg.Polling.Interfaces
 	case kindARP:
 		return e.cfg.Polling.ARP
+	case kindNeighbors:
+		return e.cfg.Polling.Neighbors
 	}
 	return e.cfg.Polling.Counters
 }
@@ -79,7 +81,7 @@ func jittered(d time.Duration, jitter float64) time.Duration {
 // first (ARP and counters use it), each kind on its own interval.
 func (e *Enricher) runExporter(ctx context.Context, x *exporter) {
 	defer e.wg.Done()
-	kinds := []string{kindInterfaces, kindARP, kindCounters}
+	kinds := pollKinds
 	now := time.Now()
 	var first time.Duration
 	if e.cfg.Polling.Jitter > 0 {
@@ -114,7 +116,7 @@ func (e *Enricher) runExporter(ctx context.Context, x *exporter) {
 	}
 }
 
-// PollNow polls an exporter (interfaces, ARP, counters) now, outside its
+// PollNow polls an exporter (interfaces, ARP, counters, neighbours) now, outside its
 // schedule, and returns the errors; for tests and an API "refresh".
 // The exporter is created (as on a flow) if it is not known.
 func (e *Enricher) PollNow(ctx context.Context, addr netip.Addr) error {
@@ -123,7 +125,7 @@ func (e *Enricher) PollNow(ctx context.Context, addr netip.Addr) error {
 		return fmt.Errorf("enrich: exporter %s: SNMP polling is not enabled", addr)
 	}
 	var errs []error
-	for _, k := range []string{kindInterfaces, kindARP, kindCounters} {
+	for _, k := range pollKinds {
 		if err := e.poll(ctx, x, k); err != nil {
 			errs = append(errs, err)
 		}
@@ -185,6 +187,8 @@ func (e *Enricher) pollOnce(ctx context.Context, x *exporter, kind string, cfg s
 		return e.pollInterfaces(ctx, x, c)
 	case kindARP:
 		return e.pollARP(ctx, x, c)
+	case kindNeighbors:
+		return e.pollNeighbors(ctx, x, c)
 	default:
 		return e.pollCounters(ctx, x, c)
 	}

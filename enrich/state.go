@@ -56,6 +56,8 @@ type exporter struct {
 	sysName atomic.Pointer[string]
 	ifaces  atomic.Pointer[map[uint32]*Interface]
 	arp     atomic.Pointer[map[flow.Addr]Neighbor]
+	// linkCount is len(links), for Status without pollMu.
+	linkCount atomic.Int64
 
 	scheduled atomic.Bool // a poller goroutine runs for it
 	status    pollStatus
@@ -66,6 +68,9 @@ type exporter struct {
 	prevUptime  uint32
 	ifWritten   map[uint32]int64 // unix ms of the last interfaces row
 	arpWritten  map[flow.Addr]int64
+	links       map[linkKey]*LinkNeighbor // LLDP/CDP neighbours now
+	linkWritten map[linkKey]int64         // unix ms of the last neighbors row
+	nbrMIBs     string                    // lldp, cdp, lldp+cdp, none; "" before the first poll
 	attrWritten int64
 	attrSysName string
 	// The last exporter_polls row: when (unix ms, 0: none since start)
@@ -152,6 +157,7 @@ type ExporterStatus struct {
 	SNMPEnabled   bool
 	Interfaces    int
 	ARPEntries    int
+	LinkNeighbors int
 	LastSuccessMs int64
 	LastError     string
 	LastReason    string

@@ -143,8 +143,10 @@ func TestManagementAddressIndex(t *testing.T) {
 	}
 }
 
-func octets(s string) gosnmp.SnmpPDU { return gosnmp.SnmpPDU{Type: gosnmp.OctetString, Value: []byte(s)} }
-func integer(v int) gosnmp.SnmpPDU   { return gosnmp.SnmpPDU{Type: gosnmp.Integer, Value: v} }
+func octets(s string) gosnmp.SnmpPDU {
+	return gosnmp.SnmpPDU{Type: gosnmp.OctetString, Value: []byte(s)}
+}
+func integer(v int) gosnmp.SnmpPDU { return gosnmp.SnmpPDU{Type: gosnmp.Integer, Value: v} }
 
 // A walk as real agents give it: the time mark changing between columns,
 // two remote indexes on one port, an empty sysName, management addresses
