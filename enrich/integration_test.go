@@ -16,12 +16,13 @@ import (
 	"github.com/flowhouse/flowhouse/enrich/snmp"
 	"github.com/flowhouse/flowhouse/flow"
 	"github.com/flowhouse/flowhouse/internal/chtest"
+	"github.com/flowhouse/flowhouse/internal/enginetest"
 	"github.com/flowhouse/flowhouse/migrations"
 	"github.com/flowhouse/flowhouse/store"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-func TestMain(m *testing.M) { chtest.Main(m) }
+func TestMain(m *testing.M) { enginetest.Main(m) }
 
 // recorder is the next Sink: it copies what it receives.
 type recorder struct {

@@ -286,17 +286,18 @@ func (e *Enricher) pollNeighbors(ctx context.Context, x *exporter, c *snmp.Clien
 	for k, n := range cur {
 		next[k] = n
 	}
+	if e.w != nil && len(obs) > 0 {
+		wctx, cancel := context.WithTimeout(ctx, e.cfg.Polling.WriteTimeout)
+		err := e.w.neighbors(wctx, x, obs, now)
+		cancel()
+		if err != nil {
+			// Keep the state the table has: the next poll tells it again.
+			e.dbError("neighbors", err)
+			return nil
+		}
+	}
 	x.links = next
 	x.linkCount.Store(int64(len(next)))
-	if e.w == nil || len(obs) == 0 {
-		return nil
-	}
-	wctx, cancel := context.WithTimeout(ctx, e.cfg.Polling.WriteTimeout)
-	defer cancel()
-	if err := e.w.neighbors(wctx, x, obs, now); err != nil {
-		e.dbError("neighbors", err)
-		return nil
-	}
 	for _, o := range obs {
 		if o.event == eventGone {
 			delete(x.linkWritten, o.n.key())
@@ -371,7 +372,7 @@ func (w *writer) neighbors(ctx context.Context, x *exporter, obs []linkObservati
 		sysName, sysDesc, platform    = make([]string, n), make([]string, n), make([]string, n)
 		mgmt, remote                  = make([]string, n), make([]string, n)
 		caps, fields                  = make([][]string, n), make([][]string, n)
-		vlan, gone                    = make([]uint16, n), make([]uint8, n)
+		vlan, gone                    = make([]uint16, n), make([]uint16, n) // []uint8 would bind as a String
 		first, last                   = make([]uint32, n), make([]uint32, n)
 		events                        = make([]string, n)
 	)

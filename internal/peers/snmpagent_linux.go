@@ -117,6 +117,13 @@ type SNMPAgent struct {
 // StartSnmpd runs snmpd (in ns when not empty) until the test ends.
 func StartSnmpd(t testing.TB, ns, sysName string) *SNMPAgent {
 	t.Helper()
+	return StartSnmpdWith(t, ns, sysName, "")
+}
+
+// StartSnmpdWith is StartSnmpd with more lines of snmpd.conf (e.g. an
+// AgentX master).
+func StartSnmpdWith(t testing.TB, ns, sysName, extraConf string) *SNMPAgent {
+	t.Helper()
 	if _, err := exec.LookPath("snmpd"); err != nil {
 		t.Fatalf("snmpd is missing (apt-get install snmpd; scripts/deps.sh does): %v", err)
 	}
@@ -126,7 +133,7 @@ func StartSnmpd(t testing.TB, ns, sysName string) *SNMPAgent {
 		port = FreeUDPPort(t)
 	}
 	conf := filepath.Join(dir, "snmpd.conf")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, snmpdConfTemplate, port, sysName), 0o600); err != nil {
+	if err := os.WriteFile(conf, append(fmt.Appendf(nil, snmpdConfTemplate, port, sysName), extraConf...), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	args := []string{"snmpd", "-f", "-C", "-c", conf, "-Lf", filepath.Join(dir, "snmpd.log"), "-p", filepath.Join(dir, "snmpd.pid"), "-M", "/dev/null", "-m", ""}
