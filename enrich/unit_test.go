@@ -107,6 +107,7 @@ func TestValidateNamesKeys(t *testing.T) {
 	cfg.Exporters[1].SNMP.AuthPassphrase = "hunter2"
 	cfg.Networks = []NetworkConfig{{Prefix: "10/8"}}
 	cfg.Polling.Jitter = 2
+	cfg.Polling.Neighbors = 0
 	cfg.SFlowCounters = SFlowCountersConfig{MaxInterfaces: 0, IdleTimeout: time.Second, FlushInterval: 0, MaxPendingRows: 10}
 	err := cfg.Validate()
 	if err == nil {
@@ -114,7 +115,7 @@ func TestValidateNamesKeys(t *testing.T) {
 	}
 	for _, want := range []string{"default_tenant", "exporters[0].match", "exporters[1].interface_rules[0].name",
 		"exporters[1].interface_rules[0].boundary", "exporters[1].snmp.user", "exporters[1].snmp.priv_passphrase",
-		"networks[0].prefix", "polling.jitter", "sflow_counters.max_interfaces", "sflow_counters.idle_timeout",
+		"networks[0].prefix", "polling.jitter", "polling.neighbors", "sflow_counters.max_interfaces", "sflow_counters.idle_timeout",
 		"sflow_counters.flush_interval", "sflow_counters.max_pending_rows"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s:\n%v", want, err)
