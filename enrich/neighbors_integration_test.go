@@ -1,12 +1,12 @@
 package enrich_test
 
 import (
-	"context"
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/flowhouse/flowhouse/enrich"
+	"github.com/flowhouse/flowhouse/internal/dbapi"
 	"github.com/flowhouse/flowhouse/internal/enginetest"
 	"github.com/flowhouse/flowhouse/internal/peers"
 	"github.com/flowhouse/flowhouse/internal/testkit"
@@ -31,13 +31,13 @@ func readNeighbors(t *testing.T, db store.DB, tenant string) []neighborRow {
 	t.Helper()
 	ctx := withTimeout(t, 10*time.Second)
 	var out []neighborRow
-	err := storeEach(ctx, db, `SELECT local_if_index, local_if_name, protocol, remote_chassis_id, remote_chassis_id_subtype,
+	err := dbapi.Each(ctx, db, `SELECT local_if_index, local_if_name, protocol, remote_chassis_id, remote_chassis_id_subtype,
 		remote_port_id, remote_port_id_subtype, remote_port_description, remote_system_name,
 		remote_system_description, remote_platform, remote_native_vlan, IPv6NumToString(remote_management_address), arrayStringConcat(remote_capabilities, ','),
 		IPv6NumToString(remote_exporter_address), gone
-		FROM neighbors FINAL WHERE tenant = ? ORDER BY local_if_index, protocol, remote_chassis_id`, []any{tenant}, func(scan func(...any) error) error {
+		FROM neighbors FINAL WHERE tenant = ? ORDER BY local_if_index, protocol, remote_chassis_id`, []any{tenant}, func(rows dbapi.Rows) error {
 		var r neighborRow
-		if err := scan(&r.ifIndex, &r.ifName, &r.protocol, &r.chassis, &r.chassisSub, &r.port, &r.portSub, &r.portDesc,
+		if err := rows.Scan(&r.ifIndex, &r.ifName, &r.protocol, &r.chassis, &r.chassisSub, &r.port, &r.portSub, &r.portDesc,
 			&r.sysName, &r.sysDesc, &r.platform, &r.vlan, &r.mgmt, &r.caps, &r.remote, &r.gone); err != nil {
 			return err
 		}
@@ -55,10 +55,10 @@ func observations(t *testing.T, db store.DB, tenant string) []string {
 	t.Helper()
 	ctx := withTimeout(t, 10*time.Second)
 	var out []string
-	err := storeEach(ctx, db, `SELECT event, arrayStringConcat(changed_fields, ',') FROM neighbor_observations
-		WHERE tenant = ? ORDER BY time_ms, event`, []any{tenant}, func(scan func(...any) error) error {
+	err := dbapi.Each(ctx, db, `SELECT event, arrayStringConcat(changed_fields, ',') FROM neighbor_observations
+		WHERE tenant = ? ORDER BY time_ms, event`, []any{tenant}, func(rows dbapi.Rows) error {
 		var ev, fields string
-		if err := scan(&ev, &fields); err != nil {
+		if err := rows.Scan(&ev, &fields); err != nil {
 			return err
 		}
 		out = append(out, ev+":"+fields)
@@ -70,18 +70,16 @@ func observations(t *testing.T, db store.DB, tenant string) []string {
 	return out
 }
 
-func storeEach(ctx context.Context, db store.DB, q string, args []any, fn func(scan func(...any) error) error) error {
-	rows, err := db.Query(ctx, q, args...)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		if err := fn(rows.Scan); err != nil {
-			return err
+// pollUntil polls the exporter until its neighbours satisfy cond: the
+// agent may serve a change a moment after lldpd heard it.
+func pollUntil(t *testing.T, e *enrich.Enricher, exp netip.Addr, what string, cond func([]enrich.LinkNeighbor) bool) {
+	t.Helper()
+	testkit.Eventually(t, what+" polled", 10*time.Second, func() bool {
+		if err := e.PollNow(withTimeout(t, 10*time.Second), exp); err != nil {
+			t.Fatal(err)
 		}
-	}
-	return rows.Err()
+		return cond(e.LinkNeighbors(exp))
+	})
 }
 
 // Real lldpd on two switches: sw-a's snmpd (AgentX master for lldpd)
@@ -133,11 +131,7 @@ func TestLLDPNeighborsFromLldpd(t *testing.T) {
 		}
 
 		lab.SetHostnameB(t, "sw-b-renamed")
-		testkit.Eventually(t, "the renamed neighbour polled", 10*time.Second, func() bool {
-			if err := e.PollNow(ctx, exp); err != nil {
-				t.Fatal(err)
-			}
-			ns := e.LinkNeighbors(exp)
+		pollUntil(t, e, exp, "the renamed neighbour", func(ns []enrich.LinkNeighbor) bool {
 			return len(ns) == 1 && ns[0].SystemName == "sw-b-renamed"
 		})
 		if rows := readNeighbors(t, eng.DB, "lldp"); len(rows) != 1 || rows[0].sysName != "sw-b-renamed" || rows[0].port != "veth-b" {
@@ -148,11 +142,7 @@ func TestLLDPNeighborsFromLldpd(t *testing.T) {
 		}
 
 		lab.SetPortB(t, "port-7", "uplink to sw-a")
-		testkit.Eventually(t, "the new port polled", 10*time.Second, func() bool {
-			if err := e.PollNow(ctx, exp); err != nil {
-				t.Fatal(err)
-			}
-			ns := e.LinkNeighbors(exp)
+		pollUntil(t, e, exp, "the new port", func(ns []enrich.LinkNeighbor) bool {
 			return len(ns) == 1 && ns[0].PortID == "port-7"
 		})
 		if rows := readNeighbors(t, eng.DB, "lldp"); len(rows) != 1 || rows[0].portSub != "local" || rows[0].portDesc != "uplink to sw-a" {
@@ -163,12 +153,7 @@ func TestLLDPNeighborsFromLldpd(t *testing.T) {
 		}
 
 		lab.StopB(t)
-		testkit.Eventually(t, "the neighbour gone", 10*time.Second, func() bool {
-			if err := e.PollNow(ctx, exp); err != nil {
-				t.Fatal(err)
-			}
-			return len(e.LinkNeighbors(exp)) == 0
-		})
+		pollUntil(t, e, exp, "the neighbour gone", func(ns []enrich.LinkNeighbor) bool { return len(ns) == 0 })
 		if rows := readNeighbors(t, eng.DB, "lldp"); len(rows) != 1 || rows[0].gone != 1 || rows[0].sysName != "sw-b-renamed" {
 			t.Errorf("after sw-b stopped: %+v, want it gone", rows)
 		}
