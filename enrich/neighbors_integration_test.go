@@ -228,5 +228,20 @@ func TestCDPAndLLDPFromRecording(t *testing.T) {
 		if got := observations(t, eng.DB, "cisco"); len(got) != len(want) {
 			t.Errorf("observations %v, want %d new", got, len(want))
 		}
+
+		// The agent gone: the poll fails, and no neighbour is gone.
+		sim.Stop()
+		if err := e.PollNow(withTimeout(t, 30*time.Second), exp); err == nil {
+			t.Fatal("polling a stopped agent succeeded")
+		}
+		if n := len(e.LinkNeighbors(exp)); n != len(want) {
+			t.Errorf("after a failed poll: %d neighbours, want %d", n, len(want))
+		}
+		if got := observations(t, eng.DB, "cisco"); len(got) != len(want) {
+			t.Errorf("after a failed poll: observations %v, want only the %d new", got, len(want))
+		}
+		if rows := readNeighbors(t, eng.DB, "cisco"); len(rows) != len(want) || rows[0].gone != 0 {
+			t.Errorf("after a failed poll: %+v", rows)
+		}
 	})
 }

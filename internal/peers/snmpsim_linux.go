@@ -22,6 +22,15 @@ import (
 type SNMPSim struct {
 	Addr      string // 127.0.0.1:port
 	Community string // the recording's name without .snmprec
+	cmd       *exec.Cmd
+}
+
+// Stop ends snmpsimd now (the test's cleanup does it otherwise).
+func (s *SNMPSim) Stop() {
+	if s.cmd.ProcessState == nil {
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+	}
 }
 
 // StartSnmpsim serves the .snmprec recording (lines OID|type|value) on a
@@ -68,7 +77,8 @@ func StartSnmpsim(t testing.TB, recording, community string) *SNMPSim {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	s.cmd = cmd
+	t.Cleanup(s.Stop)
 	answers := func() bool {
 		g := &gosnmp.GoSNMP{Target: "127.0.0.1", Port: uint16(port), Community: community, Version: gosnmp.Version2c, Timeout: 300 * time.Millisecond}
 		if err := g.Connect(); err != nil {
