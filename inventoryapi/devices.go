@@ -179,18 +179,12 @@ func (h *Handlers) locate(ctx context.Context, ds []Device) error {
 	if len(exps) == 0 {
 		return nil
 	}
-	names, ifNames := map[string]string{}, map[string]string{}
-	pair := "concat(toString(tenant), '/', " + keyOf("exporter_address")
-	err := dbapi.Each(ctx, h.deps.DB, "SELECT "+pair+") AS p, argMax(name, updated_at) FROM exporter_attributes WHERE has(?, p) GROUP BY p",
-		[]any{exps}, func(r dbapi.Rows) error {
-			var p, n string
-			err := r.Scan(&p, &n)
-			names[p] = n
-			return err
-		})
+	names, err := h.exporterNames(ctx, exps)
 	if err != nil {
 		return err
 	}
+	ifNames := map[string]string{}
+	pair := "concat(toString(tenant), '/', " + keyOf("exporter_address")
 	err = dbapi.Each(ctx, h.deps.DB, "SELECT "+pair+", '/', toString(if_index)) AS p, argMax(if_name, updated_at) FROM interfaces WHERE has(?, p) GROUP BY p",
 		[]any{ifs}, func(r dbapi.Rows) error {
 			var p, n string
@@ -207,13 +201,6 @@ func (h *Handlers) locate(ctx context.Context, ds []Device) error {
 			continue
 		}
 		l.ExporterName = names[ds[i].Tenant+"/"+ds[i].exporterKey]
-		if a, err := netip.ParseAddr(l.Exporter); err == nil {
-			if m := h.deps.Tenants.Match(a); m.Tenant == ds[i].Tenant {
-				if e, ok := h.entry(m.Entry); ok && e.Name != "" {
-					l.ExporterName = e.Name
-				}
-			}
-		}
 		l.IfName = ifNames[fmt.Sprintf("%s/%s/%d", ds[i].Tenant, ds[i].exporterKey, l.IfIndex)]
 	}
 	return nil

@@ -456,7 +456,12 @@ func truncate(s string) string {
 // visibleExporter finds the exporter at the path's address among those
 // the principal sees; it has answered when it returns false.
 func (h *Handlers) visibleExporter(c *gin.Context, ctx context.Context, allowed ...string) (exporterKey, bool) {
-	q := api.ParseQuery(c, allowed...)
+	return h.exporterOf(c, ctx, api.ParseQuery(c, allowed...))
+}
+
+// exporterOf is visibleExporter for a handler that reads parameters of
+// its own: q has them read, and its errors answer 400.
+func (h *Handlers) exporterOf(c *gin.Context, ctx context.Context, q *api.Query) (exporterKey, bool) {
 	a, ok := parseAddr(c)
 	if !ok {
 		return exporterKey{}, false

@@ -117,6 +117,8 @@ func (h *Handlers) Register(v1 *gin.RouterGroup) {
 	v1.GET("/exporters", h.listExporters)
 	v1.GET("/exporters/:addr", h.getExporter)
 	v1.GET("/exporters/:addr/interfaces", h.exporterInterfaces)
+	v1.GET("/exporters/:addr/neighbors", h.exporterNeighbors)
+	v1.GET("/topology", h.topology)
 	v1.GET("/devices", h.listDevices)
 	v1.GET("/devices/:mac", h.getDevice)
 	v1.GET("/tenants", api.AdminOnly, h.listTenants)
