@@ -196,7 +196,7 @@ type obs struct {
 }
 
 func (g *graphBuilder) links(rows []neighborRow) []TopologyLink {
-	var out []TopologyLink
+	out := []TopologyLink{}
 	between := map[[3]string][]obs{} // (from, to, protocol) between exporters
 	for _, r := range rows {
 		o := obs{neighborRow: r, from: g.exporterNode(r.tenant, r.key)}
