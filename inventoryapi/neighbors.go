@@ -199,11 +199,7 @@ func (h *Handlers) exporterNeighbors(c *gin.Context) {
 	defer cancel()
 	q := api.ParseQuery(c, "protocol", "include_gone")
 	f := neighborFilter{limit: maxNeighbors}
-	if ps := q.Enum("protocol", neighborProtocols...); len(ps) > 1 {
-		q.Failf("protocol: give one of %v, or none for both", neighborProtocols)
-	} else if len(ps) == 1 {
-		f.protocol = ps[0]
-	}
+	f.protocol = protocolParam(q)
 	f.includeGone = boolParam(q, "include_gone")
 	k, ok := h.exporterOf(c, ctx, q)
 	if !ok {
@@ -235,6 +231,19 @@ func (h *Handlers) exporterNeighbors(c *gin.Context) {
 		}
 	}
 	api.JSONWithETag(c, http.StatusOK, list)
+}
+
+// protocolParam reads the protocol filter: lldp, cdp, or none for both.
+func protocolParam(q *api.Query) string {
+	ps := q.Enum("protocol", neighborProtocols...)
+	if len(ps) > 1 {
+		q.Failf("protocol: give one of %v, or none for both", neighborProtocols)
+		return ""
+	}
+	if len(ps) == 1 {
+		return ps[0]
+	}
+	return ""
 }
 
 // boolParam reads true or false; absent is false.

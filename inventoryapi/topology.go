@@ -81,11 +81,7 @@ func (h *Handlers) topology(c *gin.Context) {
 	tenantParam, exporter := q.String("tenant"), q.String("exporter")
 	limit := q.Int("max_links", defaultTopologyLinks, 1, maxTopologyLinks)
 	f := neighborFilter{limit: 2*limit + 1}
-	if ps := q.Enum("protocol", neighborProtocols...); len(ps) > 1 {
-		q.Failf("protocol: give one of %v, or none for both", neighborProtocols)
-	} else if len(ps) == 1 {
-		f.protocol = ps[0]
-	}
+	f.protocol = protocolParam(q)
 	var ex netip.Addr
 	if exporter != "" {
 		a, err := netip.ParseAddr(exporter)
