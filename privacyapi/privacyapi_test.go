@@ -73,6 +73,8 @@ SELECT '%s', 42, 'v-%s', %s, [%[3]s], [toDateTime(%d, 'UTC')], [toDateTime(%[4]d
 		fmt.Sprintf(`INSERT INTO interfaces (tenant, exporter_address, if_index, if_name, updated_at) SELECT '%s', %s, 1, 'ifn-%s', now()`, tenant, x, m),
 		fmt.Sprintf(`INSERT INTO interface_counters (time, tenant, exporter_address, if_index, in_octets) SELECT toDateTime(%d, 'UTC'), '%s', %s, 1, 7`, ts, tenant, x),
 		fmt.Sprintf(`INSERT INTO arp_observations (time, tenant, exporter_address, ip_address, mac, vendor, event) SELECT now(), '%s', %s, %[2]s, 42, 'arp-%s', 'new'`, tenant, x, m),
+		fmt.Sprintf(`INSERT INTO neighbors (tenant, exporter_address, local_if_index, protocol, remote_chassis_id, remote_system_name, remote_capabilities, updated_at) SELECT '%s', %s, 1, 'lldp', 'ch-%s', 'nb-%[3]s', ['bridge'], now()`, tenant, x, m),
+		fmt.Sprintf(`INSERT INTO neighbor_observations (time, tenant, exporter_address, local_if_index, protocol, remote_chassis_id, event, changed_fields) SELECT now(), '%s', %s, 1, 'lldp', 'ch-%s', 'new', []`, tenant, x, m),
 		fmt.Sprintf(`INSERT INTO exporter_attributes (tenant, exporter_address, name, updated_at) SELECT '%s', %s, 'ea-%s', now()`, tenant, x, m),
 		fmt.Sprintf(`INSERT INTO exporter_polls (tenant, exporter_address, last_error, updated_at, updated_ms) SELECT '%s', %s, 'pe-%s', now(), 1`, tenant, x, m),
 	)

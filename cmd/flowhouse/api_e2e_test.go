@@ -278,6 +278,8 @@ func (w *apiWorld) endpoints() []endpoint {
 		{method: "GET", route: "/exporters", path: "/api/v1/exporters", showsA: true, ok: 200},
 		{method: "GET", route: "/exporters/{addr}", path: "/api/v1/exporters/" + tenantA.exporter, byKey: true, showsA: true, ok: 200},
 		{method: "GET", route: "/exporters/{addr}/interfaces", path: "/api/v1/exporters/" + tenantA.exporter + "/interfaces", byKey: true, showsA: true, ok: 200},
+		{method: "GET", route: "/exporters/{addr}/neighbors", path: "/api/v1/exporters/" + tenantA.exporter + "/neighbors", byKey: true, ok: 200},
+		{method: "GET", route: "/topology", path: "/api/v1/topology", ok: 200},
 		{method: "GET", route: "/devices", path: "/api/v1/devices", showsA: true, ok: 200},
 		{method: "GET", route: "/devices/{mac}", path: "/api/v1/devices/" + tenantA.mac, byKey: true, showsA: true, ok: 200},
 		{method: "GET", route: "/tenants", path: "/api/v1/tenants", admin: true, showsA: true, ok: 200},
